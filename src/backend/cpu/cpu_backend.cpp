@@ -1,0 +1,257 @@
+#include "backend/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/kv_cache.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+
+namespace elm {
+
+namespace {
+
+using cpu::KvCache;
+
+// One float32 buffer per value, reused once the value is dead (liveness computed at prepare).
+class CpuSegment : public Segment {
+ public:
+  CpuSegment(const SegmentSpec& spec, std::shared_ptr<ThreadPool> pool)
+      : g_(*spec.graph), w_(*spec.weights), spec_(spec), pool_(std::move(pool)) {
+    const size_t N = g_.nodes.size();
+    const int64_t max_rows = spec.config.max_batch;
+    slot_.assign(N, -1);
+    in_segment_.assign(N, false);
+    for (int32_t n : spec.nodes) in_segment_[size_t(n)] = true;
+    boundary_in_.assign(N, false);
+    for (int32_t n : spec.inputs) boundary_in_[size_t(n)] = true;
+
+    // Last reader of every value inside the segment; outputs stay live to the end.
+    std::vector<size_t> last_use(N, 0);
+    for (size_t idx = 0; idx < spec.nodes.size(); ++idx)
+      for (int32_t in : g_.nodes[size_t(spec.nodes[idx])].inputs)
+        if (in >= 0) last_use[size_t(in)] = idx;
+    for (int32_t o : spec.outputs) last_use[size_t(o)] = spec.nodes.size();
+
+    // Buffers: greedy reuse of dead buffers large enough.
+    std::vector<int> free_buffers;
+    for (size_t idx = 0; idx < spec.nodes.size(); ++idx) {
+      const int32_t n = spec.nodes[idx];
+      const Node& node = g_.nodes[size_t(n)];
+      const size_t need = size_t(max_rows * node.cols);
+      int chosen = -1;
+      for (size_t f = 0; f < free_buffers.size(); ++f) {
+        if (buffers_[size_t(free_buffers[f])].size() >= need) {
+          chosen = free_buffers[f];
+          free_buffers.erase(free_buffers.begin() + long(f));
+          break;
+        }
+      }
+      if (chosen < 0) {
+        buffers_.emplace_back(need);
+        chosen = int(buffers_.size() - 1);
+      }
+      slot_[size_t(n)] = chosen;
+      // Free inputs whose last use is this node (never a buffer we are about to write: in-place
+      // kernels are not assumed, so free after assigning the output).
+      for (int32_t in : node.inputs) {
+        if (in >= 0 && in_segment_[size_t(in)] && last_use[size_t(in)] == idx && slot_[size_t(in)] >= 0 &&
+            std::find(free_buffers.begin(), free_buffers.end(), slot_[size_t(in)]) == free_buffers.end())
+          free_buffers.push_back(slot_[size_t(in)]);
+      }
+      if (last_use[size_t(n)] == 0 && std::find(spec.outputs.begin(), spec.outputs.end(), n) == spec.outputs.end())
+        free_buffers.push_back(chosen);  // value never read (should not happen in a valid graph)
+    }
+
+    // Small weights (norm scales, biases, frequency tables) as float32 once.
+    for (int32_t n : spec.nodes) {
+      for (int32_t in : g_.nodes[size_t(n)].inputs) {
+        if (in < 0 || g_.nodes[size_t(in)].op != Op::Weight) continue;
+        const Node& wn = g_.nodes[size_t(in)];
+        if (wn.rows == 1 && !vectors_.count(in)) vectors_[in] = to_f32(w_.get(wn.name));
+      }
+    }
+
+    // KV caches for the states this segment's attention nodes use.
+    for (int32_t n : spec.nodes) {
+      const Node& node = g_.nodes[size_t(n)];
+      if (node.op != Op::Attention) continue;
+      const int64_t s = node.attrs.i("state");
+      if (caches_.count(s)) continue;
+      const Attrs& sa = g_.states[size_t(s)].attrs;
+      caches_.emplace(s, std::make_unique<KvCache>(spec.config.max_seqs, spec.config.n_ctx, sa.i("window"),
+                                                   spec.config.max_batch, sa.i("kv_heads"), sa.i("head_dim"),
+                                                   sa.i("v_head_dim", sa.i("head_dim"))));
+    }
+  }
+
+  void run(const Batch& b, BoundaryValues& io) override {
+    const int64_t T = b.size(), n_out = b.n_outputs();
+    ELM_CHECK(T > 0 && T <= spec_.config.max_batch, "batch of ", T, " tokens (at most ", spec_.config.max_batch, ")");
+    for (int64_t t = 0; t < T; ++t)
+      ELM_CHECK(b.seqs[size_t(t)] >= 0 && b.seqs[size_t(t)] < spec_.config.max_seqs, "sequence ", b.seqs[size_t(t)],
+                " is out of range");
+    io_ = &io;
+    batch_ = &b;
+    T_ = T;
+    out_rows_.clear();
+    for (int64_t t = 0; t < T; ++t)
+      if (b.want_output[size_t(t)]) out_rows_.push_back(t);
+    (void)n_out;
+    for (int32_t n : spec_.nodes) exec(n);
+    for (int32_t o : spec_.outputs) {
+      const Node& node = g_.nodes[size_t(o)];
+      HostTensor& h = io[o];
+      const int64_t rows = rows_of(node);
+      h.resize(rows, node.cols);
+      std::memcpy(h.data.data(), value(o), size_t(rows * node.cols) * 4);
+    }
+  }
+
+  void seq_reset(int seq) override {
+    for (auto& [s, c] : caches_) c->reset(seq);
+  }
+  void seq_truncate(int seq, int32_t n_past) override {
+    for (auto& [s, c] : caches_) c->truncate(seq, n_past);
+  }
+  size_t state_bytes() const override {
+    size_t n = 0;
+    for (const auto& [s, c] : caches_) n += c->bytes();
+    return n;
+  }
+
+ private:
+  int64_t rows_of(const Node& n) const { return n.rows == kRowsT ? T_ : n.rows == kRowsOut ? int64_t(out_rows_.size()) : n.rows; }
+
+  // Read access to any value: boundary input, own buffer.
+  const float* value(int32_t id) const {
+    if (boundary_in_[size_t(id)]) return io_->at(id).data.data();
+    return buffers_[size_t(slot_[size_t(id)])].data();
+  }
+  float* out(int32_t id) { return buffers_[size_t(slot_[size_t(id)])].data(); }
+  const float* vec(int32_t id) const { return id < 0 ? nullptr : vectors_.at(id).data(); }
+  const TensorView& tensor(int32_t id) const { return w_.get(g_.nodes[size_t(id)].name); }
+
+  void exec(int32_t id) {
+    const Node& n = g_.nodes[size_t(id)];
+    const auto in = [&](size_t k) { return k < n.inputs.size() ? n.inputs[k] : -1; };
+    const int64_t R = rows_of(n), C = n.cols;
+    ThreadPool& pool = *pool_;
+    switch (n.op) {
+      case Op::Embed:
+        cpu::embed(tensor(in(0)), batch_->tokens.data(), T_, out(id));
+        return;
+      case Op::MatMul:
+        cpu::matmul(value(in(0)), R, tensor(in(1)), vec(in(2)), out(id), pool);
+        return;
+      case Op::RmsNorm:
+        cpu::rms_norm(value(in(0)), R, C, vec(in(1)), n.attrs.i("group", C), float(n.attrs.f("eps")),
+                      n.attrs.i("add_one", 0) != 0, out(id));
+        return;
+      case Op::Add:
+      case Op::Mul: {
+        const Node& b = g_.nodes[size_t(in(1))];
+        const bool bb = b.rows == 1;
+        const float* bv = b.op == Op::Weight ? vec(in(1)) : value(in(1));
+        (n.op == Op::Add ? cpu::add : cpu::mul)(value(in(0)), bv, R, C, bb, out(id));
+        return;
+      }
+      case Op::Scale: cpu::scale(value(in(0)), R * C, float(n.attrs.f("scale")), out(id)); return;
+      case Op::Silu: cpu::unary(cpu::Unary::Silu, value(in(0)), R * C, out(id)); return;
+      case Op::Gelu: cpu::unary(cpu::Unary::Gelu, value(in(0)), R * C, out(id)); return;
+      case Op::GeluTanh: cpu::unary(cpu::Unary::GeluTanh, value(in(0)), R * C, out(id)); return;
+      case Op::Sigmoid: cpu::unary(cpu::Unary::Sigmoid, value(in(0)), R * C, out(id)); return;
+      case Op::Softplus: cpu::unary(cpu::Unary::Softplus, value(in(0)), R * C, out(id)); return;
+      case Op::Tanh: cpu::unary(cpu::Unary::Tanh, value(in(0)), R * C, out(id)); return;
+      case Op::SoftCap: cpu::softcap(value(in(0)), R * C, float(n.attrs.f("cap")), out(id)); return;
+      case Op::Slice: {
+        const int64_t start = n.attrs.i("start"), IC = g_.nodes[size_t(in(0))].cols;
+        const float* x = value(in(0));
+        float* y = out(id);
+        for (int64_t r = 0; r < R; ++r) std::memcpy(y + r * C, x + r * IC + start, size_t(C) * 4);
+        return;
+      }
+      case Op::Concat: {
+        float* y = out(id);
+        int64_t off = 0;
+        for (int32_t p : n.inputs) {
+          const int64_t PC = g_.nodes[size_t(p)].cols;
+          const float* x = value(p);
+          for (int64_t r = 0; r < R; ++r) std::memcpy(y + r * C + off, x + r * PC, size_t(PC) * 4);
+          off += PC;
+        }
+        return;
+      }
+      case Op::OutputRows: {
+        const float* x = value(in(0));
+        float* y = out(id);
+        for (size_t r = 0; r < out_rows_.size(); ++r) std::memcpy(y + int64_t(r) * C, x + out_rows_[r] * C, size_t(C) * 4);
+        return;
+      }
+      case Op::Rope: {
+        float* y = out(id);
+        std::memcpy(y, value(in(0)), size_t(R * C) * 4);
+        const Node& f = g_.nodes[size_t(in(2))];
+        cpu::rope(y, R, C, batch_->positions.data(), vec(in(2)), f.cols, n.attrs.i("head_dim"),
+                  n.attrs.i("pairs", 0) != 0, float(n.attrs.f("attn_factor", 1.0)));
+        return;
+      }
+      case Op::Attention: {
+        KvCache& cache = *caches_.at(n.attrs.i("state"));
+        if (n.attrs.i("write", 1)) {
+          const float* k = value(in(1));
+          const float* v = value(in(2));
+          const int64_t kc = cache.kv_heads() * cache.head_dim(), vc = cache.kv_heads() * cache.v_head_dim();
+          for (int64_t t = 0; t < T_; ++t)
+            cache.write(batch_->seqs[size_t(t)], batch_->positions[size_t(t)], k + t * kc, v + t * vc);
+        }
+        cpu::AttentionParams p;
+        p.heads = n.attrs.i("heads");
+        p.scale = float(n.attrs.f("scale"));
+        p.softcap = float(n.attrs.f("softcap", 0));
+        p.window = n.attrs.i("window", 0);
+        cpu::attention(value(in(0)), T_, batch_->positions.data(), batch_->seqs.data(), cache, p, out(id), pool);
+        return;
+      }
+      case Op::Weight:
+      case Op::TokenIds:
+      case Op::Positions:
+      case Op::Count: break;
+    }
+    fail("cpu backend: cannot execute op ", op_name(n.op));
+  }
+
+  const Graph& g_;
+  const WeightStore& w_;
+  SegmentSpec spec_;
+  std::shared_ptr<ThreadPool> pool_;
+  std::vector<int> slot_;
+  std::vector<bool> in_segment_, boundary_in_;
+  std::vector<std::vector<float>> buffers_;
+  std::map<int32_t, std::vector<float>> vectors_;
+  std::map<int64_t, std::unique_ptr<KvCache>> caches_;
+  BoundaryValues* io_ = nullptr;
+  const Batch* batch_ = nullptr;
+  int64_t T_ = 0;
+  std::vector<int64_t> out_rows_;
+};
+
+class CpuBackend : public Backend {
+ public:
+  explicit CpuBackend(const RuntimeConfig& c) : pool_(std::make_shared<ThreadPool>(c.threads)) {}
+  std::string name() const override { return "cpu"; }
+  bool supports(const Graph&, const WeightStore&, int32_t) const override { return true; }
+  std::unique_ptr<Segment> prepare(const SegmentSpec& spec) override {
+    return std::make_unique<CpuSegment>(spec, pool_);
+  }
+
+ private:
+  std::shared_ptr<ThreadPool> pool_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(const RuntimeConfig& config) { return std::make_unique<CpuBackend>(config); }
+
+}  // namespace elm

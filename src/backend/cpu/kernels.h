@@ -1,0 +1,35 @@
+// CPU kernels over float32 activations. Activations are row-major [rows, cols]. These are the
+// reference implementations every faster variant (SIMD, GPU) is tested against; `matmul` dispatches
+// to the fastest variant the CPU supports (matmul.cpp).
+#pragma once
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+
+namespace elm::cpu {
+
+// out[t] = row ids[t] of table. Throws elm::Error for ids outside [0, table rows).
+void embed(const TensorView& table, const int32_t* ids, int64_t T, float* out);
+
+// y [R, N] = x [R, K] w^T (+ bias [N]); w is [N, K] of any weight dtype.
+void matmul(const float* x, int64_t R, const TensorView& w, const float* bias, float* y, ThreadPool& pool);
+// The plain reference: dequantizes each weight row and takes float dot products.
+void matmul_ref(const float* x, int64_t R, const TensorView& w, const float* bias, float* y, ThreadPool& pool);
+
+// RMSNorm over runs of `group` columns; w has `group` values or is null.
+void rms_norm(const float* x, int64_t R, int64_t C, const float* w, int64_t group, float eps, bool add_one, float* y);
+
+enum class Unary { Silu, Gelu, GeluTanh, Sigmoid, Softplus, Tanh };
+void unary(Unary f, const float* x, int64_t n, float* y);
+void scale(const float* x, int64_t n, float s, float* y);
+void softcap(const float* x, int64_t n, float cap, float* y);
+// y = a + b / a * b; b has R rows or one broadcast row.
+void add(const float* a, const float* b, int64_t R, int64_t C, bool b_broadcast, float* y);
+void mul(const float* a, const float* b, int64_t R, int64_t C, bool b_broadcast, float* y);
+
+// Rotates the first 2F dims of every head_dim-wide head of x [T, C] in place.
+void rope(float* x, int64_t T, int64_t C, const int32_t* positions, const float* inv_freq, int64_t F, int64_t head_dim,
+          bool pairs, float attn_factor);
+
+}  // namespace elm::cpu

@@ -1,0 +1,26 @@
+// Family builders: Hugging Face config + weights -> graph. One file per family registers a builder for
+// its model_type values; build_from_hf dispatches on config.json's model_type.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/weight_store.h"
+#include "graph/builders/hf_config.h"
+#include "graph/graph.h"
+
+namespace elm {
+
+using FamilyBuilder = std::function<Graph(const HfConfig&, WeightStore&)>;
+
+// Throws elm::Error listing the supported model types when model_type is unknown.
+Graph build_from_hf(const HfConfig& config, WeightStore& weights);
+std::vector<std::string> supported_model_types();
+
+// The families (defined in their own files).
+Graph build_llama(const HfConfig& c, WeightStore& w);    // llama, mistral, smollm3
+Graph build_qwen(const HfConfig& c, WeightStore& w);     // qwen2, qwen3
+Graph build_phi3(const HfConfig& c, WeightStore& w);     // phi3
+Graph build_gemma3(const HfConfig& c, WeightStore& w);   // gemma3_text, gemma3
+
+}  // namespace elm

@@ -1,0 +1,98 @@
+#include "runtime/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_set>
+
+namespace elm {
+
+int32_t argmax(std::span<const float> logits) {
+  int32_t best = 0;
+  for (size_t i = 1; i < logits.size(); ++i)
+    if (logits[i] > logits[size_t(best)]) best = int32_t(i);
+  return best;
+}
+
+Sampler::Sampler(const SamplerConfig& c) : c_(c), rng_(c.seed) {}
+
+void Sampler::accept(int32_t token) {
+  if (c_.repeat_last_n <= 0) return;
+  history_.push_back(token);
+  while (int(history_.size()) > c_.repeat_last_n) history_.pop_front();
+}
+
+void Sampler::distribution(std::span<const float> logits, std::vector<std::pair<int32_t, float>>& out) const {
+  out.clear();
+  std::vector<std::pair<int32_t, float>> cand;  // (token, logit)
+  cand.reserve(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) cand.emplace_back(int32_t(i), logits[i]);
+  if (c_.repeat_penalty != 1.0f && !history_.empty()) {
+    std::unordered_set<int32_t> seen(history_.begin(), history_.end());
+    for (auto& [id, l] : cand)
+      if (seen.count(id)) l = l > 0 ? l / c_.repeat_penalty : l * c_.repeat_penalty;
+  }
+  auto by_logit = [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && a.first < b.first); };
+  if (c_.temperature <= 0) {
+    auto best = std::min_element(cand.begin(), cand.end(), by_logit);
+    out.emplace_back(best->first, 1.0f);
+    return;
+  }
+  size_t n = cand.size();
+  if (c_.top_k > 0 && size_t(c_.top_k) < n) {
+    std::partial_sort(cand.begin(), cand.begin() + c_.top_k, cand.end(), by_logit);
+    n = size_t(c_.top_k);
+  } else {
+    std::sort(cand.begin(), cand.end(), by_logit);
+  }
+  cand.resize(n);
+  // Probabilities at the configured temperature; top-p and min-p cut on them, as HF's warpers do
+  // after its temperature warper.
+  const float inv_t = 1.0f / c_.temperature;
+  const float mx = cand[0].second * inv_t;
+  std::vector<float> p(n);
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) sum += p[i] = std::exp(cand[i].second * inv_t - mx);
+  for (float& x : p) x = float(x / sum);
+  size_t keep = n;
+  if (c_.top_p < 1.0f) {
+    double cum = 0;
+    for (size_t i = 0; i < n; ++i) {
+      cum += p[i];
+      if (cum >= c_.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  if (c_.min_p > 0) {
+    const float cut = c_.min_p * p[0];
+    size_t k = 1;
+    while (k < keep && p[k] >= cut) ++k;
+    keep = k;
+  }
+  double kept = 0;
+  for (size_t i = 0; i < keep; ++i) kept += p[i];
+  for (size_t i = 0; i < keep; ++i) out.emplace_back(cand[i].first, float(p[i] / kept));
+}
+
+int32_t Sampler::sample(std::span<const float> logits) {
+  std::vector<std::pair<int32_t, float>> d;
+  distribution(logits, d);
+  int32_t chosen = d[0].first;
+  if (d.size() > 1) {
+    std::uniform_real_distribution<double> u(0.0, 1.0);
+    double r = u(rng_), cum = 0;
+    chosen = d.back().first;
+    for (const auto& [id, prob] : d) {
+      cum += prob;
+      if (r < cum) {
+        chosen = id;
+        break;
+      }
+    }
+  }
+  accept(chosen);
+  return chosen;
+}
+
+}  // namespace elm

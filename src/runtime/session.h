@@ -1,0 +1,46 @@
+// Session: sequences of tokens fed through an Executor, with their positions tracked. One session
+// holds up to RuntimeConfig::max_seqs independent sequences (the server's parallel slots).
+#pragma once
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "runtime/executor.h"
+
+namespace elm {
+
+struct SessionOptions {
+  RuntimeConfig runtime;
+  std::vector<std::string> backends = {"cpu"};
+};
+
+class Session {
+ public:
+  Session(std::shared_ptr<const Model> model, const SessionOptions& options);
+
+  // Appends tokens to sequence `seq` and returns the logits after the last one (vocab floats, valid
+  // until the next call). Long inputs run in steps of max_batch tokens. Throws elm::Error when the
+  // sequence would outgrow the context.
+  std::span<const float> feed(int seq, std::span<const int32_t> tokens);
+  // Like feed, but returns the logits after every token ([tokens.size(), vocab], row-major).
+  std::vector<float> feed_all(int seq, std::span<const int32_t> tokens);
+
+  int32_t n_past(int seq) const { return n_past_.at(size_t(seq)); }
+  void reset(int seq);
+  void truncate(int seq, int32_t n_past);  // keep the first n_past tokens (speculative rollback)
+
+  int64_t n_ctx() const { return executor_->config().n_ctx; }
+  int64_t vocab() const { return model_->info.vocab_size; }
+  const Model& model() const { return *model_; }
+  std::shared_ptr<const Model> model_ptr() const { return model_; }
+  Executor& executor() { return *executor_; }
+
+ private:
+  void check_room(int seq, size_t n) const;
+  std::shared_ptr<const Model> model_;
+  std::unique_ptr<Executor> executor_;
+  std::vector<int32_t> n_past_;
+  std::vector<float> last_;
+};
+
+}  // namespace elm

@@ -1,0 +1,84 @@
+// elm run: generate text from a prompt.
+#include <chrono>
+#include <cstdio>
+
+#include "cli.h"
+#include "core/error.h"
+#include "options.h"
+
+namespace elm::cli {
+
+namespace {
+struct RunArgs {
+  ModelOptions model;
+  SamplingOptions sampling;
+  std::string prompt;
+  std::string prompt_ids;
+  int n_predict = 128;
+  bool no_bos = false;
+  bool ignore_eos = false;
+};
+
+int run(const RunArgs& a) {
+  const auto t_start = std::chrono::steady_clock::now();
+  const std::string path = a.model.model.empty() ? bundled_model_path() : a.model.model;
+  ELM_CHECK(!path.empty(), "no model given (-m) and no bundled model found");
+  std::shared_ptr<Model> m = Model::load(path);
+
+  std::vector<int32_t> prompt;
+  if (!a.prompt_ids.empty()) {
+    prompt = parse_ids(a.prompt_ids);
+  } else {
+    ELM_CHECK(m->tokenizer, path, " has no tokenizer: pass the prompt as ids with --prompt-ids");
+    prompt = m->tokenizer->encode(a.prompt, /*add_special=*/!a.no_bos);  // BOS as the tokenizer defines it
+  }
+  ELM_CHECK(!prompt.empty(), "the prompt is empty");
+  Session session(m, a.model.session(*m));
+  if (a.model.verbose) std::fprintf(stderr, "%s", session.executor().plan_summary().c_str());
+
+  GenerateOptions g;
+  g.max_tokens = a.n_predict;
+  g.sampling = a.sampling.c;
+  g.stop_at_eos = !a.ignore_eos;
+  if (m->tokenizer && a.prompt_ids.empty()) {
+    std::fputs(a.prompt.c_str(), stdout);
+    std::fflush(stdout);
+  }
+  double ttft_ms = 0;
+  bool first = true;
+  GenerateResult r = generate(session, 0, prompt, g, [&](const std::string& piece) {
+    if (first) {
+      ttft_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
+      first = false;
+    }
+    std::fputs(piece.c_str(), stdout);
+    std::fflush(stdout);
+    return true;
+  });
+  if (!m->tokenizer) {
+    for (int32_t t : r.tokens) std::printf("%d ", t);
+  }
+  std::printf("\n");
+  if (r.reason == StopReason::Context)
+    std::fprintf(stderr, "[stopped: the context of %lld tokens is full]\n", (long long)session.n_ctx());
+  std::fprintf(stderr, "prompt: %d tokens, %.1f tok/s | generated: %zu tokens, %.1f tok/s | stop: %s\n", r.n_prompt,
+               r.prompt_tps(), r.tokens.size(), r.gen_tps(), stop_reason_name(r.reason));
+  if (a.model.verbose) std::fprintf(stderr, "time to first token: %.1f ms (from process start)\n", ttft_ms);
+  return 0;
+}
+}  // namespace
+
+void register_run(CLI::App& app, Registry& reg) {
+  auto a = std::make_shared<RunArgs>();
+  CLI::App* sub = app.add_subcommand("run", "generate text from a prompt");
+  a->model.add(sub);
+  a->sampling.add(sub);
+  sub->add_option("-p,--prompt", a->prompt, "prompt text");
+  sub->add_option("--prompt-ids", a->prompt_ids, "prompt as comma-separated token ids");
+  sub->add_option("-n,--n-predict", a->n_predict, "tokens to generate (-1: until EOS or full context)");
+  sub->add_flag("--no-bos", a->no_bos, "do not add the BOS token");
+  sub->add_flag("--ignore-eos", a->ignore_eos, "keep generating past end-of-sequence tokens");
+  reg.add(sub, [a] { return run(*a); });
+}
+
+}  // namespace elm::cli

@@ -1,0 +1,14 @@
+// The list of subcommands. Each lives in its own cmd_<name>.cpp.
+#include "cli.h"
+
+namespace elm::cli {
+
+void register_run(CLI::App& app, Registry& r);
+void register_logits(CLI::App& app, Registry& r);
+
+void register_all(CLI::App& app, Registry& r) {
+  register_run(app, r);
+  register_logits(app, r);
+}
+
+}  // namespace elm::cli

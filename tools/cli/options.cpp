@@ -1,0 +1,77 @@
+#include "options.h"
+
+#include <filesystem>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace elm::cli {
+
+void ModelOptions::add(CLI::App* app) {
+  app->add_option("-m,--model", model, "model: Hugging Face directory, .elm or .gguf file");
+  app->add_option("-t,--threads", threads, "CPU threads (default: all cores)");
+  app->add_option("-c,--ctx", ctx, "context length in tokens (default: the model's, at most 4096)");
+  app->add_option("-b,--batch", batch, "most tokens per forward step")->check(CLI::Range(1, 65536));
+  app->add_option("--backend", backends, "backends in preference order (cpu, cuda, vulkan); CPU is the fallback")
+      ->delimiter(',');
+  app->add_option("--kv-type", kv_type, "KV cache element type: f32, f16, int8")
+      ->check(CLI::IsMember({"f32", "f16", "int8"}));
+  app->add_flag("-v,--verbose", verbose, "print timings and the execution plan");
+}
+
+SessionOptions ModelOptions::session(const Model& m, int max_seqs) const {
+  SessionOptions o;
+  o.runtime.threads = threads;
+  const int64_t model_ctx = m.info.context_length > 0 ? m.info.context_length : 4096;
+  o.runtime.n_ctx = int(ctx > 0 ? ctx : std::min<int64_t>(model_ctx, 4096));
+  o.runtime.max_batch = std::min(batch, o.runtime.n_ctx);
+  o.runtime.max_seqs = max_seqs;
+  o.runtime.kv_dtype = kv_type == "f16" ? DType::F16 : kv_type == "int8" ? DType::I8 : DType::F32;
+  if (!backends.empty()) o.backends = backends;
+  return o;
+}
+
+void SamplingOptions::add(CLI::App* app) {
+  app->add_option("--temp", c.temperature, "sampling temperature (0 = greedy)");
+  app->add_option("--top-k", c.top_k, "keep the k most likely tokens (0 = off)");
+  app->add_option("--top-p", c.top_p, "nucleus sampling threshold (1 = off)");
+  app->add_option("--min-p", c.min_p, "drop tokens below min-p times the top probability (0 = off)");
+  app->add_option("--repeat-penalty", c.repeat_penalty, "penalty for recently seen tokens (1 = off)");
+  app->add_option("--repeat-last-n", c.repeat_last_n, "tokens the repeat penalty looks back over");
+  app->add_option("-s,--seed", c.seed, "random seed");
+}
+
+std::string bundled_model_path() {
+  // Next to the binary's source tree: <repo>/models/stories260k. Found relative to the working
+  // directory or the executable.
+  namespace fs = std::filesystem;
+  std::vector<fs::path> roots = {fs::current_path()};
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) roots.push_back(exe.parent_path().parent_path().parent_path());
+  for (const auto& r : roots) {
+    fs::path p = r / "models" / "stories260k";
+    if (fs::exists(p / "config.json")) return p.string();
+  }
+  return "";
+}
+
+std::vector<int32_t> parse_ids(const std::string& csv) {
+  std::vector<int32_t> ids;
+  std::stringstream ss(csv);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    try {
+      size_t used = 0;
+      long v = std::stol(item, &used);
+      ELM_CHECK(used == item.size() && v >= 0 && v <= INT32_MAX, "bad token id '", item, "'");
+      ids.push_back(int32_t(v));
+    } catch (const std::logic_error&) {
+      fail("bad token id '", item, "'");
+    }
+  }
+  return ids;
+}
+
+}  // namespace elm::cli
