@@ -1,0 +1,163 @@
+#include "quant/quantize.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/half.h"
+
+namespace elm {
+
+namespace {
+
+// Scales are stored in the tensor's scale dtype; quantize against the stored (rounded) value so the
+// quants and the scale the kernels see agree.
+float store_scale(uint8_t* plane, size_t index, float v, DType st) {
+  if (st == DType::F32) {
+    std::memcpy(plane + index * 4, &v, 4);
+    return v;
+  }
+  const uint16_t h = f32_to_f16(v);
+  std::memcpy(plane + index * 2, &h, 2);
+  return f16_to_f32(h);
+}
+
+}  // namespace
+
+std::vector<uint8_t> quantize_matrix(const float* x, int64_t rows, int64_t cols, const QuantSpec& spec,
+                                     TensorView* out_view) {
+  TensorView v;
+  v.dtype = spec.type;
+  v.shape = {rows, cols};
+  std::vector<uint8_t> out;
+  const size_t n = size_t(rows * cols);
+  switch (spec.type) {
+    case DType::F32:
+      out.resize(n * 4);
+      std::memcpy(out.data(), x, n * 4);
+      break;
+    case DType::F16:
+    case DType::BF16: {
+      out.resize(n * 2);
+      auto* p = reinterpret_cast<uint16_t*>(out.data());
+      for (size_t i = 0; i < n; ++i) p[i] = spec.type == DType::F16 ? f32_to_f16(x[i]) : f32_to_bf16(x[i]);
+      break;
+    }
+    case DType::Q8:
+    case DType::Q4:
+    case DType::Q4M: {
+      v.group = spec.group;
+      v.scale_dtype = spec.scale_dtype;
+      const QuantLayout l = quant_layout(spec.type, rows, cols, spec.group, spec.scale_dtype);
+      out.assign(l.total_bytes, 0);
+      const int64_t G = spec.group, n_groups = cols / G;
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t g = 0; g < n_groups; ++g) {
+          const float* xg = x + r * cols + g * G;
+          const size_t si = size_t(r * n_groups + g);
+          if (spec.type == DType::Q8) {
+            float amax = 0;
+            for (int64_t j = 0; j < G; ++j) amax = std::max(amax, std::fabs(xg[j]));
+            const float d = store_scale(out.data() + l.scales_offset, si, amax / 127.f, spec.scale_dtype);
+            const float id = d ? 1.f / d : 0.f;
+            auto* q = reinterpret_cast<int8_t*>(out.data()) + r * cols + g * G;
+            for (int64_t j = 0; j < G; ++j) q[j] = int8_t(std::clamp(std::nearbyint(xg[j] * id), -127.f, 127.f));
+            continue;
+          }
+          uint8_t* q = out.data() + size_t(r * cols + g * G) / 2;
+          float d, m = 0, offset;
+          if (spec.type == DType::Q4) {
+            // The value of largest magnitude maps to -8, so the full [-8, 7] range is used.
+            float amax = 0, signed_max = 0;
+            for (int64_t j = 0; j < G; ++j)
+              if (std::fabs(xg[j]) > amax) amax = std::fabs(xg[j]), signed_max = xg[j];
+            d = store_scale(out.data() + l.scales_offset, si, signed_max / -8.f, spec.scale_dtype);
+            offset = 8;
+          } else {
+            float lo = xg[0], hi = xg[0];
+            for (int64_t j = 1; j < G; ++j) lo = std::min(lo, xg[j]), hi = std::max(hi, xg[j]);
+            d = store_scale(out.data() + l.scales_offset, si, (hi - lo) / 15.f, spec.scale_dtype);
+            m = store_scale(out.data() + l.mins_offset, si, lo, spec.scale_dtype);
+            offset = 0;
+          }
+          const float id = d ? 1.f / d : 0.f;
+          auto quant = [&](float val) {
+            return uint8_t(std::clamp(std::nearbyint((val - m) * id + offset), 0.f, 15.f));
+          };
+          for (int64_t b = 0; b < G / 32; ++b)
+            for (int j = 0; j < 16; ++j)
+              q[b * 16 + j] = uint8_t(quant(xg[b * 32 + j]) | quant(xg[b * 32 + j + 16]) << 4);
+        }
+      }
+      break;
+    }
+    default: fail("cannot quantize to ", dtype_name(spec.type));
+  }
+  v.nbytes = out.size();
+  if (out_view) *out_view = v;
+  return out;
+}
+
+WeightRole weight_role(const Graph& g, const std::string& tensor) {
+  int32_t id = -1;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (g.nodes[i].op == Op::Weight && g.nodes[i].name == tensor) id = int32_t(i);
+  if (id < 0 || g.nodes[size_t(id)].rows == 1) return WeightRole::Small;
+  bool embedding = false, matmul = false, output = false, other = false;
+  for (const Node& n : g.nodes) {
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      if (n.inputs[k] != id) continue;
+      if (n.op == Op::Embed && k == 0) embedding = true;
+      else if (n.op == Op::MatMul && k == 1) {
+        matmul = true;
+        if (n.rows == kRowsOut && n.cols == g.nodes[size_t(g.output)].cols) output = true;
+      } else other = true;
+    }
+  }
+  if (other || (!embedding && !matmul)) return WeightRole::Small;
+  if (output) return WeightRole::Output;
+  if (embedding) return WeightRole::Embedding;
+  if (tensor.find("attn") != std::string::npos || tensor.find("attention") != std::string::npos)
+    return WeightRole::Attention;
+  if (tensor.find("mlp") != std::string::npos || tensor.find("ffn") != std::string::npos ||
+      tensor.find("feed_forward") != std::string::npos)
+    return WeightRole::FeedForward;
+  return WeightRole::Other;
+}
+
+QuantPolicy QuantPolicy::parse(const std::string& name) {
+  QuantPolicy p;
+  p.name = name;
+  if (name == "f32") p.base = {DType::F32, 0, DType::F16};
+  else if (name == "f16") p.base = {DType::F16, 0, DType::F16};
+  else if (name == "bf16") p.base = {DType::BF16, 0, DType::F16};
+  else if (name == "int8") p.base = {DType::Q8, 32, DType::F16};
+  else if (name == "int4") {
+    p.base = {DType::Q4, 32, DType::F16};
+    p.embedding = p.output = QuantSpec{DType::Q8, 32, DType::F16};
+  } else if (name.rfind("int4-g", 0) == 0 || name.rfind("int4m-g", 0) == 0) {
+    const bool asym = name[4] == 'm';
+    const std::string g = name.substr(asym ? 7 : 6);
+    ELM_CHECK(g == "32" || g == "64" || g == "128", "quantization '", name, "': group must be 32, 64 or 128");
+    p.base = {asym ? DType::Q4M : DType::Q4, std::stoi(g), DType::F16};
+  } else {
+    fail("unknown quantization '", name, "' (use f32, bf16, f16, int8, int4, int4-g32/64/128, int4m-g32/64/128)");
+  }
+  return p;
+}
+
+QuantSpec QuantPolicy::spec_for(WeightRole role, const Shape& shape) const {
+  if (role == WeightRole::Small) return {DType::F32, 0, DType::F16};
+  QuantSpec s = base;
+  if (role == WeightRole::Embedding && embedding) s = *embedding;
+  if (role == WeightRole::Output && output) s = *output;
+  if (is_quantized(s.type) && (shape.size() != 2 || shape[1] % s.group != 0)) {
+    // Columns the group does not divide: keep the weight in a plain type at similar precision.
+    s = {s.type == DType::Q8 ? DType::F16 : DType::Q8, 32, s.scale_dtype};
+    if (shape.size() != 2 || shape[1] % 32 != 0) s = {DType::F16, 0, DType::F16};
+  }
+  return s;
+}
+
+}  // namespace elm
