@@ -9,6 +9,8 @@
 
 namespace elm {
 
+class GgufFile;
+
 class Tokenizer {
  public:
   // tokenizer_json: the text of tokenizer.json; config_json: the text of tokenizer_config.json, or
@@ -16,6 +18,9 @@ class Tokenizer {
   static std::shared_ptr<Tokenizer> from_json(std::string_view tokenizer_json, std::string_view config_json = "");
   // Reads tokenizer.json and, when present, tokenizer_config.json from a directory.
   static std::shared_ptr<Tokenizer> from_dir(const std::string& dir);
+  // The vocabulary a GGUF file embeds (tokenizer.ggml.*: model "llama" = SentencePiece-style BPE by
+  // scores with byte fallback, "gpt2" = byte-level BPE with merges; tokenizer.chat_template).
+  static std::shared_ptr<Tokenizer> from_gguf(const GgufFile& gguf);
 
   virtual ~Tokenizer() = default;
 
