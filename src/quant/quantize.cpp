@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "runtime/model.h"
 
 namespace elm {
 
@@ -158,6 +159,27 @@ QuantSpec QuantPolicy::spec_for(WeightRole role, const Shape& shape) const {
     if (shape.size() != 2 || shape[1] % 32 != 0) s = {DType::F16, 0, DType::F16};
   }
   return s;
+}
+
+size_t quantize_weights(Model& m, const QuantPolicy& policy) {
+  WeightStore out;
+  size_t total = 0;
+  for (const auto& [name, t] : m.weights.all()) {
+    const QuantSpec spec = policy.spec_for(weight_role(m.graph, name), t.shape);
+    if (spec.type == t.dtype && (!is_quantized(t.dtype) || (spec.group == t.group && spec.scale_dtype == t.scale_dtype))) {
+      out.add(name, t);
+    } else {
+      const std::vector<float> f = to_f32(t);
+      TensorView v;
+      std::vector<uint8_t> bytes = quantize_matrix(f.data(), t.rows(), t.cols(), spec, &v);
+      v.shape = t.shape;
+      out.add_owned_bytes(name, v, std::move(bytes));
+    }
+    total += out.get(name).nbytes;
+  }
+  out.keep_alive(std::make_shared<WeightStore>(std::move(m.weights)));
+  m.weights = std::move(out);
+  return total;
 }
 
 }  // namespace elm

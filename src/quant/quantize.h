@@ -42,4 +42,10 @@ struct QuantPolicy {
   QuantSpec spec_for(WeightRole role, const Shape& shape) const;
 };
 
+struct Model;
+// Quantizes a loaded model's weights in memory under `policy` (the weights become owned buffers; the
+// originals stay mapped but untouched). For benchmarks and tests; `elm convert` streams to a file.
+// Returns the bytes of the weights afterwards.
+size_t quantize_weights(Model& model, const QuantPolicy& policy);
+
 }  // namespace elm

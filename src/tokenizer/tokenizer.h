@@ -3,13 +3,12 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace elm {
-
-class GgufFile;
 
 class Tokenizer {
  public:
@@ -18,9 +17,11 @@ class Tokenizer {
   static std::shared_ptr<Tokenizer> from_json(std::string_view tokenizer_json, std::string_view config_json = "");
   // Reads tokenizer.json and, when present, tokenizer_config.json from a directory.
   static std::shared_ptr<Tokenizer> from_dir(const std::string& dir);
-  // The vocabulary a GGUF file embeds (tokenizer.ggml.*: model "llama" = SentencePiece-style BPE by
-  // scores with byte fallback, "gpt2" = byte-level BPE with merges; tokenizer.chat_template).
-  static std::shared_ptr<Tokenizer> from_gguf(const GgufFile& gguf);
+  // The vocabulary a GGUF file embeds, given its metadata (GgufFile::meta: tokenizer.ggml.model "llama" =
+  // SentencePiece-style BPE by scores with byte fallback, "gpt2" = byte-level BPE with merges, the
+  // tokens/scores/token_type/merges arrays, special ids, tokenizer.chat_template). .elm files store
+  // these keys for GGUF-sourced models.
+  static std::shared_ptr<Tokenizer> from_gguf(const nlohmann::json& gguf_metadata);
 
   virtual ~Tokenizer() = default;
 
