@@ -30,6 +30,8 @@ NodeId GraphBuilder::weight(const std::string& name, const Shape& shape) {
   const TensorView& t = w_.get(name);
   ELM_CHECK(t.shape == shape, "tensor '", name, "' has shape ", shape_str(t.shape), ", expected ", shape_str(shape));
   ELM_CHECK(shape.size() == 1 || shape.size() == 2, "tensor '", name, "': only 1-D and 2-D weights are supported");
+  ELM_CHECK(t.dtype != DType::I32 && t.dtype != DType::I8, "tensor '", name, "' has integer dtype ",
+            dtype_name(t.dtype), ", expected floating point weights");
   int64_t rows = shape.size() == 2 ? shape[0] : 1;
   NodeId id = node(Op::Weight, {}, rows, shape.back(), {}, name);
   weight_nodes_[name] = id;
