@@ -96,7 +96,8 @@ Graph build_gemma3n(const HfConfig& c, WeightStore& w) {
   constexpr double kMagnitudeFloor = 1e-5;
   std::vector<NodeId> streams{x0};
   for (int64_t i = 1; i < n; ++i) {
-    const NodeId p = b.matmul(x0, b.weight(g.prefix + "altup_projections." + std::to_string(i - 1) + ".weight", {H, H}));
+    const std::string name = g.prefix + "altup_projections." + std::to_string(i - 1) + ".weight";
+    const NodeId p = b.matmul(x0, b.weight(name, {H, H}));
     streams.push_back(b.rms_rescale(p, x0, kMagnitudeFloor));
   }
   NodeId x = b.concat(streams);

@@ -28,7 +28,8 @@ std::vector<LayerGeometry> layer_geometry(const HfConfig& c, const GemmaTextConf
     ELM_CHECK(overrides.is_object(), "gemma4: per_layer_config must be an object");
   } else {  // what transformers synthesizes for such configs
     nlohmann::json global = {{"head_dim", c.i("global_head_dim", 512)}};
-    if (k_eq_v && c.has("num_global_key_value_heads")) global["num_key_value_heads"] = c.i("num_global_key_value_heads");
+    if (k_eq_v && c.has("num_global_key_value_heads"))
+      global["num_key_value_heads"] = c.i("num_global_key_value_heads");
     for (int64_t l = 0; l < g.layers; ++l)
       if (g.types[size_t(l)] == "full_attention") overrides[std::to_string(l)] = global;
   }

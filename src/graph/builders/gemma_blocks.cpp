@@ -60,7 +60,8 @@ NodeId per_layer_inputs(GraphBuilder& b, const GemmaTextConfig& g, NodeId embeds
   NodeId proj = b.matmul(embeds, b.weight(g.prefix + "per_layer_model_projection.weight", {width, g.hidden}), kNone,
                          "ple_proj");
   proj = b.scale(proj, 1.0 / std::sqrt(double(g.hidden)));
-  proj = b.rms_norm(proj, b.weight(g.prefix + "per_layer_projection_norm.weight", {g.ple_dim}), g.eps, false, g.ple_dim);
+  const NodeId proj_norm = b.weight(g.prefix + "per_layer_projection_norm.weight", {g.ple_dim});
+  proj = b.rms_norm(proj, proj_norm, g.eps, false, g.ple_dim);
   return b.scale(b.add(proj, own), 1.0 / std::sqrt(2.0));
 }
 
