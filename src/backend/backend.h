@@ -63,9 +63,11 @@ class Segment {
   virtual void run(const Batch& batch, BoundaryValues& io) = 0;
   // Per-sequence state (KV caches, recurrent state) owned by this segment.
   virtual void seq_reset(int seq) = 0;                   // forget the sequence
-  // Drops positions >= n_past. Throws elm::Error, changing nothing, when a recurrent state cannot go
-  // back that far (see RuntimeConfig::recurrent_snapshots).
+  // Drops positions >= n_past. Recurrent state cannot always go back (see
+  // RuntimeConfig::recurrent_snapshots): callers check seq_can_truncate on every segment first;
+  // seq_truncate throws elm::Error, changing nothing, when it cannot.
   virtual void seq_truncate(int seq, int32_t n_past) = 0;
+  virtual bool seq_can_truncate(int seq, int32_t n_past) const { return true; }
   virtual size_t state_bytes() const { return 0; }       // memory held for states
 };
 

@@ -132,10 +132,14 @@ class CpuSegment : public Segment {
     for (auto& [s, c] : caches_) c->reset(seq);
     for (auto& [s, r] : recurrent_) r->reset(seq);
   }
+  bool seq_can_truncate(int seq, int32_t n_past) const override {
+    for (const auto& [s, r] : recurrent_)
+      if (!r->can_truncate(seq, n_past)) return false;
+    return true;
+  }
   void seq_truncate(int seq, int32_t n_past) override {
-    // Check every recurrent state first so that a refused truncation changes nothing.
-    for (auto& [s, r] : recurrent_)
-      if (!r->can_truncate(seq, n_past)) r->truncate(seq, n_past);  // throws the explanation
+    // Every recurrent state checks before any cache changes, so that a refusal changes nothing.
+    for (const auto& [s, r] : recurrent_) r->check_truncate(seq, n_past);
     for (auto& [s, c] : caches_) c->truncate(seq, n_past);
     for (auto& [s, r] : recurrent_) r->truncate(seq, n_past);
   }

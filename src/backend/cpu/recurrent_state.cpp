@@ -39,16 +39,20 @@ bool RecurrentState::can_truncate(int seq, int32_t n_past) const {
   return false;
 }
 
+void RecurrentState::check_truncate(int seq, int32_t n_past) const {
+  ELM_CHECK(can_truncate(seq, n_past), "cannot roll the recurrent state of sequence ", seq, " back from ",
+            length(seq), " to ", n_past, " tokens: it keeps snapshots of the last ", snapshots_,
+            " tokens of a step only (raise RuntimeConfig::recurrent_snapshots, or reset the sequence)");
+}
+
 void RecurrentState::truncate(int seq, int32_t n_past) {
   Seq& s = seqs_[size_t(seq)];
   if (n_past >= s.length) return;  // nothing to drop
   if (n_past == 0) return reset(seq);
+  check_truncate(seq, n_past);
   const Snapshot* found = nullptr;
   for (const Snapshot& snap : s.ring)
     if (snap.length == n_past) found = &snap;
-  ELM_CHECK(found, "cannot roll the recurrent state of sequence ", seq, " back from ", s.length, " to ", n_past,
-            " tokens: it keeps snapshots of the last ", snapshots_,
-            " tokens fed one by one only (raise RuntimeConfig::recurrent_snapshots, or reset the sequence)");
   std::copy(found->block.begin(), found->block.end(), s.block.begin());
   s.length = n_past;
   for (Snapshot& snap : s.ring)

@@ -25,7 +25,8 @@ class RecurrentState {
   void advance(int seq, int32_t n, bool keep);
   void reset(int seq);
   bool can_truncate(int seq, int32_t n_past) const;
-  // Restores the state at n_past tokens. Throws elm::Error when no such state is known.
+  void check_truncate(int seq, int32_t n_past) const;  // throws elm::Error explaining a refusal
+  // Restores the state at n_past tokens. Throws elm::Error, changing nothing, when no such state is known.
   void truncate(int seq, int32_t n_past);
   size_t bytes() const;
 

@@ -85,6 +85,8 @@ Graph build_gemma3n(const HfConfig& c, WeightStore& w) {
   const double coef_clip = c.f("altup_coef_clip", 0.0);
   const std::vector<double> inter = per_layer_numbers(c, "intermediate_size", g.layers, 0);
   const std::vector<double> sparsity = per_layer_numbers(c, "activation_sparsity_pattern", g.layers, 0);
+  for (double s : sparsity)
+    ELM_CHECK(s >= 0 && s < 1, "gemma3n: activation_sparsity_pattern values must lie in [0, 1)");
   const int64_t max_pos = c.i("max_position_embeddings", 32768);
 
   GraphBuilder b(w);
