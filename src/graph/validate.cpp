@@ -235,7 +235,8 @@ struct Checker {
 void Graph::validate(const std::map<std::string, std::vector<int64_t>>& weight_shapes) const {
   ELM_CHECK(!nodes.empty(), "graph has no nodes");
   ELM_CHECK(nodes.size() < (size_t(1) << 24), "graph has too many nodes");
-  constexpr int64_t kMaxStateDim = int64_t(1) << 20;
+  // Recurrent states are allocated per sequence at load: bound each dim and the whole block (1 GiB).
+  constexpr int64_t kMaxStateDim = int64_t(1) << 20, kMaxStateFloats = int64_t(1) << 28;
   auto dim_ok = [&](const Attrs& a, const char* k) { return a.i(k) > 0 && a.i(k) <= kMaxStateDim; };
   for (size_t s = 0; s < states.size(); ++s) {
     const StateDecl& d = states[s];
@@ -244,10 +245,12 @@ void Graph::validate(const std::map<std::string, std::vector<int64_t>>& weight_s
                     d.attrs.i("window") >= 0,
                 "graph state ", s, ": bad kv cache shape");
     } else if (d.kind == "conv") {
-      ELM_CHECK(dim_ok(d.attrs, "channels") && dim_ok(d.attrs, "kernel"), "graph state ", s, ": bad conv state shape");
+      ELM_CHECK(dim_ok(d.attrs, "channels") && dim_ok(d.attrs, "kernel") &&
+                    (d.attrs.i("kernel") - 1) * d.attrs.i("channels") <= kMaxStateFloats,
+                "graph state ", s, ": bad conv state shape");
     } else if (d.kind == "delta") {
       ELM_CHECK(dim_ok(d.attrs, "heads") && dim_ok(d.attrs, "k_head_dim") && dim_ok(d.attrs, "v_head_dim") &&
-                    d.attrs.i("heads") * d.attrs.i("k_head_dim") * d.attrs.i("v_head_dim") <= (int64_t(1) << 32),
+                    d.attrs.i("heads") * d.attrs.i("k_head_dim") * d.attrs.i("v_head_dim") <= kMaxStateFloats,
                 "graph state ", s, ": bad delta state shape");
     } else {
       fail("graph state ", s, ": unknown kind '", d.kind, "'");

@@ -47,10 +47,29 @@ struct HeadInputs {
   float* out(int64_t r) const { return a.out + r * a.v_heads * a.dv + h * a.dv; }
 };
 
-float dot(const float* x, const float* y, int64_t n) {
-  float acc = 0;
-  for (int64_t i = 0; i < n; ++i) acc += x[i] * y[i];
-  return acc;
+// C [M, N] += A [M, K] B [K, N], all row-major. C is built in strips of 32 columns held in a local
+// accumulator (which the compiler keeps in vector registers), with a row of A sweeping down B's strip.
+void matmul_acc(const float* A, const float* B, float* C, int64_t M, int64_t K, int64_t N) {
+  constexpr int64_t kStrip = 32;
+  for (int64_t m = 0; m < M; ++m) {
+    const float* a = A + m * K;
+    for (int64_t j0 = 0; j0 < N; j0 += kStrip) {
+      float* c = C + m * N + j0;
+      if (N - j0 < kStrip) {  // a narrow last strip
+        for (int64_t k = 0; k < K; ++k)
+          for (int64_t j = 0; j < N - j0; ++j) c[j] += a[k] * B[k * N + j0 + j];
+        continue;
+      }
+      float acc[kStrip];
+      for (int64_t j = 0; j < kStrip; ++j) acc[j] = c[j];
+      for (int64_t k = 0; k < K; ++k) {
+        const float ak = a[k];
+        const float* b = B + k * N + j0;
+        for (int64_t j = 0; j < kStrip; ++j) acc[j] += ak * b[j];
+      }
+      for (int64_t j = 0; j < kStrip; ++j) c[j] = acc[j];
+    }
+  }
 }
 
 }  // namespace
@@ -62,25 +81,31 @@ void gated_delta_rule_recurrent(const DeltaRuleArgs& a, const int64_t* rows, int
     std::vector<float> q(static_cast<size_t>(dk)), k(static_cast<size_t>(dk)), u(static_cast<size_t>(dv));
     for (int64_t h = h0; h < h1; ++h) {
       const HeadInputs in(a, h);
-      float* S = state + h * dk * dv;  // [dk, dv]
+      float* S = state + h * dk * dv;  // [dk, dv], rows walked in order so the inner loops are contiguous
       for (int64_t t = 0; t < n; ++t) {
         const int64_t r = rows[t];
         in.qk(r, q.data(), k.data());
         const float decay = std::exp(in.g(r)), beta = in.beta(r);
         const float* v = in.v(r);
-        for (int64_t i = 0; i < dk * dv; ++i) S[i] *= decay;
-        for (int64_t j = 0; j < dv; ++j) {
-          float kv = 0;  // (S^T k)_j: what the state already predicts for this key
-          for (int64_t i = 0; i < dk; ++i) kv += S[i * dv + j] * k[size_t(i)];
-          u[size_t(j)] = (v[j] - kv) * beta;
+        // Decay, and u = S^T k: what the state already predicts for this key.
+        std::fill(u.begin(), u.end(), 0.f);
+        for (int64_t i = 0; i < dk; ++i) {
+          float* Si = S + i * dv;
+          for (int64_t j = 0; j < dv; ++j) {
+            Si[j] *= decay;
+            u[size_t(j)] += Si[j] * k[size_t(i)];
+          }
         }
-        for (int64_t i = 0; i < dk; ++i)
-          for (int64_t j = 0; j < dv; ++j) S[i * dv + j] += k[size_t(i)] * u[size_t(j)];
+        for (int64_t j = 0; j < dv; ++j) u[size_t(j)] = (v[j] - u[size_t(j)]) * beta;
+        // S += k u^T, and the output S^T q.
         float* o = in.out(r);
-        for (int64_t j = 0; j < dv; ++j) {
-          float acc = 0;
-          for (int64_t i = 0; i < dk; ++i) acc += S[i * dv + j] * q[size_t(i)];
-          o[j] = acc;
+        std::fill(o, o + dv, 0.f);
+        for (int64_t i = 0; i < dk; ++i) {
+          float* Si = S + i * dv;
+          for (int64_t j = 0; j < dv; ++j) {
+            Si[j] += k[size_t(i)] * u[size_t(j)];
+            o[j] += Si[j] * q[size_t(i)];
+          }
         }
       }
     }
@@ -88,11 +113,13 @@ void gated_delta_rule_recurrent(const DeltaRuleArgs& a, const int64_t* rows, int
 }
 
 void gated_delta_rule_chunked(const DeltaRuleArgs& a, const int64_t* rows, int64_t n, float* state, ThreadPool& pool) {
-  const int64_t dk = a.dk, dv = a.dv;
+  const int64_t dk = a.dk, dv = a.dv, L0 = kChunk;
   pool.parallel_for(a.v_heads, [&](int64_t h0, int64_t h1) {
-    std::vector<float> Q(static_cast<size_t>(kChunk * dk)), K(static_cast<size_t>(kChunk * dk));
-    std::vector<float> U(static_cast<size_t>(kChunk * dv)), cum(static_cast<size_t>(kChunk));
-    std::vector<float> S0(static_cast<size_t>(dk * dv)), x(static_cast<size_t>(dv));
+    auto buffer = [](int64_t size) { return std::vector<float>(static_cast<size_t>(size)); };
+    std::vector<float> Q = buffer(L0 * dk), K = buffer(L0 * dk), V = buffer(L0 * dv), U = buffer(L0 * dv);
+    std::vector<float> KS = buffer(L0 * dv), O = buffer(L0 * dv), KdT = buffer(dk * L0), KT = buffer(dk * L0);
+    std::vector<float> KK = buffer(L0 * L0), QK = buffer(L0 * L0);
+    std::vector<float> cum = buffer(L0), beta = buffer(L0), S0 = buffer(dk * dv);
     for (int64_t h = h0; h < h1; ++h) {
       const HeadInputs in(a, h);
       float* S = state + h * dk * dv;  // [dk, dv]
@@ -102,56 +129,50 @@ void gated_delta_rule_chunked(const DeltaRuleArgs& a, const int64_t* rows, int64
         float running = 0;
         for (int64_t t = 0; t < L; ++t) {
           in.qk(cr[t], &Q[size_t(t * dk)], &K[size_t(t * dk)]);
+          std::copy(in.v(cr[t]), in.v(cr[t]) + dv, &V[size_t(t * dv)]);
           running += in.g(cr[t]);
           cum[size_t(t)] = running;
+          beta[size_t(t)] = in.beta(cr[t]);
         }
         S0.assign(S, S + dk * dv);
+        // The chunk's keys and queries read against the starting state, K S0 and Q S0 [L, dv], and
+        // against each other, K K^T and Q K^T [L, L].
+        for (int64_t t = 0; t < L; ++t)
+          for (int64_t i = 0; i < dk; ++i) KT[size_t(i * L + t)] = K[size_t(t * dk + i)];
+        for (auto* m : {&KS, &O, &KK, &QK}) std::fill(m->begin(), m->end(), 0.f);
+        matmul_acc(K.data(), S0.data(), KS.data(), L, dk, dv);
+        matmul_acc(Q.data(), S0.data(), O.data(), L, dk, dv);
+        matmul_acc(K.data(), KT.data(), KK.data(), L, dk, L);
+        matmul_acc(Q.data(), KT.data(), QK.data(), L, dk, L);
         // u_t by forward substitution, earlier u_s already known.
         for (int64_t t = 0; t < L; ++t) {
-          const float* kt = &K[size_t(t * dk)];
-          const float beta = in.beta(cr[t]), decay = std::exp(cum[size_t(t)]);
-          const float* v = in.v(cr[t]);
+          const float b = beta[size_t(t)], decay = std::exp(cum[size_t(t)]);
           float* ut = &U[size_t(t * dv)];
-          for (int64_t j = 0; j < dv; ++j) {
-            float kS = 0;
-            for (int64_t i = 0; i < dk; ++i) kS += kt[i] * S0[size_t(i * dv + j)];
-            ut[j] = beta * v[j] - beta * decay * kS;
-          }
+          for (int64_t j = 0; j < dv; ++j) ut[j] = b * V[size_t(t * dv + j)] - b * decay * KS[size_t(t * dv + j)];
           for (int64_t s = 0; s < t; ++s) {
-            const float coef = beta * std::exp(cum[size_t(t)] - cum[size_t(s)]) * dot(kt, &K[size_t(s * dk)], dk);
+            const float coef = b * std::exp(cum[size_t(t)] - cum[size_t(s)]) * KK[size_t(t * L + s)];
             const float* us = &U[size_t(s * dv)];
             for (int64_t j = 0; j < dv; ++j) ut[j] -= coef * us[j];
           }
         }
-        // Outputs: the decayed read of the chunk's starting state plus the intra-chunk terms.
+        // Outputs: the decayed read of the starting state plus the intra-chunk terms Att U, with
+        // Att[t][s] = exp(c_t - c_s) (q_t . k_s) for s <= t, 0 above (QK turned into Att in place).
         for (int64_t t = 0; t < L; ++t) {
-          const float* qt = &Q[size_t(t * dk)];
           const float decay = std::exp(cum[size_t(t)]);
-          for (int64_t j = 0; j < dv; ++j) {
-            float qS = 0;
-            for (int64_t i = 0; i < dk; ++i) qS += qt[i] * S0[size_t(i * dv + j)];
-            x[size_t(j)] = decay * qS;
-          }
-          for (int64_t s = 0; s <= t; ++s) {
-            const float coef = std::exp(cum[size_t(t)] - cum[size_t(s)]) * dot(qt, &K[size_t(s * dk)], dk);
-            const float* us = &U[size_t(s * dv)];
-            for (int64_t j = 0; j < dv; ++j) x[size_t(j)] += coef * us[j];
-          }
-          float* o = in.out(cr[t]);
-          for (int64_t j = 0; j < dv; ++j) o[j] = x[size_t(j)];
+          for (int64_t j = 0; j < dv; ++j) O[size_t(t * dv + j)] *= decay;
+          for (int64_t s = 0; s < L; ++s)
+            QK[size_t(t * L + s)] = s <= t ? std::exp(cum[size_t(t)] - cum[size_t(s)]) * QK[size_t(t * L + s)] : 0.f;
         }
-        // The state after the chunk.
+        matmul_acc(QK.data(), U.data(), O.data(), L, L, dv);
+        for (int64_t t = 0; t < L; ++t) std::copy(&O[size_t(t * dv)], &O[size_t(t * dv)] + dv, in.out(cr[t]));
+        // The state after the chunk: S = exp(c_L) S0 + sum_s exp(c_L - c_s) k_s u_s^T.
         const float last = cum[size_t(L - 1)], total = std::exp(last);
         for (int64_t i = 0; i < dk * dv; ++i) S[i] = total * S0[size_t(i)];
         for (int64_t s = 0; s < L; ++s) {
           const float decay = std::exp(last - cum[size_t(s)]);
-          const float* ks = &K[size_t(s * dk)];
-          const float* us = &U[size_t(s * dv)];
-          for (int64_t i = 0; i < dk; ++i) {
-            const float ki = decay * ks[i];
-            for (int64_t j = 0; j < dv; ++j) S[i * dv + j] += ki * us[j];
-          }
+          for (int64_t i = 0; i < dk; ++i) KdT[size_t(i * L + s)] = decay * K[size_t(s * dk + i)];
         }
+        matmul_acc(KdT.data(), U.data(), S, dk, L, dv);
       }
     }
   });
