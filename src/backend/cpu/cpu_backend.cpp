@@ -18,11 +18,15 @@ using cpu::RecurrentState;
 
 bool is_recurrent(Op op) { return op == Op::CausalConv1d || op == Op::GatedDeltaRule; }
 
+// The KV caches of one graph on this backend, by state id. Shared by its segments: with KV sharing
+// the layer that writes a cache and the layers that read it may land in different segments.
+using KvCaches = std::map<int64_t, std::unique_ptr<KvCache>>;
+
 // One float32 buffer per value, reused once the value is dead (liveness computed at prepare).
 class CpuSegment : public Segment {
  public:
-  CpuSegment(const SegmentSpec& spec, std::shared_ptr<ThreadPool> pool)
-      : g_(*spec.graph), w_(*spec.weights), spec_(spec), pool_(std::move(pool)) {
+  CpuSegment(const SegmentSpec& spec, std::shared_ptr<ThreadPool> pool, std::shared_ptr<KvCaches> kv)
+      : g_(*spec.graph), w_(*spec.weights), spec_(spec), pool_(std::move(pool)), kv_(std::move(kv)) {
     const size_t N = g_.nodes.size();
     const int64_t max_rows = spec.config.max_batch;
     slot_.assign(N, -1);
@@ -91,16 +95,21 @@ class CpuSegment : public Segment {
                                                              spec.config.recurrent_snapshots));
     }
 
-    // KV caches for the states this segment's attention nodes use.
+    // KV caches for the states this segment's attention nodes use (made by the first segment that
+    // needs one); the segment that writes a cache accounts for its memory.
     for (int32_t n : spec.nodes) {
       const Node& node = g_.nodes[size_t(n)];
       if (node.op != Op::Attention) continue;
       const int64_t s = node.attrs.i("state");
-      if (caches_.count(s)) continue;
-      const Attrs& sa = g_.states[size_t(s)].attrs;
-      caches_.emplace(s, std::make_unique<KvCache>(spec.config.max_seqs, spec.config.n_ctx, sa.i("window"),
-                                                   spec.config.max_batch, sa.i("kv_heads"), sa.i("head_dim"),
-                                                   sa.i("v_head_dim", sa.i("head_dim"))));
+      std::unique_ptr<KvCache>& cache = (*kv_)[s];
+      if (!cache) {
+        const Attrs& sa = g_.states[size_t(s)].attrs;
+        cache = std::make_unique<KvCache>(spec.config.max_seqs, spec.config.n_ctx, sa.i("window"),
+                                          spec.config.max_batch, sa.i("kv_heads"), sa.i("head_dim"),
+                                          sa.i("v_head_dim", sa.i("head_dim")));
+      }
+      caches_[s] = cache.get();
+      if (node.attrs.i("write", 1)) written_.push_back(cache.get());
     }
   }
 
@@ -145,7 +154,7 @@ class CpuSegment : public Segment {
   }
   size_t state_bytes() const override {
     size_t n = 0;
-    for (const auto& [s, c] : caches_) n += c->bytes();
+    for (const KvCache* c : written_) n += c->bytes();
     for (const auto& [s, r] : recurrent_) n += r->bytes();
     return n;
   }
@@ -345,7 +354,10 @@ class CpuSegment : public Segment {
   std::vector<bool> in_segment_, boundary_in_;
   std::vector<std::vector<float>> buffers_;
   std::map<int32_t, std::vector<float>> vectors_;
-  std::map<int64_t, std::unique_ptr<KvCache>> caches_;
+  std::shared_ptr<KvCaches> kv_;
+  std::map<int64_t, KvCache*> caches_;  // the caches this segment's attention nodes use (reset and
+                                        // truncation are idempotent, so sharing segments may repeat them)
+  std::vector<const KvCache*> written_;
   std::map<int64_t, std::unique_ptr<RecurrentState>> recurrent_;
   std::map<int, std::vector<int64_t>> seq_rows_;  // this step's rows per sequence (recurrent layers)
   BoundaryValues* io_ = nullptr;
@@ -354,17 +366,19 @@ class CpuSegment : public Segment {
   std::vector<int64_t> out_rows_;
 };
 
+// One instance serves one graph (an Executor makes its own backends), so state ids key its caches.
 class CpuBackend : public Backend {
  public:
   explicit CpuBackend(const RuntimeConfig& c) : pool_(std::make_shared<ThreadPool>(c.threads)) {}
   std::string name() const override { return "cpu"; }
   bool supports(const Graph&, const WeightStore&, int32_t) const override { return true; }
   std::unique_ptr<Segment> prepare(const SegmentSpec& spec) override {
-    return std::make_unique<CpuSegment>(spec, pool_);
+    return std::make_unique<CpuSegment>(spec, pool_, kv_);
   }
 
  private:
   std::shared_ptr<ThreadPool> pool_;
+  std::shared_ptr<KvCaches> kv_ = std::make_shared<KvCaches>();
 };
 
 }  // namespace
