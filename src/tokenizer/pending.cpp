@@ -12,3 +12,11 @@ std::shared_ptr<Tokenizer> Tokenizer::from_dir(const std::string& dir) {
 }
 
 }  // namespace elm
+
+namespace elm {
+
+std::shared_ptr<Tokenizer> Tokenizer::from_gguf(const nlohmann::json&) {
+  fail("GGUF vocabularies are not supported yet");
+}
+
+}  // namespace elm
