@@ -66,8 +66,12 @@ Source open_gguf(const std::string& path) {
   s.default_quant = "keep";
   auto imp = std::make_shared<GgufImport>(GgufImport::open(path));
   s.model = imp->model(/*with_data=*/false);
-  s.fetch = [imp](const std::string& name, std::vector<uint8_t>& buf) {
-    return imp->materialize(imp->tensors.at(name), buf);
+  const Model* m = s.model.get();
+  // Tensors of the file come through the importer; constants the builder made (RoPE tables) are owned
+  // by the model.
+  s.fetch = [imp, m](const std::string& name, std::vector<uint8_t>& buf) {
+    auto it = imp->tensors.find(name);
+    return it != imp->tensors.end() ? imp->materialize(it->second, buf) : m->weights.get(name);
   };
   s.tokenizer_gguf = imp->tokenizer_metadata().dump();
   s.chat_template = s.model->chat_template;

@@ -306,8 +306,8 @@ GgufImport GgufImport::from(GgufFile gguf) {
   // llama.cpp keeps the Q and K rows of "llama" models permuted for its interleaved-pair RoPE.
   if (arch == "llama") {
     for (auto& [name, t] : imp.tensors) {
-      const bool q = name.find("self_attn.q_proj.") != std::string::npos;
-      const bool k = name.find("self_attn.k_proj.") != std::string::npos;
+      const bool q = name.find("self_attn.q_proj.weight") != std::string::npos;
+      const bool k = name.find("self_attn.k_proj.weight") != std::string::npos;
       if (!q && !k) continue;
       t.permute_heads = q ? heads : kv_heads;
       ELM_CHECK(t.desc.shape[0] % t.permute_heads == 0 && (t.desc.shape[0] / t.permute_heads) % 2 == 0, "GGUF tensor '",
@@ -354,7 +354,7 @@ TensorView GgufImport::materialize(const Tensor& t, std::vector<uint8_t>& buf) c
     return v;
   }
   buf.assign(v.nbytes, 0);
-  if (same_type) {
+  if (same_type && t.add == 0) {
     const size_t row_bytes = size_t(cols) * dtype_size(v.dtype);
     for (int64_t r = 0; r < rows; ++r) std::memcpy(buf.data() + size_t(r) * row_bytes, s.data + size_t(src_row(r)) * row_bytes, row_bytes);
   } else if (is_quantized(v.dtype)) {
