@@ -1,5 +1,8 @@
 #include "format/convert.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <set>
 
@@ -7,6 +10,8 @@
 #include "format/checksum.h"
 #include "format/elm_container.h"
 #include "format/gguf_import.h"
+#include "format/safetensors.h"
+#include "graph/builders/family.h"
 #include "quant/quantize.h"
 #include "runtime/model.h"
 
@@ -26,7 +31,23 @@ struct Source {
   std::string tokenizer_gguf;                    // GGUF: tokenizer.* metadata as JSON
   std::string chat_template;
   std::string default_quant;
+  std::vector<std::shared_ptr<MappedFile>> mappings;  // the source files the weights are read from
+  // Where a tensor's source bytes lie (for release_pages once it is converted).
+  std::function<std::pair<const void*, size_t>(const std::string& name, const TensorView& fetched)> source_range;
 };
+
+// Drops the pages of [p, p + n) when they lie in one of the source's mappings: clean file pages, read
+// again if ever touched. Without this a conversion's resident memory grows to the size of its input.
+void release_pages(const Source& s, const void* data, size_t n) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (const auto& f : s.mappings) {
+    if (p < f->data() || p + n > f->data() + f->size()) continue;
+    const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+    const uintptr_t lo = (uintptr_t(p) + page - 1) / page * page, hi = (uintptr_t(p) + n) / page * page;
+    if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+    return;
+  }
+}
 
 std::string read_if_exists(const fs::path& p) { return fs::exists(p) ? read_text_file(p.string()) : ""; }
 
@@ -47,13 +68,31 @@ std::string hf_chat_template(const fs::path& dir, const std::string& tokenizer_c
   return "";
 }
 
+// The model is built here rather than by Model::load_hf_dir: the converter stores the tokenizer files
+// as they are instead of parsing them, and needs the mappings to release pages it has written.
 Source open_hf(const std::string& dir) {
   Source s;
   s.format = "hf";
   s.default_quant = "int4";
-  s.model = Model::load_hf_dir(dir);
-  const Model* m = s.model.get();
-  s.fetch = [m](const std::string& name, std::vector<uint8_t>&) { return m->weights.get(name); };
+  const fs::path cfg = fs::path(dir) / "config.json";
+  ELM_CHECK(fs::exists(cfg), dir, ": not a Hugging Face model directory (no config.json)");
+  const HfConfig config = HfConfig::from_file(cfg.string());
+  SafetensorsSet st = SafetensorsSet::open_dir(dir);
+  s.model = std::make_shared<Model>();
+  Model& m = *s.model;
+  for (const auto& [name, view] : st.tensors) m.weights.add(name, view);
+  for (auto& f : st.files) m.weights.keep_alive(f);
+  s.mappings = st.files;
+  s.source_range = [](const std::string&, const TensorView& v) { return std::make_pair(v.data, v.nbytes); };
+  try {
+    m.graph = build_from_hf(config, m.weights);
+  } catch (const Error& e) {
+    fail(dir, ": ", e.what());
+  }
+  m.info = read_hf_model_info(dir, config.json());
+  m.info.vocab_size = m.graph.nodes[size_t(m.graph.output)].cols;
+  const Model* mp = s.model.get();
+  s.fetch = [mp](const std::string& name, std::vector<uint8_t>&) { return mp->weights.get(name); };
   s.tokenizer_json = read_if_exists(fs::path(dir) / "tokenizer.json");
   s.tokenizer_config = read_if_exists(fs::path(dir) / "tokenizer_config.json");
   s.chat_template = hf_chat_template(dir, s.tokenizer_config);
@@ -65,6 +104,13 @@ Source open_gguf(const std::string& path) {
   s.format = "gguf";
   s.default_quant = "keep";
   auto imp = std::make_shared<GgufImport>(GgufImport::open(path));
+  s.mappings = {imp->gguf.file};
+  s.source_range = [imp](const std::string& name, const TensorView& v) {
+    auto it = imp->tensors.find(name);
+    if (it == imp->tensors.end() || it->second.src < 0) return std::make_pair(v.data, v.nbytes);
+    const GgufTensor& t = imp->gguf.tensors[size_t(it->second.src)];
+    return std::make_pair(static_cast<const void*>(t.data), t.nbytes);
+  };
   s.model = imp->model(/*with_data=*/false);
   const Model* m = s.model.get();
   // Tensors of the file come through the importer; constants the builder made (RoPE tables) are owned
@@ -147,6 +193,8 @@ ConvertResult convert_to_elm(const std::string& input, const std::string& output
     r.weight_bytes += e.view.nbytes;
     e.view.data = nullptr;
     table.push_back(std::move(e));
+    const auto [source, source_bytes] = src.source_range(name, in);
+    release_pages(src, source, source_bytes);
     done += in.nbytes;
     if (o.progress) o.progress(done, r.source_bytes, name);
   }

@@ -82,7 +82,11 @@ std::shared_ptr<Model> model_from_elm(const ElmFile& f) {
   } catch (const Error&) {
     m->tokenizer = nullptr;  // TODO(#4): report tokenizer errors once tokenizers land
   }
-  if (m->tokenizer && m->chat_template.empty()) m->chat_template = m->tokenizer->chat_template();
+  if (m->tokenizer) {  // what the checkpoint's configs left out, the tokenizer knows (as load_hf_dir does)
+    if (m->chat_template.empty()) m->chat_template = m->tokenizer->chat_template();
+    if (m->info.bos_token_id < 0) m->info.bos_token_id = m->tokenizer->bos_id();
+    if (m->info.eos_token_ids.empty() && m->tokenizer->eos_id() >= 0) m->info.eos_token_ids.push_back(m->tokenizer->eos_id());
+  }
 
   for (size_t i = 0; i < f.sections.size(); ++i)
     if (f.sections[i].kind == uint32_t(SectionKind::CompiledPlan)) m->compiled.push_back(read_plan(f, int(i), m->graph));

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "format/ggml_blocks.h"
 #include "graph/builder.h"
 #include "graph/builders/family.h"
 #include "runtime/model.h"
@@ -62,8 +63,11 @@ TensorView elm_desc(const GgufTensor& t, const std::string& name) {
     case GgmlType::Q4_0: v.dtype = DType::Q4; break;
     case GgmlType::Q4_1: v.dtype = DType::Q4M; break;
     default:
-      fail("GGUF tensor '", t.name, "' (", name, ") has type ", ggml_type_name(t.type),
-           ", which elm does not import yet (F32, F16, BF16, Q8_0, Q4_0, Q4_1 are supported)");
+      // Formats elm has no lossless counterpart for are decoded; F16 keeps their values to about
+      // 1e-3 relative (far inside their own quantization error) at a quarter of F32's size.
+      ELM_CHECK(ggml_can_decode(t.type), "GGUF tensor '", t.name, "' (", name, ") has type ", ggml_type_name(t.type),
+                ", which elm does not import yet (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K are)");
+      v.dtype = DType::F16;
   }
   if (is_quantized(v.dtype)) {
     v.group = 32;
@@ -79,49 +83,6 @@ TensorView elm_desc(const GgufTensor& t, const std::string& name) {
 int64_t permuted_row(int64_t r, int64_t rows, int64_t heads) {
   const int64_t D = rows / heads, h = r / D, w = r % D;
   return h * D + 2 * (w % (D / 2)) + w / (D / 2);
-}
-
-// One row of a ggml tensor, decoded to float.
-void decode_ggml_row(const GgufTensor& t, int64_t row, int64_t cols, float* out) {
-  const size_t row_bytes = ggml_nbytes(t.type, uint64_t(cols));
-  const uint8_t* p = t.data + size_t(row) * row_bytes;
-  auto h = [](const uint8_t* q) {
-    uint16_t v;
-    std::memcpy(&v, q, 2);
-    return f16_to_f32(v);
-  };
-  switch (GgmlType(t.type)) {
-    case GgmlType::F32: std::memcpy(out, p, size_t(cols) * 4); return;
-    case GgmlType::F16:
-      for (int64_t c = 0; c < cols; ++c) out[c] = h(p + 2 * c);
-      return;
-    case GgmlType::BF16:
-      for (int64_t c = 0; c < cols; ++c) {
-        uint16_t v;
-        std::memcpy(&v, p + 2 * c, 2);
-        out[c] = bf16_to_f32(v);
-      }
-      return;
-    case GgmlType::Q8_0:
-      for (int64_t b = 0; b < cols / 32; ++b, p += 34)
-        for (int j = 0; j < 32; ++j) out[b * 32 + j] = h(p) * float(int8_t(p[2 + j]));
-      return;
-    case GgmlType::Q4_0:
-    case GgmlType::Q4_1: {
-      const bool min = GgmlType(t.type) == GgmlType::Q4_1;
-      const size_t block = min ? 20 : 18;
-      for (int64_t b = 0; b < cols / 32; ++b, p += block) {
-        const float d = h(p), m = min ? h(p + 2) : 0.f, off = min ? 0.f : -8.f;
-        const uint8_t* qs = p + (min ? 4 : 2);
-        for (int j = 0; j < 16; ++j) {
-          out[b * 32 + j] = d * (float(qs[j] & 15) + off) + m;
-          out[b * 32 + j + 16] = d * (float(qs[j] >> 4) + off) + m;
-        }
-      }
-      return;
-    }
-    default: fail("cannot decode ggml type ", ggml_type_name(t.type));
-  }
 }
 
 // Repacks row `src_row` of a Q8_0 / Q4_0 / Q4_1 tensor into row `dst_row` of an elm Q8 / Q4 / Q4M
@@ -360,12 +321,19 @@ TensorView GgufImport::materialize(const Tensor& t, std::vector<uint8_t>& buf) c
   } else if (is_quantized(v.dtype)) {
     const QuantLayout l = v.quant();
     for (int64_t r = 0; r < rows; ++r) repack_row(s, src_row(r), r, cols, l, buf.data());
-  } else {
-    ELM_CHECK(v.dtype == DType::F32, "GGUF import: cannot produce ", dtype_name(v.dtype));
-    auto* out = reinterpret_cast<float*>(buf.data());
+  } else {  // decoded: to F32 (values changed by `add`) or F16
+    ELM_CHECK(v.dtype == DType::F32 || v.dtype == DType::F16, "GGUF import: cannot produce ", dtype_name(v.dtype));
+    const size_t row_bytes = ggml_nbytes(s.type, uint64_t(cols));
+    std::vector<float> row(static_cast<size_t>(cols));
     for (int64_t r = 0; r < rows; ++r) {
-      decode_ggml_row(s, src_row(r), cols, out + r * cols);
-      for (int64_t c = 0; c < cols; ++c) out[r * cols + c] += t.add;
+      ggml_decode_row(s.type, s.data + size_t(src_row(r)) * row_bytes, cols, row.data());
+      for (float& x : row) x += t.add;
+      if (v.dtype == DType::F32) {
+        std::memcpy(buf.data() + size_t(r * cols) * 4, row.data(), size_t(cols) * 4);
+      } else {
+        auto* out = reinterpret_cast<uint16_t*>(buf.data()) + r * cols;
+        for (int64_t c = 0; c < cols; ++c) out[c] = f32_to_f16(row[size_t(c)]);
+      }
     }
   }
   v.data = buf.data();
