@@ -272,3 +272,22 @@ TEST_F(Compile, DamagedPlansGetClearErrors) {
   e = forge([](nlohmann::json& j) { j["backends"] = "cpu"; });
   EXPECT_NE(e.find("compiled plan"), std::string::npos) << e;
 }
+
+// The command line: elm compile stores a plan, elm run picks it up without being told, elm inspect
+// lists it.
+TEST_F(Compile, CommandLineCompileRunInspect) {
+  const std::string path = temp_dir() + "/cli-compiled.elm";
+  auto sh = [](const std::string& args) {
+    std::string out;
+    FILE* p = popen((binary_dir() + "/bin/elm " + args + " 2>&1").c_str(), "r");
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    EXPECT_EQ(pclose(p), 0) << args << ": " << out;
+    return out;
+  };
+  sh("compile " + plain_ + " --backends cpu -o " + path);
+  EXPECT_NE(sh("run -m " + path + " --prompt-ids 1,2,3 -n 2 -v").find("using the compiled plan"), std::string::npos);
+  EXPECT_EQ(sh("run -m " + plain_ + " --prompt-ids 1,2,3 -n 2 -v").find("using the compiled plan"), std::string::npos);
+  EXPECT_NE(sh("inspect " + path).find("[cpu]: 1 segments"), std::string::npos);
+}
