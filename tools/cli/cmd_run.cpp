@@ -73,6 +73,7 @@ int run(const RunArgs& a) {
     for (int32_t t : r.tokens) std::printf("%d ", t);
   }
   std::printf("\n");
+  std::fflush(stdout);  // the statistics below go to stderr: keep them after the text
   if (r.reason == StopReason::Context)
     std::fprintf(stderr, "[stopped: the context of %lld tokens is full]\n", (long long)session.n_ctx());
   std::fprintf(stderr, "prompt: %d tokens, %.1f tok/s | generated: %zu tokens, %.1f tok/s | stop: %s\n", r.n_prompt,
