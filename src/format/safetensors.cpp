@@ -34,7 +34,11 @@ SafetensorsFile SafetensorsFile::parse(const uint8_t* bytes, size_t size, const 
   const size_t data_size = size - 8 - size_t(n);
 
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
-  for (const auto& [name, e] : j.items()) {
+  for (const auto& item : j.items()) {
+    // Named copies rather than a structured binding: lambdas below capture them (clang 14 cannot
+    // capture structured bindings).
+    const std::string& name = item.key();
+    const nlohmann::json& e = item.value();
     if (name == "__metadata__") {
       ELM_CHECK(e.is_object(), label, ": __metadata__ must be an object");
       for (const auto& [k, v] : e.items())
