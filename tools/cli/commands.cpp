@@ -5,10 +5,14 @@ namespace elm::cli {
 
 void register_run(CLI::App& app, Registry& r);
 void register_logits(CLI::App& app, Registry& r);
+void register_tokenize(CLI::App& app, Registry& r);
+void register_chat(CLI::App& app, Registry& r);
 
 void register_all(CLI::App& app, Registry& r) {
   register_run(app, r);
   register_logits(app, r);
+  register_tokenize(app, r);
+  register_chat(app, r);
 }
 
 }  // namespace elm::cli
