@@ -38,7 +38,7 @@ for target in "$BUILD"/fuzz/fuzz_*; do
   name=$(basename "$target")
   kind=${name#fuzz_}
   corpus="$BUILD/fuzz-corpus/$name"
-  mkdir -p "$corpus"
+  mkdir -p "$corpus" "$SEEDS/$kind"
   echo "== $name: ${SECS}s"
   if ! "$target" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=262144 \
       -artifact_prefix="$BUILD/fuzz-crashes/$name-" -print_final_stats=1 "$corpus" "$SEEDS/$kind" 2>"$BUILD/fuzz-$name.log"; then

@@ -304,7 +304,7 @@ class ExprParser {
         t->obj = std::move(e);
         if (accept_op("(")) {
           call_args(t->args, t->kwargs);
-        } else if (!at_end() && t_[p_].k != Tok::K::Op &&
+        } else if (!at_end() && (t_[p_].k != Tok::K::Op || is_op("[") || is_op("{")) &&
                    !(t_[p_].k == Tok::K::Name && (is_name("and") || is_name("or") || is_name("else") ||
                                                    is_name("if") || is_name("not") || is_name("in") || is_name("is")))) {
           t->args.push_back(postfix(primary()));  // `is divisibleby 3`, `is sameas none`

@@ -17,6 +17,19 @@ Bpe::Bpe(const Vocab& vocab, PairMap merges, BpeOptions options)
     const uint32_t cp = utf8::next(p, i);
     if (cp < 0x10000 && bmp_ids_[cp] < 0) bmp_ids_[cp] = vocab.find(p);
   }
+  for (int32_t id = 0; id < int32_t(vocab.size()); ++id) {
+    if (!vocab.has_id(id)) continue;
+    const std::string& p = vocab.piece(id);
+    size_t i = 0;
+    uint32_t prev = 0;
+    for (bool first = true; i < p.size(); first = false) {
+      const size_t at = i;
+      if (utf8::valid_seq_len(p, at) == 0) break;
+      const uint32_t cp = utf8::next(p, i);
+      if (!first) joinable_.add(int32_t(prev), int32_t(cp), {0, 0});
+      prev = cp;
+    }
+  }
   char name[8];
   for (int b = 0; b < 256; ++b) {
     std::snprintf(name, sizeof name, "<0x%02X>", b);
@@ -36,10 +49,13 @@ struct Symbol {
 };
 struct Candidate {
   int32_t rank, pos;
+  int32_t right, left_id, right_id, new_id;  // the pair as queued: stale when either side changed
   // std::push_heap builds a max-heap: invert so the lowest rank, then the leftmost, comes first.
   bool operator<(const Candidate& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
 };
 }  // namespace
+
+bool Bpe::may_join(uint32_t a, uint32_t b) const { return joinable_.find(int32_t(a), int32_t(b)) != nullptr; }
 
 void Bpe::encode(std::string_view word, std::vector<int32_t>& out) const {
   if (word.empty()) return;
@@ -47,6 +63,26 @@ void Bpe::encode(std::string_view word, std::vector<int32_t>& out) const {
     const int32_t whole = vocab_.find(word);
     if (whole >= 0) return out.push_back(whole);
   }
+  if (word.size() < 64) return merge_run(word, out);
+  // Cut between two known characters that no token contains side by side.
+  size_t run = 0, i = 0;
+  uint32_t prev = 0;
+  bool prev_known = false;
+  while (i < word.size()) {
+    const size_t at = i;
+    const uint32_t cp = utf8::next(word, i);
+    const bool known = char_id(word.substr(at, i - at), cp) >= 0;
+    if (at > run && prev_known && known && !may_join(prev, cp)) {
+      merge_run(word.substr(run, at - run), out);
+      run = at;
+    }
+    prev = cp;
+    prev_known = known;
+  }
+  merge_run(word.substr(run), out);
+}
+
+void Bpe::merge_run(std::string_view word, std::vector<int32_t>& out) const {
   thread_local std::vector<Symbol> sym;
   thread_local std::vector<Candidate> heap;
   sym.clear();
@@ -84,7 +120,7 @@ void Bpe::encode(std::string_view word, std::vector<int32_t>& out) const {
     const int32_t nx = sym[size_t(pos)].next;
     if (nx < 0) return;
     if (const PairMap::Merge* m = merges_.find(sym[size_t(pos)].id, sym[size_t(nx)].id)) {
-      heap.push_back({m->rank, pos});
+      heap.push_back({m->rank, pos, nx, sym[size_t(pos)].id, sym[size_t(nx)].id, m->id});
       std::push_heap(heap.begin(), heap.end());
     }
   };
@@ -94,11 +130,10 @@ void Bpe::encode(std::string_view word, std::vector<int32_t>& out) const {
     const Candidate c = heap.back();
     heap.pop_back();
     Symbol& left = sym[size_t(c.pos)];
-    if (!left.alive || left.next < 0) continue;
-    Symbol& right = sym[size_t(left.next)];
-    const PairMap::Merge* m = merges_.find(left.id, right.id);
-    if (!m || m->rank != c.rank) continue;  // stale: a neighbour changed since it was queued
-    left.id = m->id;
+    if (!left.alive || left.next != c.right || left.id != c.left_id) continue;  // stale
+    Symbol& right = sym[size_t(c.right)];
+    if (right.id != c.right_id) continue;
+    left.id = c.new_id;
     right.alive = false;
     left.next = right.next;
     if (right.next >= 0) sym[size_t(right.next)].prev = c.pos;

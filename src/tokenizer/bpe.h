@@ -27,11 +27,17 @@ class Bpe {
 
  private:
   int32_t char_id(std::string_view ch, uint32_t cp) const;
+  void merge_run(std::string_view word, std::vector<int32_t>& out) const;
+  bool may_join(uint32_t a, uint32_t b) const;
   const Vocab& vocab_;
   PairMap merges_;
   BpeOptions opt_;
   std::vector<int32_t> bmp_ids_;       // id of each single-code-point token below U+10000, or -1
   std::array<int32_t, 256> byte_ids_;  // <0xNN> tokens, -1 when absent
+  // Adjacent code point pairs that occur inside some token. No merge can cross a boundary between
+  // two characters that never occur together in a token, so long words (SentencePiece inputs are
+  // whole lines) split there into runs that merge independently: same ids, far less work.
+  PairMap joinable_;
 };
 
 }  // namespace elm

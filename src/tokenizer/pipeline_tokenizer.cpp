@@ -56,7 +56,25 @@ void PipelineTokenizer::encode_words(std::string text, std::vector<int32_t>& out
   std::vector<std::string> pieces;
   pieces.push_back(std::move(text));
   p_.pre_tokenizer->split(pieces);
-  for (const std::string& w : pieces) bpe_->encode(w, out);
+  if (pieces.size() < 256) {
+    for (const std::string& w : pieces) bpe_->encode(w, out);
+    return;
+  }
+  // Long texts repeat their words: remember each word's ids for this call (no shared state, so
+  // concurrent encodes stay safe).
+  std::unordered_map<std::string_view, std::pair<size_t, size_t>> seen;  // word -> [begin, end) in out
+  seen.reserve(pieces.size() / 4);
+  for (const std::string& w : pieces) {
+    const auto it = seen.find(w);
+    if (it != seen.end()) {
+      const auto [b, e] = it->second;
+      for (size_t k = b; k < e; ++k) out.push_back(out[k]);
+      continue;
+    }
+    const size_t b = out.size();
+    bpe_->encode(w, out);
+    if (w.size() <= 64) seen.emplace(w, std::make_pair(b, out.size()));
+  }
 }
 
 std::string PipelineTokenizer::decode_impl(const std::vector<int32_t>& ids, bool skip_special, bool raw) const {

@@ -17,16 +17,14 @@ std::string StreamDecoder::push(int32_t id) {
   emitted_ = std::max(emitted_, ready);
   if (ready < all.size()) return out;  // a character is still incomplete: keep the whole window
 
-  // Everything is out: shrink the window to the last token that has text of its own.
+  // Everything is out: shrink the window to the last token the decode keeps. Its own text may be
+  // empty (Strip ate the space of a lone "▁"); what matters is that it stands first.
   for (size_t k = window_.size(); k-- > 0;) {
-    const std::vector<int32_t> ctx{window_[k]};
-    const std::string t = tok_.decode_raw(ctx, skip_special_);
-    if (!t.empty()) {
-      window_ = ctx;
-      emitted_ = t.size();
-      started_ = true;
-      return out;
-    }
+    if (skip_special_ && tok_.is_special(window_[k])) continue;
+    window_ = {window_[k]};
+    emitted_ = tok_.decode_raw(window_, skip_special_).size();
+    started_ = true;
+    return out;
   }
   if (!started_) window_.clear(), emitted_ = 0;  // only text-less tokens so far: the next one is first
   return out;

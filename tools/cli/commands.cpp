@@ -8,6 +8,8 @@ void register_logits(CLI::App& app, Registry& r);
 void register_convert(CLI::App& app, Registry& r);
 void register_compile(CLI::App& app, Registry& r);
 void register_inspect(CLI::App& app, Registry& r);
+void register_tokenize(CLI::App& app, Registry& r);
+void register_chat(CLI::App& app, Registry& r);
 
 void register_all(CLI::App& app, Registry& r) {
   register_run(app, r);
@@ -15,6 +17,8 @@ void register_all(CLI::App& app, Registry& r) {
   register_convert(app, r);
   register_compile(app, r);
   register_inspect(app, r);
+  register_tokenize(app, r);
+  register_chat(app, r);
 }
 
 }  // namespace elm::cli
