@@ -21,6 +21,7 @@ QUANTS=${3:-int4 int8 bf16}
 ELM=${ELM:-$ROOT/build/bin/elm}
 PROMPT_IDS=${PROMPT_IDS:-1,9690,2115,253,655,28,665,1183,253,1345,2730,7276}  # 12 tokens
 THREADS=${THREADS:-2}
+CTX=${CTX:-512}  # context of the runs: the KV cache (f32, allocated up front) counts in peak RSS
 
 [ -x "$ELM" ] || { echo "build elm first (cmake --build build): $ELM" >&2; exit 1; }
 mkdir -p "$WORK"
@@ -34,7 +35,7 @@ echo "== $PRESET: HF checkpoint $(du -m "$HF/model.safetensors" | cut -f1) MiB (
 measure() {  # label file
   log="$WORK/run.log"
   for pass in cold warm; do
-    /usr/bin/time -f "peak_rss_kib %M" "$ELM" run -m "$2" --prompt-ids "$PROMPT_IDS" -n 4 --temp 0 -t "$THREADS" -v \
+    /usr/bin/time -f "peak_rss_kib %M" "$ELM" run -m "$2" --prompt-ids "$PROMPT_IDS" -n 4 --temp 0 -t "$THREADS" -c "$CTX" -v \
       >/dev/null 2>"$log"
     load=$(sed -n 's/^loaded .* in \([0-9.]*\) ms: resident \([0-9.]* [KMG]iB\).*/\1 ms, resident after load \2/p' "$log")
     ttft=$(sed -n 's/^time to first token: \([0-9.]*\) ms.*/\1/p' "$log")
@@ -46,11 +47,9 @@ measure() {  # label file
 for q in $QUANTS; do
   out="$WORK/$PRESET-$q.elm"
   if [ ! -f "$out" ]; then
-    start=$(date +%s.%N)
-    "$ELM" convert "$HF" -o "$out" --quant "$q" 2>"$WORK/convert-$q.log"
-    end=$(date +%s.%N)
-    echo "== convert --quant $q: $(tail -n 1 "$WORK/convert-$q.log")"
-    echo "   wall $(echo "$end - $start" | bc) s"
+    /usr/bin/time -f "peak_rss_kib %M" "$ELM" convert "$HF" -o "$out" --quant "$q" 2>"$WORK/convert-$q.log"
+    echo "== convert --quant $q: $(grep '^wrote' "$WORK/convert-$q.log")"
+    echo "   peak RSS of the conversion: $(($(sed -n 's/^peak_rss_kib //p' "$WORK/convert-$q.log") / 1024)) MiB"
   fi
   echo "== $out: $(du -m "$out" | cut -f1) MiB"
   measure "elm $q" "$out"

@@ -216,14 +216,20 @@ GgufImport GgufImport::from(GgufFile gguf) {
   ELM_CHECK(hidden > 0 && heads > 0 && kv_heads > 0 && heads % kv_heads == 0, "GGUF: inconsistent attention sizes");
   const int64_t head_dim = c.i("attention.key_length", hidden / heads);
   ELM_CHECK(c.i("attention.value_length", head_dim) == head_dim, "GGUF: value_length != key_length is not supported");
+  // Bounds far above any real model, so that a hostile file cannot make the builders allocate absurdly.
+  const int64_t layers = c.i("block_count"), ffn = c.i("feed_forward_length"), ctx = c.i("context_length", 4096);
+  ELM_CHECK(layers > 0 && layers <= 1024, "GGUF: block_count ", layers, " is out of range");
+  ELM_CHECK(hidden <= (1 << 20) && ffn > 0 && ffn <= (1 << 22) && heads <= 4096 && head_dim > 0 && head_dim <= 4096,
+            "GGUF: model sizes out of range");
+  ELM_CHECK(ctx > 0 && ctx <= (int64_t(1) << 24), "GGUF: context_length ", ctx, " is out of range");
   cfg["hidden_size"] = hidden;
-  cfg["intermediate_size"] = c.i("feed_forward_length");
-  cfg["num_hidden_layers"] = c.i("block_count");
+  cfg["intermediate_size"] = ffn;
+  cfg["num_hidden_layers"] = layers;
   cfg["num_attention_heads"] = heads;
   cfg["num_key_value_heads"] = kv_heads;
   cfg["head_dim"] = head_dim;
   cfg["vocab_size"] = imp.tensors.at("model.embed_tokens.weight").desc.shape.at(0);
-  cfg["max_position_embeddings"] = c.i("context_length", 4096);
+  cfg["max_position_embeddings"] = ctx;
   cfg["rms_norm_eps"] = c.f("attention.layer_norm_rms_epsilon", 1e-6);
   cfg["rope_theta"] = c.f("rope.freq_base", 10000.0);
   cfg["tie_word_embeddings"] = !imp.tensors.count("lm_head.weight");
@@ -247,7 +253,9 @@ GgufImport GgufImport::from(GgufFile gguf) {
     // llama.cpp's Gemma 3: local layers use theta 10000; every 6th layer is global unless the file says
     // otherwise; queries scale by head_dim^-0.5 except in the 27B model (62 layers): (hidden/heads)^-0.5.
     cfg["rope_local_base_freq"] = 10000.0;
-    cfg["sliding_window"] = c.i("attention.sliding_window", 4096);
+    const int64_t window = c.i("attention.sliding_window", 4096);
+    ELM_CHECK(window > 0 && window <= ctx, "GGUF: sliding_window ", window, " is out of range");
+    cfg["sliding_window"] = window;
     const std::string pk = c.key("attention.sliding_window_pattern");
     if (g.has(pk) && g.meta[pk].is_array()) {
       std::vector<std::string> types;
