@@ -1,0 +1,94 @@
+#version 450
+// Causal attention of one query head over its sequence's cache: one workgroup per (head, token).
+// Keys are taken WG at a time with an online softmax (running max m, sum l, rescaled accumulators);
+// invocation i scores key i of the chunk, and accumulates output dims i, i + WG, ...
+// Visible keys: cached position pk with pk <= pq and (window == 0 or pq - pk < window).
+#include "common.glsl"
+#include "reduce.glsl"
+
+layout(std430, binding = B_X) readonly buffer QS { float Q[]; };
+layout(std430, binding = B_Y) writeonly buffer OS { float O[]; };
+layout(std430, binding = B_STEP) readonly buffer SS { int STEP[]; };
+layout(std430, binding = B_KC) readonly buffer KCS { float KC[]; };
+layout(std430, binding = B_KC) readonly buffer KC4S { vec4 KC4[]; };
+layout(std430, binding = B_VC) readonly buffer VCS { float VC[]; };
+layout(std430, binding = B_POS) readonly buffer PS { int POS[]; };
+
+layout(push_constant) uniform Params {
+  uint H, KVH, D, DV;
+  uint cap, ring, window, mb;
+  float scale, softcap;
+} p;
+
+const uint MAX_D = 512u;       // head_dim limit (vk_program.cpp checks)
+const uint ACC = 8u;           // v_head_dim <= ACC * WG
+shared float qs[MAX_D];
+shared float probs[WG];
+
+void main() {
+  const uint tid = gl_LocalInvocationID.x;
+  const uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y;
+  const int pq = STEP[p.mb + t];
+  const uint seq = uint(STEP[2u * p.mb + t]);
+  const uint kvh = h / (p.H / p.KVH);
+  for (uint d = tid; d < p.D; d += WG) qs[d] = Q[(t * p.H + h) * p.D + d];
+  barrier();
+
+  const uint rows = (seq * p.KVH + kvh) * p.cap;  // first cache row of this (sequence, kv head)
+  // Slots to scan: a full cache keeps position p in slot p, a ring anywhere.
+  uint lo = 0u, hi = p.cap;
+  if (p.ring == 0u) {
+    hi = min(uint(pq) + 1u, p.cap);
+    if (p.window > 0u && uint(pq) + 1u > p.window) lo = uint(pq) + 1u - p.window;
+  }
+  const bool vec_k = (p.D & 3u) == 0u;
+
+  float m = -1.0 / 0.0, l = 0.0;
+  float acc[ACC];
+  [[unroll]] for (uint i = 0; i < ACC; ++i) acc[i] = 0.0;
+
+  for (uint c0 = lo; c0 < hi; c0 += WG) {
+    const uint s = c0 + tid;
+    float score = -1.0 / 0.0;
+    if (s < hi) {
+      const int pk = POS[seq * p.cap + s];
+      if (pk >= 0 && pk <= pq && (p.window == 0u || uint(pq - pk) < p.window)) {
+        float dotv = 0.0;
+        if (vec_k) {
+          const uint kb = ((rows + s) * p.D) >> 2;
+          for (uint d = 0; d < p.D / 4u; ++d)
+            dotv += dot(vec4(qs[4u * d], qs[4u * d + 1u], qs[4u * d + 2u], qs[4u * d + 3u]), KC4[kb + d]);
+        } else {
+          for (uint d = 0; d < p.D; ++d) dotv += qs[d] * KC[(rows + s) * p.D + d];
+        }
+        score = dotv * p.scale;
+        if (p.softcap > 0.0) score = p.softcap * tanh_safe(score / p.softcap);
+      }
+    }
+    const float chunk_max = wg_max(score);
+    if (chunk_max == -1.0 / 0.0) continue;  // nothing visible in this chunk (uniform)
+    const float m_new = max(m, chunk_max);
+    const float corr = m == -1.0 / 0.0 ? 0.0 : exp(m - m_new);
+    const float e = score == -1.0 / 0.0 ? 0.0 : exp(score - m_new);
+    l = l * corr + wg_sum(e);
+    probs[tid] = e;
+    barrier();
+    const uint n = min(WG, hi - c0);
+    [[unroll]] for (uint i = 0; i < ACC; ++i) {
+      const uint d = tid + i * WG;
+      if (d >= p.DV) break;
+      float a = acc[i] * corr;
+      for (uint j = 0; j < n; ++j) {
+        const float pj = probs[j];
+        if (pj != 0.0) a += pj * VC[(rows + c0 + j) * p.DV + d];
+      }
+      acc[i] = a;
+    }
+    barrier();  // probs is rewritten by the next chunk
+    m = m_new;
+  }
+  [[unroll]] for (uint i = 0; i < ACC; ++i) {
+    const uint d = tid + i * WG;
+    if (d < p.DV) O[(t * p.H + h) * p.DV + d] = l > 0.0 ? acc[i] / l : 0.0;
+  }
+}

@@ -1,0 +1,148 @@
+#version 450
+// y = x W^T for few tokens (decode): one workgroup computes NR output rows of one token (grid.y = token).
+// Several invocations split the reduction over 32-value blocks and reduce at the end.
+// Fusions (vk_program.cpp decides them):
+//   several matmuls sharing x, their weights concatenated by rows: rows [0,n0) go to Y, [n0,n0+n1) to
+//   Y1, the rest to Y2;
+//   GLU (specialization constant GLU): rows r (gate) and glu_off + r (up) -> Y = act(gate) * up;
+//   an RMSNorm of x before the product (F_NORM), a residual added after it (F_RES), a bias (F_BIAS).
+#include "common.glsl"
+#include "reduce.glsl"
+#include "weights.glsl"
+
+layout(constant_id = 2) const uint NR = 2;   // output rows per workgroup
+layout(constant_id = 3) const uint GLU = 0;  // 1: gate/up pairs with activation ACT
+const uint NROWS = GLU != 0 ? 2 * NR : NR;   // weight rows per workgroup
+
+layout(std430, binding = B_X) readonly buffer XS { float X[]; };
+layout(std430, binding = B_X) readonly buffer X4S { vec4 X4[]; };
+layout(std430, binding = B_Y) writeonly buffer Y0S { float Y0[]; };
+layout(std430, binding = B_Y1) writeonly buffer Y1S { float Y1[]; };
+layout(std430, binding = B_Y2) writeonly buffer Y2S { float Y2[]; };
+layout(std430, binding = B_R) readonly buffer RS { float RES[]; };
+layout(std430, binding = B_V0) readonly buffer NS { float NORM_W[]; };
+layout(std430, binding = B_V1) readonly buffer BS { float BIAS[]; };
+
+#define F_BIAS 1u
+#define F_RES 2u
+#define F_NORM 4u
+#define F_NORM_ADD1 8u
+#define F_SF32 16u
+
+layout(push_constant) uniform Params {
+  uint K, n_out;       // reduction length; output rows per token
+  uint n0, n1;         // multi-output split
+  uint ld0, ld1, ld2;  // output row strides
+  uint w_row0;         // first weight row used
+  uint glu_off;        // GLU: the up rows start glu_off rows after the gate rows
+  uint group, soff, moff;
+  uint flags, act;     // act: 0 silu, 1 gelu (erf), 2 gelu (tanh)
+  float eps;
+} p;
+
+shared float red[NROWS * WG];
+
+float gelu_erf(float x);
+float activate(float g) {
+  if (p.act == 0u) return g / (1.0 + exp(-g));
+  if (p.act == 1u) return gelu_erf(g);
+  const float k = 0.7978845608028654;
+  return 0.5 * g * (1.0 + tanh_safe(k * (g + 0.044715 * g * g * g)));
+}
+#include "erf.glsl"
+float gelu_erf(float x) { return 0.5 * x * (1.0 + erf_approx(x * 0.7071067811865476)); }
+
+void main() {
+  const uint tid = gl_LocalInvocationID.x;
+  const uint t = gl_WorkGroupID.y;
+  // Row blocks beyond maxComputeWorkGroupCount.x continue along z.
+  const uint r0 = (gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x) * NR;
+  if (r0 >= p.n_out) return;  // the whole workgroup leaves together
+  const uint xo = t * p.K;
+  const WDesc wd = WDesc(p.K, p.group, p.soff, p.moff, (p.flags & F_SF32) != 0u);
+  const bool norm = (p.flags & F_NORM) != 0u, add_one = (p.flags & F_NORM_ADD1) != 0u;
+
+  float inv = 1.0;
+  if (norm) {
+    float ss = 0.0;
+    for (uint k = tid; k < p.K; k += WG) ss += X[xo + k] * X[xo + k];
+    inv = 1.0 / sqrt(wg_sum(ss) / float(p.K) + p.eps);
+  }
+
+  uint wrow[NROWS];
+  [[unroll]] for (uint j = 0; j < NROWS; ++j) {
+    const uint r = min(r0 + (j % NR), p.n_out - 1u);  // rows past the end repeat the last one
+    wrow[j] = p.w_row0 + r + (j >= NR ? p.glu_off : 0u);
+  }
+  float acc[NROWS];
+  [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] = 0.0;
+
+  if ((p.K & 31u) == 0u) {
+    for (uint b = tid; b < p.K / 32u; b += WG) {
+      vec4 xv[8];
+      [[unroll]] for (uint i = 0; i < 8u; ++i) xv[i] = X4[(xo >> 2) + b * 8u + i];
+      if (norm) {
+        [[unroll]] for (uint i = 0; i < 8u; ++i) {
+          const uint k = b * 32u + 4u * i;
+          vec4 w = vec4(NORM_W[k], NORM_W[k + 1u], NORM_W[k + 2u], NORM_W[k + 3u]);
+          if (add_one) w += 1.0;
+          xv[i] *= inv * w;
+        }
+      }
+      float xs = 0.0;
+      if (WTYPE >= 4) [[unroll]] for (uint i = 0; i < 8u; ++i) xs += xv[i].x + xv[i].y + xv[i].z + xv[i].w;
+      [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] += w_block_dot(wd, wrow[j], b, xv, xs);
+    }
+  } else {
+    for (uint k = tid; k < p.K; k += WG) {
+      float xv = X[xo + k];
+      if (norm) xv *= inv * (add_one ? 1.0 + NORM_W[k] : NORM_W[k]);
+      [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] += xv * w_elem(wd, wrow[j], k);
+    }
+  }
+
+  // Workgroup reduction of the NROWS partial sums.
+#ifdef USE_SUBGROUP
+  [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] = subgroupAdd(acc[j]);
+  if (gl_NumSubgroups > 1u) {
+    if (subgroupElect()) [[unroll]] for (uint j = 0; j < NROWS; ++j) red[j * WG + gl_SubgroupID] = acc[j];
+    barrier();
+    [[unroll]] for (uint j = 0; j < NROWS; ++j) {
+      float s = 0.0;
+      for (uint i = 0; i < gl_NumSubgroups; ++i) s += red[j * WG + i];
+      acc[j] = s;
+    }
+  }
+#else
+  [[unroll]] for (uint j = 0; j < NROWS; ++j) red[j * WG + tid] = acc[j];
+  barrier();
+  for (uint s = WG / 2u; s > 0u; s >>= 1) {
+    if (tid < s) [[unroll]] for (uint j = 0; j < NROWS; ++j) red[j * WG + tid] += red[j * WG + tid + s];
+    barrier();
+  }
+  [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] = red[j * WG];
+#endif
+
+  if (tid != 0u) return;
+  const bool bias = (p.flags & F_BIAS) != 0u;
+  [[unroll]] for (uint j = 0; j < NR; ++j) {
+    const uint r = r0 + j;
+    if (r >= p.n_out) break;
+    if (GLU != 0) {
+      float g = acc[j], u = acc[NR + j];
+      if (bias) g += BIAS[r], u += BIAS[p.glu_off + r];
+      Y0[t * p.ld0 + r] = activate(g) * u;
+      continue;
+    }
+    float v = acc[j];
+    if (bias) v += BIAS[r];
+    if (r < p.n0) {
+      if ((p.flags & F_RES) != 0u) v += RES[t * p.ld0 + r];
+      Y0[t * p.ld0 + r] = v;
+    } else if (r < p.n0 + p.n1) {
+      Y1[t * p.ld1 + r - p.n0] = v;
+    } else {
+      Y2[t * p.ld2 + r - p.n0 - p.n1] = v;
+    }
+  }
+}

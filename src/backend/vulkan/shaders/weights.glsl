@@ -1,0 +1,94 @@
+// Reading weights in elm's layouts (src/core/dtype.h) from binding B_W as 32-bit words, so no 8/16-bit
+// storage features are needed. WTYPE (specialization constant 1) selects the element type; the
+// driver compiles only the selected branch.
+//   0 F32, 1 F16, 2 BF16, 3 Q8 (scale * q), 4 Q4 (scale * (q - 8)), 5 Q4M (scale * q + min)
+// Quantized: quants plane, then scales (f16 or f32) at word `soff`, then mins at word `moff`; nibble
+// order: in every 32 values, byte j holds value j (low nibble) and value j + 16 (high nibble).
+layout(constant_id = 1) const uint WTYPE = 0;
+
+layout(std430, binding = B_W) readonly buffer WWords { uint Wd[]; };
+layout(std430, binding = B_W) readonly buffer WQuads { uvec4 W4[]; };
+
+struct WDesc {
+  uint K;      // columns (values per row)
+  uint group;  // values per scale
+  uint soff;   // scales plane, in words from the start of the tensor
+  uint moff;   // mins plane (Q4M)
+  bool sf32;   // scales are float32 (else float16)
+};
+
+float w_scale_at(WDesc d, uint base, uint idx) {
+  return d.sf32 ? uintBitsToFloat(Wd[base + idx]) : unpackHalf2x16(Wd[base + (idx >> 1)])[idx & 1u];
+}
+
+float bf16_lo(uint w) { return uintBitsToFloat(w << 16); }
+float bf16_hi(uint w) { return uintBitsToFloat(w & 0xffff0000u); }
+
+// One element: row `row`, column `k`.
+float w_elem(WDesc d, uint row, uint k) {
+  const uint e = row * d.K + k;
+  if (WTYPE == 0) return uintBitsToFloat(Wd[e]);
+  if (WTYPE == 1) return unpackHalf2x16(Wd[e >> 1])[e & 1u];
+  if (WTYPE == 2) return (e & 1u) != 0 ? bf16_hi(Wd[e >> 1]) : bf16_lo(Wd[e >> 1]);
+  const uint gi = row * (d.K / d.group) + k / d.group;
+  const float s = w_scale_at(d, d.soff, gi);
+  if (WTYPE == 3) return s * float(bitfieldExtract(int(Wd[e >> 2]), int(8u * (e & 3u)), 8));
+  const uint j = k & 31u;
+  const uint byte_index = row * (d.K / 2u) + (k >> 5) * 16u + (j & 15u);
+  const uint q = (Wd[byte_index >> 2] >> (8u * (byte_index & 3u) + (j >= 16u ? 4u : 0u))) & 15u;
+  if (WTYPE == 4) return s * (float(q) - 8.0);
+  return s * float(q) + w_scale_at(d, d.moff, gi);
+}
+
+// Dot product of the 32-value block `b` of row `row` with x[0..32) (xs = sum of x). Needs K % 32 == 0.
+float w_block_dot(WDesc d, uint row, uint b, vec4 x[8], float xs) {
+  if (WTYPE == 0) {
+    const uint base = (row * d.K + b * 32u) >> 2;
+    float acc = 0.0;
+    [[unroll]] for (uint i = 0; i < 8u; ++i) acc += dot(x[i], uintBitsToFloat(W4[base + i]));
+    return acc;
+  }
+  if (WTYPE == 1 || WTYPE == 2) {
+    const uint base = (row * d.K + b * 32u) >> 3;
+    float acc = 0.0;
+    [[unroll]] for (uint i = 0; i < 4u; ++i) {
+      const uvec4 w = W4[base + i];
+      vec4 a, c;
+      if (WTYPE == 1) {
+        a = vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
+        c = vec4(unpackHalf2x16(w.z), unpackHalf2x16(w.w));
+      } else {
+        a = vec4(bf16_lo(w.x), bf16_hi(w.x), bf16_lo(w.y), bf16_hi(w.y));
+        c = vec4(bf16_lo(w.z), bf16_hi(w.z), bf16_lo(w.w), bf16_hi(w.w));
+      }
+      acc += dot(x[2u * i], a) + dot(x[2u * i + 1u], c);
+    }
+    return acc;
+  }
+  const uint gi = row * (d.K / d.group) + (b * 32u) / d.group;
+  const float s = w_scale_at(d, d.soff, gi);
+  if (WTYPE == 3) {
+    const uint base = (row * d.K + b * 32u) >> 4;
+    float acc = 0.0;
+    [[unroll]] for (uint h = 0; h < 2u; ++h) {
+      const uvec4 w = W4[base + h];
+      [[unroll]] for (uint i = 0; i < 4u; ++i) {
+        const int v = int(w[i]);
+        const vec4 q = vec4(bitfieldExtract(v, 0, 8), bitfieldExtract(v, 8, 8), bitfieldExtract(v, 16, 8),
+                            bitfieldExtract(v, 24, 8));
+        acc += dot(x[4u * h + i], q);
+      }
+    }
+    return s * acc;
+  }
+  const uvec4 w = W4[row * (d.K >> 5) + b];
+  float acc = 0.0;
+  [[unroll]] for (uint i = 0; i < 4u; ++i) {
+    const uint v = w[i];
+    const vec4 lo = vec4(v & 15u, (v >> 8) & 15u, (v >> 16) & 15u, (v >> 24) & 15u);
+    const vec4 hi = vec4((v >> 4) & 15u, (v >> 12) & 15u, (v >> 20) & 15u, v >> 28);
+    acc += dot(x[i], lo) + dot(x[4u + i], hi);
+  }
+  if (WTYPE == 4) return s * (acc - 8.0 * xs);
+  return s * acc + w_scale_at(d, d.moff, gi) * xs;
+}
