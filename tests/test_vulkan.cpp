@@ -242,14 +242,15 @@ TEST_P(VulkanOps, RopeHalfPairsPartialAndLargePositions) {
 
 // Attention through the kv cache, step by step against the CPU: GQA, v_head_dim != head_dim, sliding
 // windows small enough that the ring wraps, softcap, two sequences mixed in every batch, prefill and
-// decode steps, truncation and reset.
+// decode steps, truncation and reset; q and k through RoPE (folded into the attention kernels).
 TEST_P(VulkanOps, AttentionStepsRingsSequencesTruncation) {
   struct Case {
     int64_t H, KVH, D, DV, window;
     double softcap;
+    int rope;  // 0 none, 1 rotate-half over all dims, 2 pairs over part of the dims, attn_factor 0.8
   };
-  for (const Case& c : {Case{4, 2, 16, 16, 0, 0}, Case{4, 1, 64, 32, 5, 0}, Case{2, 2, 80, 80, 0, 3.0},
-                        Case{6, 3, 8, 8, 7, 0}}) {
+  for (const Case& c : {Case{4, 2, 16, 16, 0, 0, 1}, Case{4, 1, 64, 32, 5, 0, 2}, Case{2, 2, 80, 80, 0, 3.0, 0},
+                        Case{6, 3, 8, 8, 7, 0, 1}}) {
     SCOPED_TRACE(testing::Message() << "H " << c.H << " KVH " << c.KVH << " D " << c.D << " window " << c.window);
     OpHarness h;
     const int64_t V = 64;  // table rows: token ids pick q, k, v rows
@@ -259,6 +260,12 @@ TEST_P(VulkanOps, AttentionStepsRingsSequencesTruncation) {
     GraphBuilder::AttentionSpec s;
     s.heads = c.H, s.kv_heads = c.KVH, s.head_dim = c.D, s.v_head_dim = c.DV, s.scale = 0.4;
     s.window = c.window, s.softcap = c.softcap;
+    if (c.rope) {
+      const int64_t F = c.rope == 1 ? c.D / 2 : c.D / 4;
+      NodeId f = h.weight("freq", 0, F, rope_inv_freq(10000.0, 2 * F));
+      nq = h.b.rope(nq, f, c.D, c.rope == 2, c.rope == 2 ? 0.8 : 1.0);
+      nk = h.b.rope(nk, f, c.D, c.rope == 2, c.rope == 2 ? 0.8 : 1.0);
+    }
     h.model->graph = h.b.finish(h.b.output_rows(h.b.attention(nq, nk, nv, s)));
     h.model->info.vocab_size = V;
     RuntimeConfig cfg;
@@ -292,9 +299,9 @@ TEST_P(VulkanOps, AttentionStepsRingsSequencesTruncation) {
 INSTANTIATE_TEST_SUITE_P(Subgroups, VulkanOps, testing::Bool(),
                          [](const testing::TestParamInfo<bool>& i) { return i.param ? "subgroups" : "shared_memory"; });
 
-// The fusions the decode list makes on a decoder block: norm + q/k/v one launch, GLU one launch,
-// residual adds folded, so a layer is 6 launches (norm+qkv, rope, rope, kv write, attention,
-// o+add, norm+gate/up GLU, down+add: 8 with the two ropes).
+// The fusions the decode list makes on a decoder block: norm + q/k/v one launch, ropes applied by
+// the kv write (k) and the attention (q), residual adds folded, gate/up/activation/product one launch:
+// a layer is 6 launches (norm+qkv, kv write, attention, o+add, norm+GLU, down+add).
 TEST(VulkanProgram, DecodeListFusesNormQkvGluAndResiduals) {
   const std::string dir = shared("fixtures/tiny/llama");
   if (!have_shared("fixtures/tiny/llama")) GTEST_SKIP() << "missing fixtures";
@@ -310,8 +317,10 @@ TEST(VulkanProgram, DecodeListFusesNormQkvGluAndResiduals) {
   int layers = 0;
   for (const StateDecl& s : g.states) layers += s.kind == "kv";
   ASSERT_EQ(layers, 3);
-  // embed + 8 per layer + final (output rows, norm + lm_head)
-  EXPECT_EQ(p.small.size(), size_t(1 + 8 * layers + 2));
+  // embed + 6 per layer + final (output rows, norm + lm_head)
+  EXPECT_EQ(p.small.size(), size_t(1 + 6 * layers + 2));
+  for (const vk::Kernel& k : p.small) EXPECT_NE(k.shader, "rope");
+  for (const vk::Kernel& k : p.large) EXPECT_NE(k.shader, "rope");
   EXPECT_EQ(p.fused_matmuls, 5 * layers);
   int matvecs = 0;
   for (const vk::Kernel& k : p.small) matvecs += k.shader == "matvec";

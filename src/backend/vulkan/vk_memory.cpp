@@ -5,8 +5,8 @@
 
 namespace elm::vk {
 
-Pool::Pool(std::shared_ptr<Context> ctx, MemKind kind, VkDeviceSize block_bytes)
-    : ctx_(std::move(ctx)), kind_(kind), block_bytes_(block_bytes) {}
+Pool::Pool(std::shared_ptr<Context> ctx, MemKind kind, VkDeviceSize first_block, VkDeviceSize max_block)
+    : ctx_(std::move(ctx)), kind_(kind), next_block_(first_block), max_block_(max_block) {}
 
 Pool::~Pool() {
   VkDevice dev = ctx_->device();
@@ -75,7 +75,8 @@ Slice Pool::alloc(VkDeviceSize bytes) {
   for (Block& cand : blocks_)
     if (align_up(size_t(cand.used), size_t(align)) + bytes <= cand.size) b = &cand;
   if (!b) {
-    blocks_.push_back(new_block(std::max(block_bytes_, align_up(size_t(bytes), size_t(align)))));
+    blocks_.push_back(new_block(std::max(next_block_, align_up(size_t(bytes), size_t(align)))));
+    next_block_ = std::min(max_block_, 2 * next_block_);
     b = &blocks_.back();
   }
   Slice s;
@@ -96,7 +97,7 @@ void Uploader::put(const Slice& dst, const void* src, size_t n) {
     return;
   }
   if (!pool_) {
-    pool_ = std::make_unique<Pool>(ctx_, MemKind::Upload, VkDeviceSize(cap_));
+    pool_ = std::make_unique<Pool>(ctx_, MemKind::Upload, VkDeviceSize(cap_), VkDeviceSize(cap_));
     stage_ = pool_->alloc(cap_);
   }
   const auto* bytes = static_cast<const uint8_t*>(src);

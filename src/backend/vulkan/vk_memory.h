@@ -26,7 +26,9 @@ enum class MemKind {
 
 class Pool {
  public:
-  Pool(std::shared_ptr<Context> ctx, MemKind kind, VkDeviceSize block_bytes = VkDeviceSize(256) << 20);
+  // Blocks start at first_block bytes and double up to max_block (a larger request gets its own).
+  Pool(std::shared_ptr<Context> ctx, MemKind kind, VkDeviceSize first_block = VkDeviceSize(4) << 20,
+       VkDeviceSize max_block = VkDeviceSize(256) << 20);
   ~Pool();
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
@@ -47,7 +49,7 @@ class Pool {
 
   std::shared_ptr<Context> ctx_;
   MemKind kind_;
-  VkDeviceSize block_bytes_;
+  VkDeviceSize next_block_, max_block_;
   std::vector<Block> blocks_;
   size_t bytes_ = 0;
 };

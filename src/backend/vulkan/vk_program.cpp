@@ -115,8 +115,10 @@ class Builder {
 
   Program build() {
     find_groups();
-    for (int32_t n : s_.nodes) emit(n, false, p_.large);
-    std::vector<bool> absorbed(g_.nodes.size(), false);
+    find_folded_ropes();
+    for (int32_t n : s_.nodes)
+      if (!rope_folded_[size_t(n)]) emit(n, false, p_.large);
+    std::vector<bool> absorbed = rope_folded_;
     for (const Group& gr : groups_) {
       for (size_t i = 1; i < gr.mm.size(); ++i) absorbed[size_t(gr.mm[i])] = true;
       for (int32_t a : {gr.glu_mul, gr.glu_act, gr.res_add, gr.norm})
@@ -256,6 +258,34 @@ class Builder {
       for (int32_t m : gr.mm) names.push_back(node(node(m).inputs[1]).name);
       gr.wi = weight(names, false);
     }
+  }
+
+  // A Rope whose only reader is an attention's q (or k, when it writes the cache) is applied by the
+  // attention kernel (kv_write for k) while it loads the values.
+  void find_folded_ropes() {
+    rope_folded_.assign(g_.nodes.size(), false);
+    for (int32_t a : s_.nodes) {
+      const Node& at = node(a);
+      if (at.op != Op::Attention) continue;
+      for (size_t i = 0; i < (at.attrs.i("write", 1) ? 2u : 1u); ++i) {
+        const int32_t r = at.inputs[i];
+        if (!in_segment(r) || node(r).op != Op::Rope || !only_user(r, a) ||
+            node(r).attrs.i("head_dim") != at.attrs.i("head_dim"))
+          continue;
+        rope_folded_[size_t(r)] = true;
+        (i == 0 ? rope_q_ : rope_k_)[a] = r;
+      }
+    }
+  }
+
+  // Push constants of a folded rope: rope, F, pairs, attn_factor (all 0 without one).
+  void rope_push(Push& p, int32_t rope) const {
+    if (rope < 0) {
+      p.u(0).u(0).u(0).f(0);
+      return;
+    }
+    const Node& r = node(rope);
+    p.u(1).u(node(r.inputs[2]).cols).u(r.attrs.i("pairs", 0) != 0).f(r.attrs.f("attn_factor", 1.0));
   }
 
   // --- kernels ---
@@ -540,32 +570,46 @@ class Builder {
     const uint32_t KVH = uint32_t(geo.kv_heads), D = uint32_t(geo.head_dim), DV = uint32_t(geo.v_head_dim);
     const uint32_t cap = uint32_t(geo.cap), ring = geo.ring;
     const Ref kc{Ref::KCache, int32_t(s)}, vc{Ref::VCache, int32_t(s)}, pc{Ref::PosCache, int32_t(s)};
+    const auto folded = [&](const std::map<int32_t, int32_t>& m) { return m.count(n) ? m.at(n) : -1; };
+    const int32_t rope_q = folded(rope_q_), rope_k = folded(rope_k_);
     if (nd.attrs.i("write", 1)) {
       Kernel k = kernel(n, "kv_write", {64});
-      k.bind[kBindX] = value(nd.inputs[1]);
+      const int32_t kin = rope_k >= 0 ? node(rope_k).inputs[0] : nd.inputs[1];
+      k.bind[kBindX] = value(kin);
       k.bind[kBindR] = value(nd.inputs[2]);
       k.bind[kBindStep] = {Ref::Step, 0};
       k.bind[kBindKC] = kc, k.bind[kBindVC] = vc, k.bind[kBindPos] = pc;
-      k.reads = {value(nd.inputs[1]), value(nd.inputs[2])};
+      if (rope_k >= 0) k.bind[kBindV0] = wref(vec(node(rope_k).inputs[2]));
+      k.reads = {value(kin), value(nd.inputs[2])};
       k.writes = {kc, vc, pc};
-      k.launch = [KVH, D, DV, cap, ring](const StepDims& d, Launch& l) {
-        Push(l).u(KVH).u(D).u(DV).u(cap).u(ring).u(d.max_batch);
+      Launch rope_words;
+      Push rp(rope_words);
+      rope_push(rp, rope_k);
+      k.launch = [KVH, D, DV, cap, ring, rope_words](const StepDims& d, Launch& l) {
+        Push(l).u(KVH).u(D).u(DV).u(cap).u(ring).u(d.max_batch).u(rope_words.push[0]).u(rope_words.push[1])
+            .u(rope_words.push[2]).u(rope_words.push[3]);
         l.groups = {div_up(uint64_t(KVH) * std::max(D, DV), 64), d.T, 1};
       };
       k.label += ".kv_write";
       out.push_back(std::move(k));
     }
     Kernel k = kernel(n, "attention", {64}, true);
-    k.bind[kBindX] = value(nd.inputs[0]);
+    const int32_t qin = rope_q >= 0 ? node(rope_q).inputs[0] : nd.inputs[0];
+    k.bind[kBindX] = value(qin);
     k.bind[kBindY] = value(n);
     k.bind[kBindStep] = {Ref::Step, 0};
     k.bind[kBindKC] = kc, k.bind[kBindVC] = vc, k.bind[kBindPos] = pc;
-    k.reads = {value(nd.inputs[0]), kc, vc, pc};
+    if (rope_q >= 0) k.bind[kBindV0] = wref(vec(node(rope_q).inputs[2]));
+    k.reads = {value(qin), kc, vc, pc};
     k.writes = {value(n)};
     const uint32_t H = uint32_t(nd.attrs.i("heads")), window = uint32_t(nd.attrs.i("window", 0));
     const double scale = nd.attrs.f("scale"), softcap = nd.attrs.f("softcap", 0);
-    k.launch = [H, KVH, D, DV, cap, ring, window, scale, softcap](const StepDims& d, Launch& l) {
-      Push(l).u(H).u(KVH).u(D).u(DV).u(cap).u(ring).u(window).u(d.max_batch).f(scale).f(softcap);
+    Launch rope_words;
+    Push rp(rope_words);
+    rope_push(rp, rope_q);
+    k.launch = [H, KVH, D, DV, cap, ring, window, scale, softcap, rope_words](const StepDims& d, Launch& l) {
+      Push(l).u(H).u(KVH).u(D).u(DV).u(cap).u(ring).u(window).u(d.max_batch).f(scale).f(softcap)
+          .u(rope_words.push[0]).u(rope_words.push[1]).u(rope_words.push[2]).u(rope_words.push[3]);
       l.groups = {H, d.T, 1};
     };
     out.push_back(std::move(k));
@@ -581,6 +625,8 @@ class Builder {
   std::vector<bool> is_output_;
   std::vector<int> group_of_;
   std::vector<Group> groups_;
+  std::vector<bool> rope_folded_;
+  std::map<int32_t, int32_t> rope_q_, rope_k_;  // attention -> the rope folded into it
   std::map<std::string, int> weight_index_;
 };
 

@@ -19,9 +19,9 @@ VulkanSegment::VulkanSegment(std::shared_ptr<Shared> shared, const SegmentSpec& 
   ELM_CHECK(spec.config.max_batch > 0 && spec.config.max_seqs > 0, "invalid runtime configuration");
   spec_.artifact = {};  // not kept: the bytes belong to the model
   prog_ = build_program(spec_, sh_->tuning);
-  device_pool_ = std::make_unique<Pool>(sh_->ctx, MemKind::Device, VkDeviceSize(64) << 20);
-  upload_pool_ = std::make_unique<Pool>(sh_->ctx, MemKind::Upload, VkDeviceSize(4) << 20);
-  readback_pool_ = std::make_unique<Pool>(sh_->ctx, MemKind::Readback, VkDeviceSize(4) << 20);
+  device_pool_ = std::make_unique<Pool>(sh_->ctx, MemKind::Device, VkDeviceSize(1) << 20);
+  upload_pool_ = std::make_unique<Pool>(sh_->ctx, MemKind::Upload, VkDeviceSize(1) << 20);
+  readback_pool_ = std::make_unique<Pool>(sh_->ctx, MemKind::Readback, VkDeviceSize(1) << 20);
 
   const uint32_t mb = uint32_t(spec_.config.max_batch);
   step_host_ = upload_pool_->alloc(VkDeviceSize(16) * mb);

@@ -3,8 +3,10 @@
 // Keys are taken WG at a time with an online softmax (running max m, sum l, rescaled accumulators);
 // invocation i scores key i of the chunk, and accumulates output dims i, i + WG, ...
 // Visible keys: cached position pk with pk <= pq and (window == 0 or pq - pk < window).
+// rope = 1: q is rotated while loading (the Rope node that feeds only this attention, folded in).
 #include "common.glsl"
 #include "reduce.glsl"
+#include "rope.glsl"
 
 layout(std430, binding = B_X) readonly buffer QS { float Q[]; };
 layout(std430, binding = B_Y) writeonly buffer OS { float O[]; };
@@ -13,11 +15,14 @@ layout(std430, binding = B_KC) readonly buffer KCS { float KC[]; };
 layout(std430, binding = B_KC) readonly buffer KC4S { vec4 KC4[]; };
 layout(std430, binding = B_VC) readonly buffer VCS { float VC[]; };
 layout(std430, binding = B_POS) readonly buffer PS { int POS[]; };
+layout(std430, binding = B_V0) readonly buffer FS { float INV_FREQ[]; };
 
 layout(push_constant) uniform Params {
   uint H, KVH, D, DV;
   uint cap, ring, window, mb;
   float scale, softcap;
+  uint rope, F, pairs;
+  float attn_factor;
 } p;
 
 const uint MAX_D = 512u;       // head_dim limit (vk_program.cpp checks)
@@ -31,7 +36,15 @@ void main() {
   const int pq = STEP[p.mb + t];
   const uint seq = uint(STEP[2u * p.mb + t]);
   const uint kvh = h / (p.H / p.KVH);
-  for (uint d = tid; d < p.D; d += WG) qs[d] = Q[(t * p.H + h) * p.D + d];
+  const uint qo = (t * p.H + h) * p.D;
+  for (uint d = tid; d < p.D; d += WG) {
+    float q = Q[qo + d];
+    if (p.rope != 0u && d < 2u * p.F) {
+      const RopePair rp = rope_pair(d, p.F, p.pairs != 0u);
+      q = rope_rotate(q, Q[qo + rp.partner], rp, cos_sin(float(pq) * INV_FREQ[rp.freq]) * p.attn_factor);
+    }
+    qs[d] = q;
+  }
   barrier();
 
   const uint rows = (seq * p.KVH + kvh) * p.cap;  // first cache row of this (sequence, kv head)

@@ -14,15 +14,7 @@ layout(push_constant) uniform Params {
   float attn_factor;
 } p;
 
-// cos and sin of a float angle of any size: Cody-Waite reduction by 2 pi in three parts (the first
-// exact in a few bits, so k * part is exact), then the hardware functions on [-pi, pi].
-vec2 cos_sin(float a) {
-  const float k = round(a * 0.15915494309189535);
-  float r = a - k * 6.28125;
-  r -= k * 1.9353071693331003e-3;
-  r -= k * 1.0253131677018246e-11;
-  return vec2(cos(r), sin(r));
-}
+#include "rope.glsl"
 
 void main() {
   const uint per_head = p.D - p.F;
