@@ -593,7 +593,7 @@ class Builder {
       k.label += ".kv_write";
       out.push_back(std::move(k));
     }
-    Kernel k = kernel(n, "attention", {64}, true);
+    Kernel k = kernel(n, "attention", {256}, true);
     const int32_t qin = rope_q >= 0 ? node(rope_q).inputs[0] : nd.inputs[0];
     k.bind[kBindX] = value(qin);
     k.bind[kBindY] = value(n);

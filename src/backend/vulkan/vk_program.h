@@ -20,7 +20,7 @@
 namespace elm::vk {
 
 constexpr int64_t kSmallStep = 8;
-constexpr int64_t kMaxHeadDim = 512;  // attention.comp: MAX_D and ACC * WG
+constexpr int64_t kMaxHeadDim = 512;  // attention.comp: MAX_D
 
 // Launch parameters that are per-device or tunable (ELM_VULKAN_MATVEC="wg,rows" overrides the matvec).
 struct Tuning {

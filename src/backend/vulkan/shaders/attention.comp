@@ -1,7 +1,9 @@
 #version 450
 // Causal attention of one query head over its sequence's cache: one workgroup per (head, token).
-// Keys are taken WG at a time with an online softmax (running max m, sum l, rescaled accumulators);
-// invocation i scores key i of the chunk, and accumulates output dims i, i + WG, ...
+// Keys are taken WG at a time with an online softmax (running max m, sum l, rescaled accumulators):
+// invocation i scores key i of the chunk; then the workgroup splits into WG / 64 groups that each
+// accumulate every (WG/64)-th key of the chunk over output dims lane, lane + 64, ...; the groups'
+// partial outputs are summed at the end. WG must be a multiple of 64 (specialization constant 0).
 // Visible keys: cached position pk with pk <= pq and (window == 0 or pq - pk < window).
 // rope = 1: q is rotated while loading (the Rope node that feeds only this attention, folded in).
 #include "common.glsl"
@@ -25,13 +27,16 @@ layout(push_constant) uniform Params {
   float attn_factor;
 } p;
 
-const uint MAX_D = 512u;       // head_dim limit (vk_program.cpp checks)
-const uint ACC = 8u;           // v_head_dim <= ACC * WG
+const uint MAX_D = 512u;  // head_dim and v_head_dim limit (vk_program.h kMaxHeadDim)
+const uint LANES = 64u;   // invocations per key group
+const uint ACC = MAX_D / LANES;
+const uint GROUPS = WG / LANES;
 shared float qs[MAX_D];
 shared float probs[WG];
+shared float partial[GROUPS * MAX_D];
 
 void main() {
-  const uint tid = gl_LocalInvocationID.x;
+  const uint tid = gl_LocalInvocationID.x, lane = tid % LANES, grp = tid / LANES;
   const uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y;
   const int pq = STEP[p.mb + t];
   const uint seq = uint(STEP[2u * p.mb + t]);
@@ -88,10 +93,10 @@ void main() {
     barrier();
     const uint n = min(WG, hi - c0);
     [[unroll]] for (uint i = 0; i < ACC; ++i) {
-      const uint d = tid + i * WG;
+      const uint d = lane + i * LANES;
       if (d >= p.DV) break;
       float a = acc[i] * corr;
-      for (uint j = 0; j < n; ++j) {
+      for (uint j = grp; j < n; j += GROUPS) {
         const float pj = probs[j];
         if (pj != 0.0) a += pj * VC[(rows + c0 + j) * p.DV + d];
       }
@@ -101,7 +106,13 @@ void main() {
     m = m_new;
   }
   [[unroll]] for (uint i = 0; i < ACC; ++i) {
-    const uint d = tid + i * WG;
-    if (d < p.DV) O[(t * p.H + h) * p.DV + d] = l > 0.0 ? acc[i] / l : 0.0;
+    const uint d = lane + i * LANES;
+    if (d < p.DV) partial[grp * MAX_D + d] = acc[i];
+  }
+  barrier();
+  for (uint d = tid; d < p.DV; d += WG) {
+    float sum = 0.0;
+    for (uint g = 0; g < GROUPS; ++g) sum += partial[g * MAX_D + d];
+    O[(t * p.H + h) * p.DV + d] = l > 0.0 ? sum / l : 0.0;
   }
 }

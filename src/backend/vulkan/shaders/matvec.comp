@@ -7,8 +7,12 @@
 //   GLU (specialization constant GLU): rows r (gate) and glu_off + r (up) -> Y = act(gate) * up;
 //   an RMSNorm of x before the product (F_NORM), a residual added after it (F_RES), a bias (F_BIAS).
 #include "common.glsl"
-#include "reduce.glsl"
 #include "weights.glsl"
+#include "erf.glsl"
+#ifdef USE_SUBGROUP
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
 
 layout(constant_id = 2) const uint NR = 2;   // output rows per workgroup
 layout(constant_id = 3) const uint GLU = 0;  // 1: gate/up pairs with activation ACT
@@ -40,18 +44,15 @@ layout(push_constant) uniform Params {
   float eps;
 } p;
 
-shared float red[NROWS * WG];
+shared float red[(NROWS + 1) * WG];
 
-float gelu_erf(float x);
+float gelu_erf(float x) { return 0.5 * x * (1.0 + erf_approx(x * 0.7071067811865476)); }
 float activate(float g) {
   if (p.act == 0u) return g / (1.0 + exp(-g));
   if (p.act == 1u) return gelu_erf(g);
   const float k = 0.7978845608028654;
   return 0.5 * g * (1.0 + tanh_safe(k * (g + 0.044715 * g * g * g)));
 }
-#include "erf.glsl"
-float gelu_erf(float x) { return 0.5 * x * (1.0 + erf_approx(x * 0.7071067811865476)); }
-
 void main() {
   const uint tid = gl_LocalInvocationID.x;
   const uint t = gl_WorkGroupID.y;
@@ -62,20 +63,15 @@ void main() {
   const WDesc wd = WDesc(p.K, p.group, p.soff, p.moff, (p.flags & F_SF32) != 0u);
   const bool norm = (p.flags & F_NORM) != 0u, add_one = (p.flags & F_NORM_ADD1) != 0u;
 
-  float inv = 1.0;
-  if (norm) {
-    float ss = 0.0;
-    for (uint k = tid; k < p.K; k += WG) ss += X[xo + k] * X[xo + k];
-    inv = 1.0 / sqrt(wg_sum(ss) / float(p.K) + p.eps);
-  }
-
   uint wrow[NROWS];
   [[unroll]] for (uint j = 0; j < NROWS; ++j) {
     const uint r = min(r0 + (j % NR), p.n_out - 1u);  // rows past the end repeat the last one
     wrow[j] = p.w_row0 + r + (j >= NR ? p.glu_off : 0u);
   }
-  float acc[NROWS];
-  [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] = 0.0;
+  // acc[NROWS]: sum of x^2 for the RMSNorm. The workgroup loads every x value exactly once, so the
+  // norm costs no extra pass: W (x / rms * w) = (W (x * w)) / rms, and the rms is applied at the end.
+  float acc[NROWS + 1];
+  [[unroll]] for (uint j = 0; j <= NROWS; ++j) acc[j] = 0.0;
 
   if ((p.K & 31u) == 0u) {
     for (uint b = tid; b < p.K / 32u; b += WG) {
@@ -86,7 +82,8 @@ void main() {
           const uint k = b * 32u + 4u * i;
           vec4 w = vec4(NORM_W[k], NORM_W[k + 1u], NORM_W[k + 2u], NORM_W[k + 3u]);
           if (add_one) w += 1.0;
-          xv[i] *= inv * w;
+          acc[NROWS] += dot(xv[i], xv[i]);
+          xv[i] *= w;
         }
       }
       float xs = 0.0;
@@ -96,32 +93,39 @@ void main() {
   } else {
     for (uint k = tid; k < p.K; k += WG) {
       float xv = X[xo + k];
-      if (norm) xv *= inv * (add_one ? 1.0 + NORM_W[k] : NORM_W[k]);
+      if (norm) {
+        acc[NROWS] += xv * xv;
+        xv *= add_one ? 1.0 + NORM_W[k] : NORM_W[k];
+      }
       [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] += xv * w_elem(wd, wrow[j], k);
     }
   }
 
-  // Workgroup reduction of the NROWS partial sums.
+  // Workgroup reduction of the NROWS partial sums and the sum of squares.
 #ifdef USE_SUBGROUP
-  [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] = subgroupAdd(acc[j]);
+  [[unroll]] for (uint j = 0; j <= NROWS; ++j) acc[j] = subgroupAdd(acc[j]);
   if (gl_NumSubgroups > 1u) {
-    if (subgroupElect()) [[unroll]] for (uint j = 0; j < NROWS; ++j) red[j * WG + gl_SubgroupID] = acc[j];
+    if (subgroupElect()) [[unroll]] for (uint j = 0; j <= NROWS; ++j) red[j * WG + gl_SubgroupID] = acc[j];
     barrier();
-    [[unroll]] for (uint j = 0; j < NROWS; ++j) {
+    [[unroll]] for (uint j = 0; j <= NROWS; ++j) {
       float s = 0.0;
       for (uint i = 0; i < gl_NumSubgroups; ++i) s += red[j * WG + i];
       acc[j] = s;
     }
   }
 #else
-  [[unroll]] for (uint j = 0; j < NROWS; ++j) red[j * WG + tid] = acc[j];
+  [[unroll]] for (uint j = 0; j <= NROWS; ++j) red[j * WG + tid] = acc[j];
   barrier();
   for (uint s = WG / 2u; s > 0u; s >>= 1) {
-    if (tid < s) [[unroll]] for (uint j = 0; j < NROWS; ++j) red[j * WG + tid] += red[j * WG + tid + s];
+    if (tid < s) [[unroll]] for (uint j = 0; j <= NROWS; ++j) red[j * WG + tid] += red[j * WG + tid + s];
     barrier();
   }
-  [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] = red[j * WG];
+  [[unroll]] for (uint j = 0; j <= NROWS; ++j) acc[j] = red[j * WG];
 #endif
+  if (norm) {
+    const float inv = 1.0 / sqrt(acc[NROWS] / float(p.K) + p.eps);
+    [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] *= inv;
+  }
 
   if (tid != 0u) return;
   const bool bias = (p.flags & F_BIAS) != 0u;
