@@ -54,9 +54,11 @@ std::pair<std::unique_ptr<Executor>, std::unique_ptr<Executor>> executors(std::s
 class VulkanOps : public testing::TestWithParam<bool> {
  protected:
   void SetUp() override { REQUIRE_VULKAN(); }
+  // With subgroups, row groups of exactly one subgroup, so the matvec reduces with subgroupAdd.
   VulkanOptions options() const {
     VulkanOptions o;
     o.subgroups = GetParam() ? -1 : 0;
+    if (GetParam()) o.matvec = "64,2,sg";
     return o;
   }
   // Finishes the harness graph with `out` and runs one step of T tokens (positions pos0.., outputs

@@ -65,6 +65,7 @@ DeviceInfo describe(VkPhysicalDevice pd) {
   d.max_shared_memory = p.limits.maxComputeSharedMemorySize;
   d.max_group_count_x = p.limits.maxComputeWorkGroupCount[0];
   d.max_group_count_y = p.limits.maxComputeWorkGroupCount[1];
+  if (p.limits.timestampComputeAndGraphics) d.timestamp_period = p.limits.timestampPeriod;
   VkPhysicalDeviceMemoryProperties mp;
   vkGetPhysicalDeviceMemoryProperties(pd, &mp);
   const VkMemoryPropertyFlags mappable_local = VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT |
@@ -313,6 +314,14 @@ void Context::submit_wait(VkCommandBuffer cb, VkFence fence) {
   {
     std::lock_guard<std::mutex> lock(queue_mutex_);
     ELM_VK(vkQueueSubmit(queue_, 1, &si, fence));
+  }
+  // ELM_VULKAN_SPIN=1 polls the fence instead of sleeping in the driver (a decode step is short).
+  static const bool spin = env_flag("ELM_VULKAN_SPIN");
+  if (spin) {
+    VkResult r;
+    while ((r = vkGetFenceStatus(device_, fence)) == VK_NOT_READY) {
+    }
+    check(r, "vkGetFenceStatus");
   }
   ELM_VK(vkWaitForFences(device_, 1, &fence, VK_TRUE, UINT64_MAX));
   ELM_VK(vkResetFences(device_, 1, &fence));

@@ -38,6 +38,7 @@ struct DeviceInfo {
   uint32_t max_shared_memory = 0;
   uint32_t max_group_count_x = 65535, max_group_count_y = 65535;
   bool unified_memory = false;  // device-local memory the host can map (integrated GPUs, lavapipe)
+  float timestamp_period = 0;   // ns per timestamp tick; 0: no timestamps on compute queues
 };
 
 class Context {

@@ -292,7 +292,8 @@ class Builder {
 
   Kernel matvec(int32_t at, const MatvecSpec& m) {
     const DeviceWeight& dw = p_.weights[size_t(m.wi)];
-    Kernel k = kernel(at, "matvec", {t_.matvec_wg, wtype(dw.dtype), t_.matvec_rows, m.glu ? 1u : 0u}, true);
+    Kernel k = kernel(at, "matvec", {t_.matvec_wg, wtype(dw.dtype), t_.matvec_rows, m.glu ? 1u : 0u, t_.matvec_tpr},
+                      true);
     k.bind[kBindW] = wref(m.wi);
     k.bind[kBindX] = value(m.x);
     k.reads = {value(m.x)};
@@ -308,7 +309,7 @@ class Builder {
     uint32_t flags = (dw.scale_f32 ? kScaleF32 : 0) | (m.bias >= 0 ? kBias : 0) | (m.res >= 0 ? kRes : 0) |
                      (m.norm_w >= 0 ? kNorm : 0) | (m.add_one ? kNormAddOne : 0);
     const int64_t x = node(m.x).rows;
-    const uint32_t nr = t_.matvec_rows, max_x = t_.max_groups_x;
+    const uint32_t nr = t_.matvec_wg / t_.matvec_tpr * t_.matvec_rows, max_x = t_.max_groups_x;  // rows per workgroup
     k.launch = [m, dw, flags, x, nr, max_x](const StepDims& d, Launch& l) {
       Push(l).u(dw.cols).u(m.n_out).u(m.n0).u(m.n1).u(m.lds[0]).u(m.lds[1]).u(m.lds[2]).u(m.w_row0).u(m.glu_off)
           .u(dw.group).u(dw.soff_words).u(dw.moff_words).u(flags).u(m.act).f(m.eps);

@@ -22,9 +22,10 @@ namespace elm::vk {
 constexpr int64_t kSmallStep = 8;
 constexpr int64_t kMaxHeadDim = 512;  // attention.comp: MAX_D
 
-// Launch parameters that are per-device or tunable (ELM_VULKAN_MATVEC="wg,rows" overrides the matvec).
+// Launch parameters that are per-device or tunable (ELM_VULKAN_MATVEC="wg,rows,tpr" overrides the
+// matvec's workgroup size, rows per row group and invocations per row group).
 struct Tuning {
-  uint32_t matvec_wg = 32, matvec_rows = 2;
+  uint32_t matvec_wg = 128, matvec_rows = 2, matvec_tpr = 32;
   uint64_t max_range = uint64_t(1) << 27;       // largest storage-buffer binding
   uint32_t max_groups_x = 65535;
 };

@@ -1,8 +1,11 @@
 #include "backend/vulkan/vk_segment.h"
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
+#include <cstdio>
 #include <cstring>
+#include <regex>
 #include <set>
 
 #include "backend/vulkan/vk_shaders.h"
@@ -66,10 +69,24 @@ VulkanSegment::VulkanSegment(std::shared_ptr<Shared> shared, const SegmentSpec& 
   ELM_VK(vkCreateCommandPool(dev, &cpi, nullptr, &cmd_pool_));
   VkFenceCreateInfo fci{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
   ELM_VK(vkCreateFence(dev, &fci, nullptr, &fence_));
+
+  const char* prof = std::getenv("ELM_VULKAN_PROFILE");
+  if (prof && std::strcmp(prof, "0") != 0 && ctx_.info().timestamp_period > 0) {
+    prof_ = std::make_unique<Profile>();
+    prof_->queries = uint32_t(std::max(prog_.small.size(), prog_.large.size()) + 1);
+    VkQueryPoolCreateInfo qi{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
+    qi.queryType = VK_QUERY_TYPE_TIMESTAMP;
+    qi.queryCount = prof_->queries;
+    ELM_VK(vkCreateQueryPool(dev, &qi, nullptr, &prof_->pool));
+  }
 }
 
 VulkanSegment::~VulkanSegment() {
   VkDevice dev = ctx_.device();
+  if (prof_) {
+    print_profile();
+    vkDestroyQueryPool(dev, prof_->pool, nullptr);
+  }
   if (fence_) vkDestroyFence(dev, fence_, nullptr);
   if (cmd_pool_) vkDestroyCommandPool(dev, cmd_pool_, nullptr);
   if (desc_pool_) vkDestroyDescriptorPool(dev, desc_pool_, nullptr);
@@ -273,9 +290,15 @@ void VulkanSegment::record(VkCommandBuffer cb, const StepDims& d) {
   const std::vector<Compiled>& compiled = small ? small_ : large_;
   std::set<int> written, read;
   VkPipeline bound = VK_NULL_HANDLE;
+  if (prof_) {
+    vkCmdResetQueryPool(cb, prof_->pool, 0, prof_->queries);
+    vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, prof_->pool, 0);
+  }
   for (size_t i = 0; i < kernels.size(); ++i) {
     Launch l;
     kernels[i].launch(d, l);
+    if (prof_ && (l.groups[0] == 0 || l.groups[1] == 0 || l.groups[2] == 0))
+      vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, prof_->pool, uint32_t(i + 1));
     if (l.groups[0] == 0 || l.groups[1] == 0 || l.groups[2] == 0) continue;
     const Compiled& c = compiled[i];
     // A barrier only where this kernel reads or writes what an earlier one wrote since the last
@@ -293,6 +316,7 @@ void VulkanSegment::record(VkCommandBuffer cb, const StepDims& d) {
     vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, ctx_.pipeline_layout(), 0, 1, &c.set, 0, nullptr);
     vkCmdPushConstants(cb, ctx_.pipeline_layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, kPushBytes, l.push.data());
     vkCmdDispatch(cb, l.groups[0], l.groups[1], l.groups[2]);
+    if (prof_) vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, prof_->pool, uint32_t(i + 1));
   }
 
   barrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
@@ -366,7 +390,10 @@ void VulkanSegment::run(const Batch& b, BoundaryValues& io) {
               " is [", h.rows, ", ", h.cols, "], expected [", r, ", ", c, "]");
     std::memcpy(stage.host, h.data.data(), size_t(r * c) * 4);
   }
-  ctx_.submit_wait(command_buffer(d.T, d.n_out), fence_);
+  VkCommandBuffer cb = command_buffer(d.T, d.n_out);
+  const auto t0 = std::chrono::steady_clock::now();
+  ctx_.submit_wait(cb, fence_);
+  if (prof_) profile_step(d, std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count());
   for (const auto& [v, back] : readback_) {
     HostTensor& h = io[v];
     h.resize(rows(v, d), g.nodes[size_t(v)].cols);
@@ -387,6 +414,42 @@ void VulkanSegment::seq_truncate(int seq, int32_t n_past) {
       vkCmdDispatch(cb, (cap + 63) / 64, 1, 1);
     }
   });
+}
+
+void VulkanSegment::profile_step(const StepDims& d, double wall_ns) {
+  const bool small = d.T <= kSmallStep;
+  const std::vector<Kernel>& kernels = small ? prog_.small : prog_.large;
+  std::vector<uint64_t> ts(kernels.size() + 1);
+  ELM_VK(vkGetQueryPoolResults(ctx_.device(), prof_->pool, 0, uint32_t(ts.size()), ts.size() * 8, ts.data(), 8,
+                               VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT));
+  const double period = ctx_.info().timestamp_period;
+  static const std::regex layer("(^|\\+)l[0-9]+\\.");
+  auto& entries = small ? prof_->small : prof_->large;
+  for (size_t i = 0; i < kernels.size(); ++i) {
+    Profile::Entry& e = entries[kernels[i].shader + " " + std::regex_replace(kernels[i].label, layer, "$1")];
+    e.ns += double(ts[i + 1] - ts[i]) * period;
+    e.launches += 1;
+  }
+  (small ? prof_->small_steps : prof_->large_steps) += 1;
+  (small ? prof_->small_wall_ns : prof_->large_wall_ns) += wall_ns;
+  (small ? prof_->small_gpu_ns : prof_->large_gpu_ns) += double(ts.back() - ts.front()) * period;
+}
+
+void VulkanSegment::print_profile() const {
+  const auto dump = [](const char* what, const std::map<std::string, Profile::Entry>& entries, int64_t steps,
+                       double wall, double gpu) {
+    if (!steps) return;
+    std::fprintf(stderr, "vulkan profile, %s: %lld steps, per step %.1f us on the GPU, %.1f us submit to fence\n", what,
+                 (long long)steps, gpu / steps / 1e3, wall / steps / 1e3);
+    std::vector<std::pair<double, std::string>> rows;
+    for (const auto& [k, e] : entries) rows.push_back({e.ns, k});
+    std::sort(rows.rbegin(), rows.rend());
+    for (const auto& [ns, k] : rows)
+      std::fprintf(stderr, "  %9.1f us/step %6.2f launches/step  %s\n", ns / steps / 1e3,
+                   double(entries.at(k).launches) / double(steps), k.c_str());
+  };
+  dump("steps of <= 8 tokens", prof_->small, prof_->small_steps, prof_->small_wall_ns, prof_->small_gpu_ns);
+  dump("larger steps", prof_->large, prof_->large_steps, prof_->large_wall_ns, prof_->large_gpu_ns);
 }
 
 size_t VulkanSegment::state_bytes() const {

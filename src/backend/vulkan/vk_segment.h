@@ -78,6 +78,24 @@ class VulkanSegment : public Segment {
   std::map<std::pair<uint32_t, uint32_t>, VkCommandBuffer> cmds_;
   std::deque<std::pair<uint32_t, uint32_t>> cmd_order_;  // oldest first
   std::vector<int32_t> out_rows_;
+
+  // ELM_VULKAN_PROFILE=1: GPU time of every launch from timestamps, summed per kernel and printed to
+  // stderr when the segment is destroyed (decode and prefill lists separately).
+  struct Profile {
+    VkQueryPool pool = VK_NULL_HANDLE;
+    uint32_t queries = 0;
+    struct Entry {
+      double ns = 0;
+      int64_t launches = 0;
+    };
+    std::map<std::string, Entry> small, large;  // by kernel label (layer prefixes removed)
+    int64_t small_steps = 0, large_steps = 0;
+    double small_wall_ns = 0, large_wall_ns = 0;  // submit to fence, on the host
+    double small_gpu_ns = 0, large_gpu_ns = 0;    // first to last timestamp
+  };
+  std::unique_ptr<Profile> prof_;
+  void profile_step(const StepDims& d, double wall_ns);
+  void print_profile() const;
 };
 
 }  // namespace elm::vk

@@ -24,12 +24,21 @@ class VulkanBackend : public Backend {
     Tuning& t = sh_->tuning;
     t.max_range = std::min<uint64_t>(info.max_storage_range, uint64_t(1) << 32);
     t.max_groups_x = info.max_group_count_x;
-    if (const char* mv = std::getenv("ELM_VULKAN_MATVEC")) {
-      unsigned wg = 0, rows = 0;
-      ELM_CHECK(std::sscanf(mv, "%u,%u", &wg, &rows) == 2 && wg >= 1 && wg <= 256 && (wg & (wg - 1)) == 0 &&
-                    rows >= 1 && rows <= 8,
-                "ELM_VULKAN_MATVEC must be \"wg,rows\" (wg a power of two up to 256, rows 1..8), not '", mv, "'");
-      t.matvec_wg = wg, t.matvec_rows = rows;
+    const char* env_mv = std::getenv("ELM_VULKAN_MATVEC");
+    const std::string mv = !o.matvec.empty() ? o.matvec : env_mv ? env_mv : "";
+    if (!mv.empty()) {
+      unsigned wg = 0, rows = 0, tpr = 0;
+      char sg[3] = {};
+      int n = std::sscanf(mv.c_str(), "%u,%u,%u", &wg, &rows, &tpr);
+      if (n == 2 && std::sscanf(mv.c_str(), "%u,%u,%2s", &wg, &rows, sg) == 3 && std::string(sg) == "sg")
+        tpr = info.subgroup_size, n = 3;
+      if (n == 2) tpr = std::min(wg, 32u);
+      const auto pow2 = [](unsigned v) { return v >= 1 && (v & (v - 1)) == 0; };
+      ELM_CHECK(n >= 2 && pow2(wg) && wg <= 256 && rows >= 1 && rows <= 8 && pow2(tpr) && tpr <= wg,
+                "ELM_VULKAN_MATVEC must be \"wg,rows[,tpr]\" (powers of two, wg <= 256, tpr <= wg or sg, rows 1..8), "
+                "not '",
+                mv, "'");
+      t.matvec_wg = wg, t.matvec_rows = rows, t.matvec_tpr = tpr;
     }
     sh_->weight_pool = std::make_unique<Pool>(sh_->ctx, MemKind::Device);
     sh_->state_pool = std::make_unique<Pool>(sh_->ctx, MemKind::Device);
@@ -81,7 +90,7 @@ class VulkanBackend : public Backend {
                        : i.type == VK_PHYSICAL_DEVICE_TYPE_CPU            ? "CPU"
                                                                           : "other";
     return cat(i.name, " (", type, ", subgroups ", sh_->subgroups ? std::to_string(i.subgroup_size) : "off",
-               ", matvec ", sh_->tuning.matvec_wg, "x", sh_->tuning.matvec_rows, ")");
+               ", matvec ", sh_->tuning.matvec_wg, ",", sh_->tuning.matvec_rows, ",", sh_->tuning.matvec_tpr, ")");
   }
 
  private:

@@ -4,7 +4,8 @@
 // Environment:
 //   ELM_VULKAN_DEVICE     device index or part of its name (default: discrete GPU first, lavapipe last)
 //   ELM_VULKAN_SUBGROUPS  0: use the shared-memory reductions even where subgroup operations exist
-//   ELM_VULKAN_MATVEC     "wg,rows": matrix-vector workgroup size and rows per workgroup (tuning)
+//   ELM_VULKAN_MATVEC     "wg,rows,tpr": matrix-vector workgroup size, rows per row group and
+//                         invocations per row group ("sg": the subgroup size); tuning
 #pragma once
 #include <memory>
 #include <string>
@@ -17,6 +18,7 @@ namespace elm {
 struct VulkanOptions {
   std::string device;  // as ELM_VULKAN_DEVICE; empty: the environment, then the default choice
   int subgroups = -1;  // 1 on, 0 off, -1 from the environment and the device
+  std::string matvec;  // as ELM_VULKAN_MATVEC; empty: the environment, then the device's default
 };
 
 // Throws elm::Error when there is no usable Vulkan device.

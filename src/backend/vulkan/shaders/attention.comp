@@ -46,7 +46,7 @@ void main() {
     float q = Q[qo + d];
     if (p.rope != 0u && d < 2u * p.F) {
       const RopePair rp = rope_pair(d, p.F, p.pairs != 0u);
-      q = rope_rotate(q, Q[qo + rp.partner], rp, cos_sin(float(pq) * INV_FREQ[rp.freq]) * p.attn_factor);
+      q = rope_rotate(q, Q[qo + rp.partner], rp, rope_cos_sin(pq, INV_FREQ[rp.freq]) * p.attn_factor);
     }
     qs[d] = q;
   }

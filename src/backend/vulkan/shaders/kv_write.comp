@@ -29,7 +29,7 @@ void main() {
     float k = KIN[t * p.KVH * p.D + e];
     if (p.rope != 0u && d < 2u * p.F) {
       const RopePair rp = rope_pair(d, p.F, p.pairs != 0u);
-      const vec2 cs = cos_sin(float(pos) * INV_FREQ[rp.freq]) * p.attn_factor;
+      const vec2 cs = rope_cos_sin(pos, INV_FREQ[rp.freq]) * p.attn_factor;
       k = rope_rotate(k, KIN[t * p.KVH * p.D + h * p.D + rp.partner], rp, cs);
     }
     KC[((seq * p.KVH + h) * p.cap + slot) * p.D + d] = k;

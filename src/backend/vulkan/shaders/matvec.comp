@@ -1,6 +1,9 @@
 #version 450
-// y = x W^T for few tokens (decode): one workgroup computes NR output rows of one token (grid.y = token).
-// Several invocations split the reduction over 32-value blocks and reduce at the end.
+// y = x W^T for few tokens (decode). A workgroup (grid.y = token) is WG / TPR row groups of TPR
+// invocations; a row group computes NR output rows, its invocations splitting the reduction over
+// 32-value blocks and summing at the end (subgroupAdd when a row group is exactly one subgroup,
+// otherwise shared memory). Many rows per workgroup and several per invocation keep enough weight
+// loads in flight to approach the memory bandwidth.
 // Fusions (vk_program.cpp decides them):
 //   several matmuls sharing x, their weights concatenated by rows: rows [0,n0) go to Y, [n0,n0+n1) to
 //   Y1, the rest to Y2;
@@ -14,9 +17,11 @@
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #endif
 
-layout(constant_id = 2) const uint NR = 2;   // output rows per workgroup
-layout(constant_id = 3) const uint GLU = 0;  // 1: gate/up pairs with activation ACT
-const uint NROWS = GLU != 0 ? 2 * NR : NR;   // weight rows per workgroup
+layout(constant_id = 2) const uint NR = 2;    // output rows per row group
+layout(constant_id = 3) const uint GLU = 0;   // 1: gate/up pairs with activation ACT
+layout(constant_id = 4) const uint TPR = 32;  // invocations per row group (a power of two dividing WG)
+const uint NROWS = GLU != 0 ? 2 * NR : NR;    // weight rows per row group
+const uint RG = WG / TPR;                     // row groups per workgroup
 
 layout(std430, binding = B_X) readonly buffer XS { float X[]; };
 layout(std430, binding = B_X) readonly buffer X4S { vec4 X4[]; };
@@ -44,7 +49,7 @@ layout(push_constant) uniform Params {
   float eps;
 } p;
 
-shared float red[(NROWS + 1) * WG];
+shared float red[(NROWS + 1) * WG];  // [row group][value][lane]
 
 float gelu_erf(float x) { return 0.5 * x * (1.0 + erf_approx(x * 0.7071067811865476)); }
 float activate(float g) {
@@ -54,11 +59,12 @@ float activate(float g) {
   return 0.5 * g * (1.0 + tanh_safe(k * (g + 0.044715 * g * g * g)));
 }
 void main() {
-  const uint tid = gl_LocalInvocationID.x;
+  const uint tid = gl_LocalInvocationID.x, rg = tid / TPR, lane = tid % TPR;
   const uint t = gl_WorkGroupID.y;
-  // Row blocks beyond maxComputeWorkGroupCount.x continue along z.
-  const uint r0 = (gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x) * NR;
-  if (r0 >= p.n_out) return;  // the whole workgroup leaves together
+  // Workgroups beyond maxComputeWorkGroupCount.x continue along z.
+  const uint wg_row0 = (gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x) * RG * NR;
+  if (wg_row0 >= p.n_out) return;  // the whole workgroup leaves together
+  const uint r0 = wg_row0 + rg * NR;
   const uint xo = t * p.K;
   const WDesc wd = WDesc(p.K, p.group, p.soff, p.moff, (p.flags & F_SF32) != 0u);
   const bool norm = (p.flags & F_NORM) != 0u, add_one = (p.flags & F_NORM_ADD1) != 0u;
@@ -74,7 +80,7 @@ void main() {
   [[unroll]] for (uint j = 0; j <= NROWS; ++j) acc[j] = 0.0;
 
   if ((p.K & 31u) == 0u) {
-    for (uint b = tid; b < p.K / 32u; b += WG) {
+    for (uint b = lane; b < p.K / 32u; b += TPR) {
       vec4 xv[8];
       [[unroll]] for (uint i = 0; i < 8u; ++i) xv[i] = X4[(xo >> 2) + b * 8u + i];
       if (norm) {
@@ -91,7 +97,7 @@ void main() {
       [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] += w_block_dot(wd, wrow[j], b, xv, xs);
     }
   } else {
-    for (uint k = tid; k < p.K; k += WG) {
+    for (uint k = lane; k < p.K; k += TPR) {
       float xv = X[xo + k];
       if (norm) {
         acc[NROWS] += xv * xv;
@@ -101,33 +107,30 @@ void main() {
     }
   }
 
-  // Workgroup reduction of the NROWS partial sums and the sum of squares.
+  // Sum the NROWS partial sums and the sum of squares over the row group's lanes.
+  bool reduced = false;
 #ifdef USE_SUBGROUP
-  [[unroll]] for (uint j = 0; j <= NROWS; ++j) acc[j] = subgroupAdd(acc[j]);
-  if (gl_NumSubgroups > 1u) {
-    if (subgroupElect()) [[unroll]] for (uint j = 0; j <= NROWS; ++j) red[j * WG + gl_SubgroupID] = acc[j];
-    barrier();
-    [[unroll]] for (uint j = 0; j <= NROWS; ++j) {
-      float s = 0.0;
-      for (uint i = 0; i < gl_NumSubgroups; ++i) s += red[j * WG + i];
-      acc[j] = s;
-    }
+  if (gl_SubgroupSize == TPR) {  // the row group is one subgroup (invocations form subgroups in order)
+    [[unroll]] for (uint j = 0; j <= NROWS; ++j) acc[j] = subgroupAdd(acc[j]);
+    reduced = true;
   }
-#else
-  [[unroll]] for (uint j = 0; j <= NROWS; ++j) red[j * WG + tid] = acc[j];
-  barrier();
-  for (uint s = WG / 2u; s > 0u; s >>= 1) {
-    if (tid < s) [[unroll]] for (uint j = 0; j <= NROWS; ++j) red[j * WG + tid] += red[j * WG + tid + s];
-    barrier();
-  }
-  [[unroll]] for (uint j = 0; j <= NROWS; ++j) acc[j] = red[j * WG];
 #endif
+  if (!reduced) {
+    const uint base = rg * (NROWS + 1) * TPR;
+    [[unroll]] for (uint j = 0; j <= NROWS; ++j) red[base + j * TPR + lane] = acc[j];
+    barrier();
+    for (uint s = TPR / 2u; s > 0u; s >>= 1) {
+      if (lane < s) [[unroll]] for (uint j = 0; j <= NROWS; ++j) red[base + j * TPR + lane] += red[base + j * TPR + lane + s];
+      barrier();
+    }
+    [[unroll]] for (uint j = 0; j <= NROWS; ++j) acc[j] = red[base + j * TPR];
+  }
   if (norm) {
     const float inv = 1.0 / sqrt(acc[NROWS] / float(p.K) + p.eps);
     [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] *= inv;
   }
 
-  if (tid != 0u) return;
+  if (lane != 0u || r0 >= p.n_out) return;
   const bool bias = (p.flags & F_BIAS) != 0u;
   [[unroll]] for (uint j = 0; j < NR; ++j) {
     const uint r = r0 + j;

@@ -26,8 +26,7 @@ void main() {
     Y[base + p.F + j] = X[base + p.F + j];
     return;
   }
-  const float angle = float(STEP[p.mb + t]) * INV_FREQ[j];
-  const vec2 cs = cos_sin(angle) * p.attn_factor;
+  const vec2 cs = rope_cos_sin(STEP[p.mb + t], INV_FREQ[j]) * p.attn_factor;
   const uint a = p.pairs != 0u ? 2u * j : j, b = p.pairs != 0u ? 2u * j + 1u : j + p.F;
   const float xa = X[base + a], xb = X[base + b];
   Y[base + a] = xa * cs.x - xb * cs.y;

@@ -12,6 +12,14 @@ vec2 cos_sin(float a) {
   return vec2(cos(r), sin(r));
 }
 
+// cos and sin of pos * freq, the angle rounded to float first like transformers computes it: `precise`
+// keeps the compiler from fusing the product into the reduction (an FMA would use the exact product,
+// which differs by up to half an ulp of the angle: 1e-4 radians at position 4000).
+vec2 rope_cos_sin(int pos, float freq) {
+  precise float angle = float(pos) * freq;
+  return cos_sin(angle);
+}
+
 struct RopePair {
   uint partner;  // the dim rotated together with this one
   uint freq;     // its frequency index
