@@ -54,11 +54,12 @@ std::pair<std::unique_ptr<Executor>, std::unique_ptr<Executor>> executors(std::s
 class VulkanOps : public testing::TestWithParam<bool> {
  protected:
   void SetUp() override { REQUIRE_VULKAN(); }
-  // With subgroups, row groups of exactly one subgroup, so the matvec reduces with subgroupAdd.
+  // With subgroups, the matvec runs both ways: row groups of one subgroup (subgroupAdd alone) here,
+  // and of several (subgroupAdd, then shared memory) in the fixture tests.
   VulkanOptions options() const {
     VulkanOptions o;
     o.subgroups = GetParam() ? -1 : 0;
-    if (GetParam()) o.matvec = "64,2,sg";
+    if (GetParam()) o.matvec = "2,1,sg";
     return o;
   }
   // Finishes the harness graph with `out` and runs one step of T tokens (positions pos0.., outputs
@@ -252,7 +253,7 @@ TEST_P(VulkanOps, AttentionStepsRingsSequencesTruncation) {
     int rope;  // 0 none, 1 rotate-half over all dims, 2 pairs over part of the dims, attn_factor 0.8
   };
   for (const Case& c : {Case{4, 2, 16, 16, 0, 0, 1}, Case{4, 1, 64, 32, 5, 0, 2}, Case{2, 2, 80, 80, 0, 3.0, 0},
-                        Case{6, 3, 8, 8, 7, 0, 1}}) {
+                        Case{6, 3, 8, 8, 7, 0, 1}, Case{2, 1, 10, 6, 0, 0, 1}}) {
     SCOPED_TRACE(testing::Message() << "H " << c.H << " KVH " << c.KVH << " D " << c.D << " window " << c.window);
     OpHarness h;
     const int64_t V = 64;  // table rows: token ids pick q, k, v rows

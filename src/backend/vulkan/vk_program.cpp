@@ -292,8 +292,8 @@ class Builder {
 
   Kernel matvec(int32_t at, const MatvecSpec& m) {
     const DeviceWeight& dw = p_.weights[size_t(m.wi)];
-    Kernel k = kernel(at, "matvec", {t_.matvec_wg, wtype(dw.dtype), t_.matvec_rows, m.glu ? 1u : 0u, t_.matvec_tpr},
-                      true);
+    const uint32_t tpr = matvec_tpr(t_, dw.cols), wg = std::max(tpr, t_.matvec_wg);
+    Kernel k = kernel(at, "matvec", {wg, wtype(dw.dtype), t_.matvec_rows, m.glu ? 1u : 0u, tpr}, true);
     k.bind[kBindW] = wref(m.wi);
     k.bind[kBindX] = value(m.x);
     k.reads = {value(m.x)};
@@ -309,7 +309,7 @@ class Builder {
     uint32_t flags = (dw.scale_f32 ? kScaleF32 : 0) | (m.bias >= 0 ? kBias : 0) | (m.res >= 0 ? kRes : 0) |
                      (m.norm_w >= 0 ? kNorm : 0) | (m.add_one ? kNormAddOne : 0);
     const int64_t x = node(m.x).rows;
-    const uint32_t nr = t_.matvec_wg / t_.matvec_tpr * t_.matvec_rows, max_x = t_.max_groups_x;  // rows per workgroup
+    const uint32_t nr = wg / tpr * t_.matvec_rows, max_x = t_.max_groups_x;  // rows per workgroup
     k.launch = [m, dw, flags, x, nr, max_x](const StepDims& d, Launch& l) {
       Push(l).u(dw.cols).u(m.n_out).u(m.n0).u(m.n1).u(m.lds[0]).u(m.lds[1]).u(m.lds[2]).u(m.w_row0).u(m.glu_off)
           .u(dw.group).u(dw.soff_words).u(dw.moff_words).u(flags).u(m.act).f(m.eps);
@@ -781,5 +781,13 @@ std::string unsupported_reason(const Graph& g, const WeightStore& w, int32_t id,
 }
 
 Program build_program(const SegmentSpec& spec, const Tuning& tuning) { return Builder(spec, tuning).build(); }
+
+uint32_t matvec_tpr(const Tuning& t, int64_t K) {
+  if (t.matvec_tpr) return t.matvec_tpr;
+  const int64_t lanes = (K + 31) / 32 / std::max<int64_t>(t.matvec_blocks, 1);
+  uint32_t tpr = 32;
+  while (tpr < 256 && int64_t(tpr) * 2 <= lanes) tpr *= 2;
+  return tpr;
+}
 
 }  // namespace elm::vk

@@ -22,10 +22,14 @@ namespace elm::vk {
 constexpr int64_t kSmallStep = 8;
 constexpr int64_t kMaxHeadDim = 512;  // attention.comp: MAX_D
 
-// Launch parameters that are per-device or tunable (ELM_VULKAN_MATVEC="wg,rows,tpr" overrides the
-// matvec's workgroup size, rows per row group and invocations per row group).
+// Launch parameters that are per-device or tunable (vulkan_backend.h: ELM_VULKAN_MATVEC).
+// The matvec gives each group of NR output rows K / 32 / blocks invocations (32 to 256), so that
+// even a few long rows (down projections) spread over the whole GPU.
 struct Tuning {
-  uint32_t matvec_wg = 128, matvec_rows = 2, matvec_tpr = 32;
+  uint32_t matvec_rows = 2;    // output rows per row group
+  uint32_t matvec_blocks = 1;  // 32-value blocks per invocation and row
+  uint32_t matvec_tpr = 0;     // fixed invocations per row group; 0: from K as above
+  uint32_t matvec_wg = 128;    // smallest workgroup (several row groups when they are small)
   uint64_t max_range = uint64_t(1) << 27;       // largest storage-buffer binding
   uint32_t max_groups_x = 65535;
 };
@@ -94,6 +98,9 @@ struct Program {
 };
 
 Program build_program(const SegmentSpec& spec, const Tuning& tuning);
+
+// Invocations per row group of a matvec over rows of K values.
+uint32_t matvec_tpr(const Tuning& t, int64_t K);
 
 // Whether the backend can run the node: "" when it can, else why not.
 std::string unsupported_reason(const Graph& g, const WeightStore& w, int32_t node, const RuntimeConfig& c,

@@ -27,18 +27,16 @@ class VulkanBackend : public Backend {
     const char* env_mv = std::getenv("ELM_VULKAN_MATVEC");
     const std::string mv = !o.matvec.empty() ? o.matvec : env_mv ? env_mv : "";
     if (!mv.empty()) {
-      unsigned wg = 0, rows = 0, tpr = 0;
+      unsigned rows = 0, blocks = 0, tpr = 0;
       char sg[3] = {};
-      int n = std::sscanf(mv.c_str(), "%u,%u,%u", &wg, &rows, &tpr);
-      if (n == 2 && std::sscanf(mv.c_str(), "%u,%u,%2s", &wg, &rows, sg) == 3 && std::string(sg) == "sg")
+      int n = std::sscanf(mv.c_str(), "%u,%u,%u", &rows, &blocks, &tpr);
+      if (n == 2 && std::sscanf(mv.c_str(), "%u,%u,%2s", &rows, &blocks, sg) == 3 && std::string(sg) == "sg")
         tpr = info.subgroup_size, n = 3;
-      if (n == 2) tpr = std::min(wg, 32u);
-      const auto pow2 = [](unsigned v) { return v >= 1 && (v & (v - 1)) == 0; };
-      ELM_CHECK(n >= 2 && pow2(wg) && wg <= 256 && rows >= 1 && rows <= 8 && pow2(tpr) && tpr <= wg,
-                "ELM_VULKAN_MATVEC must be \"wg,rows[,tpr]\" (powers of two, wg <= 256, tpr <= wg or sg, rows 1..8), "
-                "not '",
-                mv, "'");
-      t.matvec_wg = wg, t.matvec_rows = rows, t.matvec_tpr = tpr;
+      const bool tpr_ok = n == 2 || (tpr >= 1 && tpr <= 256 && (tpr & (tpr - 1)) == 0);
+      ELM_CHECK(n >= 2 && rows >= 1 && rows <= 8 && blocks >= 1 && blocks <= 64 && tpr_ok,
+                "ELM_VULKAN_MATVEC must be \"rows,blocks[,tpr]\" (rows 1..8, blocks 1..64, tpr a power of two up to 256 "
+                "or sg), not '", mv, "'");
+      t.matvec_rows = rows, t.matvec_blocks = blocks, t.matvec_tpr = n == 3 ? tpr : 0;
     }
     sh_->weight_pool = std::make_unique<Pool>(sh_->ctx, MemKind::Device);
     sh_->state_pool = std::make_unique<Pool>(sh_->ctx, MemKind::Device);
@@ -90,7 +88,8 @@ class VulkanBackend : public Backend {
                        : i.type == VK_PHYSICAL_DEVICE_TYPE_CPU            ? "CPU"
                                                                           : "other";
     return cat(i.name, " (", type, ", subgroups ", sh_->subgroups ? std::to_string(i.subgroup_size) : "off",
-               ", matvec ", sh_->tuning.matvec_wg, ",", sh_->tuning.matvec_rows, ",", sh_->tuning.matvec_tpr, ")");
+               ", matvec rows ", sh_->tuning.matvec_rows, " blocks ", sh_->tuning.matvec_blocks,
+               sh_->tuning.matvec_tpr ? cat(" tpr ", sh_->tuning.matvec_tpr) : "", ")");
   }
 
  private:

@@ -4,8 +4,9 @@
 // Environment:
 //   ELM_VULKAN_DEVICE     device index or part of its name (default: discrete GPU first, lavapipe last)
 //   ELM_VULKAN_SUBGROUPS  0: use the shared-memory reductions even where subgroup operations exist
-//   ELM_VULKAN_MATVEC     "wg,rows,tpr": matrix-vector workgroup size, rows per row group and
-//                         invocations per row group ("sg": the subgroup size); tuning
+//   ELM_VULKAN_MATVEC     "rows,blocks[,tpr]": matrix-vector tuning: output rows per row group, 32-value
+//                         blocks per invocation (row groups get K / 32 / blocks invocations), or a
+//                         fixed number of invocations per row group ("sg": the subgroup size)
 #pragma once
 #include <memory>
 #include <string>

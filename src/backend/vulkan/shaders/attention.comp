@@ -1,9 +1,9 @@
 #version 450
 // Causal attention of one query head over its sequence's cache: one workgroup per (head, token).
 // Keys are taken WG at a time with an online softmax (running max m, sum l, rescaled accumulators):
-// invocation i scores key i of the chunk; then the workgroup splits into WG / 64 groups that each
-// accumulate every (WG/64)-th key of the chunk over output dims lane, lane + 64, ...; the groups'
-// partial outputs are summed at the end. WG must be a multiple of 64 (specialization constant 0).
+// invocation i scores key i of the chunk; then the workgroup splits into groups of DV / 4 invocations,
+// each owning four output dims, and group g accumulates keys g, g + groups, ... of the chunk (short
+// chains of independent loads); the groups' partial outputs are summed at the end.
 // Visible keys: cached position pk with pk <= pq and (window == 0 or pq - pk < window).
 // rope = 1: q is rotated while loading (the Rope node that feeds only this attention, folded in).
 #include "common.glsl"
@@ -16,6 +16,7 @@ layout(std430, binding = B_STEP) readonly buffer SS { int STEP[]; };
 layout(std430, binding = B_KC) readonly buffer KCS { float KC[]; };
 layout(std430, binding = B_KC) readonly buffer KC4S { vec4 KC4[]; };
 layout(std430, binding = B_VC) readonly buffer VCS { float VC[]; };
+layout(std430, binding = B_VC) readonly buffer VC4S { vec4 VC4[]; };
 layout(std430, binding = B_POS) readonly buffer PS { int POS[]; };
 layout(std430, binding = B_V0) readonly buffer FS { float INV_FREQ[]; };
 
@@ -27,16 +28,22 @@ layout(push_constant) uniform Params {
   float attn_factor;
 } p;
 
-const uint MAX_D = 512u;  // head_dim and v_head_dim limit (vk_program.h kMaxHeadDim)
-const uint LANES = 64u;   // invocations per key group
-const uint ACC = MAX_D / LANES;
-const uint GROUPS = WG / LANES;
+const uint MAX_D = 512u;  // head_dim and v_head_dim limit (vk_program.h kMaxHeadDim); WG >= MAX_D / 4
 shared float qs[MAX_D];
 shared float probs[WG];
-shared float partial[GROUPS * MAX_D];
+shared float partial[4 * WG];  // [group][dim]
+
+// Four dims of value row `row` from 4 * lane (zero past DV).
+vec4 load_v(uint row, uint lane, bool vec_v) {
+  if (vec_v) return VC4[((row * p.DV) >> 2) + lane];
+  vec4 v = vec4(0.0);
+  [[unroll]] for (uint c = 0; c < 4u; ++c)
+    if (4u * lane + c < p.DV) v[c] = VC[row * p.DV + 4u * lane + c];
+  return v;
+}
 
 void main() {
-  const uint tid = gl_LocalInvocationID.x, lane = tid % LANES, grp = tid / LANES;
+  const uint tid = gl_LocalInvocationID.x;
   const uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y;
   const int pq = STEP[p.mb + t];
   const uint seq = uint(STEP[2u * p.mb + t]);
@@ -59,11 +66,12 @@ void main() {
     hi = min(uint(pq) + 1u, p.cap);
     if (p.window > 0u && uint(pq) + 1u > p.window) lo = uint(pq) + 1u - p.window;
   }
-  const bool vec_k = (p.D & 3u) == 0u;
+  const bool vec_k = (p.D & 3u) == 0u, vec_v = (p.DV & 3u) == 0u;
+  const uint lanes = (p.DV + 3u) / 4u, groups = WG / lanes;
+  const uint vlane = tid % lanes, vgroup = tid / lanes;
 
   float m = -1.0 / 0.0, l = 0.0;
-  float acc[ACC];
-  [[unroll]] for (uint i = 0; i < ACC; ++i) acc[i] = 0.0;
+  vec4 acc = vec4(0.0);
 
   for (uint c0 = lo; c0 < hi; c0 += WG) {
     const uint s = c0 + tid;
@@ -91,28 +99,19 @@ void main() {
     l = l * corr + wg_sum(e);
     probs[tid] = e;
     barrier();
-    const uint n = min(WG, hi - c0);
-    [[unroll]] for (uint i = 0; i < ACC; ++i) {
-      const uint d = lane + i * LANES;
-      if (d >= p.DV) break;
-      float a = acc[i] * corr;
-      for (uint j = grp; j < n; j += GROUPS) {
-        const float pj = probs[j];
-        if (pj != 0.0) a += pj * VC[(rows + c0 + j) * p.DV + d];
-      }
-      acc[i] = a;
+    if (vgroup < groups) {
+      const uint n = min(WG, hi - c0);
+      acc *= corr;
+      for (uint j = vgroup; j < n; j += groups) acc += probs[j] * load_v(rows + c0 + j, vlane, vec_v);
     }
     barrier();  // probs is rewritten by the next chunk
     m = m_new;
   }
-  [[unroll]] for (uint i = 0; i < ACC; ++i) {
-    const uint d = lane + i * LANES;
-    if (d < p.DV) partial[grp * MAX_D + d] = acc[i];
-  }
+  if (vgroup < groups) [[unroll]] for (uint c = 0; c < 4u; ++c) partial[vgroup * 4u * lanes + 4u * vlane + c] = acc[c];
   barrier();
   for (uint d = tid; d < p.DV; d += WG) {
     float sum = 0.0;
-    for (uint g = 0; g < GROUPS; ++g) sum += partial[g * MAX_D + d];
+    for (uint g = 0; g < groups; ++g) sum += partial[g * 4u * lanes + d];
     O[(t * p.H + h) * p.DV + d] = l > 0.0 ? sum / l : 0.0;
   }
 }

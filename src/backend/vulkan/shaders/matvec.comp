@@ -30,6 +30,7 @@ layout(std430, binding = B_Y1) writeonly buffer Y1S { float Y1[]; };
 layout(std430, binding = B_Y2) writeonly buffer Y2S { float Y2[]; };
 layout(std430, binding = B_R) readonly buffer RS { float RES[]; };
 layout(std430, binding = B_V0) readonly buffer NS { float NORM_W[]; };
+layout(std430, binding = B_V0) readonly buffer NS4 { vec4 NORM_W4[]; };
 layout(std430, binding = B_V1) readonly buffer BS { float BIAS[]; };
 
 #define F_BIAS 1u
@@ -85,8 +86,7 @@ void main() {
       [[unroll]] for (uint i = 0; i < 8u; ++i) xv[i] = X4[(xo >> 2) + b * 8u + i];
       if (norm) {
         [[unroll]] for (uint i = 0; i < 8u; ++i) {
-          const uint k = b * 32u + 4u * i;
-          vec4 w = vec4(NORM_W[k], NORM_W[k + 1u], NORM_W[k + 2u], NORM_W[k + 3u]);
+          vec4 w = NORM_W4[b * 8u + i];
           if (add_one) w += 1.0;
           acc[NROWS] += dot(xv[i], xv[i]);
           xv[i] *= w;
@@ -107,11 +107,26 @@ void main() {
     }
   }
 
-  // Sum the NROWS partial sums and the sum of squares over the row group's lanes.
+  // Sum the NROWS partial sums and the sum of squares over the row group's lanes: subgroupAdd, then
+  // (a row group of several subgroups) the subgroups' sums through shared memory; lane 0 ends with
+  // the totals. Row groups are runs of consecutive invocations, and so are subgroups on every driver.
   bool reduced = false;
 #ifdef USE_SUBGROUP
-  if (gl_SubgroupSize == TPR) {  // the row group is one subgroup (invocations form subgroups in order)
+  if (TPR % gl_SubgroupSize == 0u) {
     [[unroll]] for (uint j = 0; j <= NROWS; ++j) acc[j] = subgroupAdd(acc[j]);
+    const uint per = TPR / gl_SubgroupSize;
+    if (per > 1u) {
+      const uint base = rg * (NROWS + 1) * TPR, sub = lane / gl_SubgroupSize;
+      if (subgroupElect()) [[unroll]] for (uint j = 0; j <= NROWS; ++j) red[base + j * TPR + sub] = acc[j];
+      barrier();
+      if (lane == 0u) {
+        [[unroll]] for (uint j = 0; j <= NROWS; ++j) {
+          float sum = 0.0;
+          for (uint i = 0; i < per; ++i) sum += red[base + j * TPR + i];
+          acc[j] = sum;
+        }
+      }
+    }
     reduced = true;
   }
 #endif
