@@ -3,7 +3,8 @@
 // how backend speeds are measured, e.g. on the GPU machine:
 //   elm_backend_decode -m DIR --quant int4 --backend vulkan --prompt 128 --gen 128 --repeat 3
 // Prints one line per repeat and the medians. --sweep VAR=a|b|c repeats the measurement with the
-// environment variable VAR set to each value (a backend's tuning knob), on the same loaded weights.
+// environment variable VAR set to each value (a backend's tuning knob), on the same loaded weights;
+// several --sweep run one after another.
 // --check N first compares the backends' logits with the CPU's (N prompt tokens, then 4 decode steps).
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -108,7 +109,8 @@ void check(const std::shared_ptr<Model>& m, const std::vector<std::string>& back
 
 int main(int argc, char** argv) {
   CLI::App app{"elm backend prefill/decode benchmark"};
-  std::string model_path, quant, sweep;
+  std::string model_path, quant;
+  std::vector<std::string> sweeps;
   int check_tokens = 0;
   std::vector<std::string> backends = {"cpu"};
   int prompt = 128, gen = 128, repeat = 3, ctx = 1024, threads = 0, batch = 512;
@@ -122,7 +124,8 @@ int main(int argc, char** argv) {
   app.add_option("-b,--batch", batch, "most tokens per step");
   app.add_option("-t,--threads", threads, "CPU threads");
   app.add_option("--check", check_tokens, "compare logits with the CPU on N prompt tokens + 4 steps first");
-  app.add_option("--sweep", sweep, "VAR=a|b|c: measure once per value of environment variable VAR");
+  app.add_option("--sweep", sweeps, "VAR=a|b|c: measure once per value of environment variable VAR (repeatable: "
+                 "sweeps run one after another, each value staying set)");
   CLI11_PARSE(app, argc, argv);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress shows up when piped
   try {
@@ -136,22 +139,17 @@ int main(int argc, char** argv) {
     }
     ELM_CHECK(prompt + gen <= ctx, "prompt + gen exceeds the context");
     if (check_tokens > 0) check(m, backends, check_tokens, threads);
-    std::string var;
-    std::vector<std::string> values = {""};
-    if (!sweep.empty()) {
+    if (sweeps.empty()) measure(m, backends, ctx, batch, threads, prompt, gen, repeat);
+    for (const std::string& sweep : sweeps) {
       const size_t eq = sweep.find('=');
       ELM_CHECK(eq != std::string::npos && eq > 0, "--sweep takes VAR=a|b|c");
-      var = sweep.substr(0, eq);
-      values.clear();
+      const std::string var = sweep.substr(0, eq);
       std::stringstream ss(sweep.substr(eq + 1));
-      for (std::string v; std::getline(ss, v, '|');) values.push_back(v);
-    }
-    for (const std::string& value : values) {
-      if (!var.empty()) {
+      for (std::string value; std::getline(ss, value, '|');) {
         setenv(var.c_str(), value.c_str(), 1);
         std::printf("== %s=%s\n", var.c_str(), value.c_str());
+        measure(m, backends, ctx, batch, threads, prompt, gen, repeat);
       }
-      measure(m, backends, ctx, batch, threads, prompt, gen, repeat);
     }
     return 0;
   } catch (const std::exception& e) {
