@@ -93,7 +93,7 @@ void main() {
         }
       }
       float xs = 0.0;
-      if (WTYPE >= 4) [[unroll]] for (uint i = 0; i < 8u; ++i) xs += xv[i].x + xv[i].y + xv[i].z + xv[i].w;
+      if (WTYPE == 5) [[unroll]] for (uint i = 0; i < 8u; ++i) xs += xv[i].x + xv[i].y + xv[i].z + xv[i].w;
       [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] += w_block_dot(wd, wrow[j], b, xv, xs);
     }
   } else {
