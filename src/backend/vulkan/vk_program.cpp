@@ -589,7 +589,8 @@ class Builder {
       k.launch = [KVH, D, DV, cap, ring, rope_words](const StepDims& d, Launch& l) {
         Push(l).u(KVH).u(D).u(DV).u(cap).u(ring).u(d.max_batch).u(rope_words.push[0]).u(rope_words.push[1])
             .u(rope_words.push[2]).u(rope_words.push[3]);
-        l.groups = {div_up(uint64_t(KVH) * std::max(D, DV), 64), d.T, 1};
+        // A step of one token: the attention kernel stores k and v itself (no launch here).
+        l.groups = {d.T == 1 ? 0 : div_up(uint64_t(KVH) * std::max(D, DV), 64), d.T, 1};
       };
       k.label += ".kv_write";
       out.push_back(std::move(k));
@@ -603,14 +604,31 @@ class Builder {
     if (rope_q >= 0) k.bind[kBindV0] = wref(vec(node(rope_q).inputs[2]));
     k.reads = {value(qin), kc, vc, pc};
     k.writes = {value(n)};
+    // Steps of one token store k and v here (attention.comp, fused).
+    const bool writes = nd.attrs.i("write", 1) != 0;
+    Launch krope_words;
+    Push krp(krope_words);
+    rope_push(krp, writes ? rope_k : -1);
+    if (writes) {
+      const int32_t kin = rope_k >= 0 ? node(rope_k).inputs[0] : nd.inputs[1];
+      k.bind[kBindY1] = value(kin);
+      k.bind[kBindR] = value(nd.inputs[2]);
+      if (rope_k >= 0) k.bind[kBindV1] = wref(vec(node(rope_k).inputs[2]));
+      k.reads.push_back(value(kin));
+      k.reads.push_back(value(nd.inputs[2]));
+      k.writes.insert(k.writes.end(), {kc, vc, pc});
+    }
     const uint32_t H = uint32_t(nd.attrs.i("heads")), window = uint32_t(nd.attrs.i("window", 0));
     const double scale = nd.attrs.f("scale"), softcap = nd.attrs.f("softcap", 0);
     Launch rope_words;
     Push rp(rope_words);
     rope_push(rp, rope_q);
-    k.launch = [H, KVH, D, DV, cap, ring, window, scale, softcap, rope_words](const StepDims& d, Launch& l) {
+    k.launch = [H, KVH, D, DV, cap, ring, window, scale, softcap, rope_words, writes, krope_words](const StepDims& d,
+                                                                                                  Launch& l) {
       Push(l).u(H).u(KVH).u(D).u(DV).u(cap).u(ring).u(window).u(d.max_batch).f(scale).f(softcap)
-          .u(rope_words.push[0]).u(rope_words.push[1]).u(rope_words.push[2]).u(rope_words.push[3]);
+          .u(rope_words.push[0]).u(rope_words.push[1]).u(rope_words.push[2]).u(rope_words.push[3])
+          .u(writes && d.T == 1).u(krope_words.push[0]).u(krope_words.push[1]).u(krope_words.push[2])
+          .u(krope_words.push[3]);
       l.groups = {H, d.T, 1};
     };
     out.push_back(std::move(k));

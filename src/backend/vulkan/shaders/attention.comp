@@ -6,6 +6,9 @@
 // chains of independent loads); the groups' partial outputs are summed at the end.
 // Visible keys: cached position pk with pk <= pq and (window == 0 or pq - pk < window).
 // rope = 1: q is rotated while loading (the Rope node that feeds only this attention, folded in).
+// fused = 1 (decode steps of one token): the step's key and value come from the inputs (k rotated
+// when krope = 1) instead of the cache, and the first query head of each kv head also stores them,
+// so no separate kv_write launch is needed. Nothing else reads that cache slot during the launch.
 #include "common.glsl"
 #include "reduce.glsl"
 #include "rope.glsl"
@@ -13,12 +16,15 @@
 layout(std430, binding = B_X) readonly buffer QS { float Q[]; };
 layout(std430, binding = B_Y) writeonly buffer OS { float O[]; };
 layout(std430, binding = B_STEP) readonly buffer SS { int STEP[]; };
-layout(std430, binding = B_KC) readonly buffer KCS { float KC[]; };
-layout(std430, binding = B_KC) readonly buffer KC4S { vec4 KC4[]; };
-layout(std430, binding = B_VC) readonly buffer VCS { float VC[]; };
-layout(std430, binding = B_VC) readonly buffer VC4S { vec4 VC4[]; };
-layout(std430, binding = B_POS) readonly buffer PS { int POS[]; };
+layout(std430, binding = B_KC) buffer KCS { float KC[]; };
+layout(std430, binding = B_KC) buffer KC4S { vec4 KC4[]; };
+layout(std430, binding = B_VC) buffer VCS { float VC[]; };
+layout(std430, binding = B_VC) buffer VC4S { vec4 VC4[]; };
+layout(std430, binding = B_POS) buffer PS { int POS[]; };
 layout(std430, binding = B_V0) readonly buffer FS { float INV_FREQ[]; };
+layout(std430, binding = B_Y1) readonly buffer KINS { float KIN[]; };
+layout(std430, binding = B_R) readonly buffer VINS { float VIN[]; };
+layout(std430, binding = B_V1) readonly buffer KFS { float KINV_FREQ[]; };
 
 layout(push_constant) uniform Params {
   uint H, KVH, D, DV;
@@ -26,10 +32,13 @@ layout(push_constant) uniform Params {
   float scale, softcap;
   uint rope, F, pairs;
   float attn_factor;
+  uint fused, krope, kF, kpairs;
+  float kattn_factor;
 } p;
 
 const uint MAX_D = 512u;  // head_dim and v_head_dim limit (vk_program.h kMaxHeadDim); WG >= MAX_D / 4
 shared float qs[MAX_D];
+shared float ks[MAX_D];  // fused: this step's key
 shared float probs[WG];
 shared float partial[4 * WG];  // [group][dim]
 
@@ -57,13 +66,32 @@ void main() {
     }
     qs[d] = q;
   }
+  const bool fused = p.fused != 0u;
+  const uint ko = (t * p.KVH + kvh) * p.D, vo = (t * p.KVH + kvh) * p.DV;
+  if (fused) {
+    for (uint d = tid; d < p.D; d += WG) {
+      float k = KIN[ko + d];
+      if (p.krope != 0u && d < 2u * p.kF) {
+        const RopePair rp = rope_pair(d, p.kF, p.kpairs != 0u);
+        k = rope_rotate(k, KIN[ko + rp.partner], rp, rope_cos_sin(pq, KINV_FREQ[rp.freq]) * p.kattn_factor);
+      }
+      ks[d] = k;
+    }
+  }
   barrier();
 
   const uint rows = (seq * p.KVH + kvh) * p.cap;  // first cache row of this (sequence, kv head)
-  // Slots to scan: a full cache keeps position p in slot p, a ring anywhere.
+  const uint own_slot = p.ring != 0u ? uint(pq) % p.cap : uint(pq);
+  if (fused && h % (p.H / p.KVH) == 0u) {  // store this step's key and value
+    for (uint d = tid; d < p.D; d += WG) KC[(rows + own_slot) * p.D + d] = ks[d];
+    for (uint d = tid; d < p.DV; d += WG) VC[(rows + own_slot) * p.DV + d] = VIN[vo + d];
+    if (tid == 0u) POS[seq * p.cap + own_slot] = pq;
+  }
+  // Slots to scan: a full cache keeps position p in slot p, a ring anywhere. Fused, the step's own
+  // slot is left out (its key comes from the input).
   uint lo = 0u, hi = p.cap;
   if (p.ring == 0u) {
-    hi = min(uint(pq) + 1u, p.cap);
+    hi = min(uint(pq) + (fused ? 0u : 1u), p.cap);
     if (p.window > 0u && uint(pq) + 1u > p.window) lo = uint(pq) + 1u - p.window;
   }
   const bool vec_k = (p.D & 3u) == 0u, vec_v = (p.DV & 3u) == 0u;
@@ -72,11 +100,20 @@ void main() {
 
   float m = -1.0 / 0.0, l = 0.0;
   vec4 acc = vec4(0.0);
+  if (fused) {  // start the softmax with this step's key: weight exp(0) = 1
+    float part = 0.0;
+    for (uint d = tid; d < p.D; d += WG) part += qs[d] * ks[d];
+    float score = wg_sum(part) * p.scale;
+    if (p.softcap > 0.0) score = p.softcap * tanh_safe(score / p.softcap);
+    m = score, l = 1.0;
+    if (vgroup == 0u)
+      [[unroll]] for (uint c = 0; c < 4u; ++c) acc[c] = 4u * vlane + c < p.DV ? VIN[vo + 4u * vlane + c] : 0.0;
+  }
 
   for (uint c0 = lo; c0 < hi; c0 += WG) {
     const uint s = c0 + tid;
     float score = -1.0 / 0.0;
-    if (s < hi) {
+    if (s < hi && !(fused && s == own_slot)) {
       const int pk = POS[seq * p.cap + s];
       if (pk >= 0 && pk <= pq && (p.window == 0u || uint(pq - pk) < p.window)) {
         float dotv = 0.0;
