@@ -1,7 +1,8 @@
 #version 450
 // y = x W^T for few tokens (decode). A workgroup (grid.y = token) is WG / TPR row groups of TPR
 // invocations; a row group computes NR output rows, its invocations splitting the reduction over
-// 32-value blocks and summing at the end (subgroupAdd when a row group is exactly one subgroup,
+// units of 4 or 8 values (weights.glsl, w_unit_dot: neighbours read neighbouring words) and summing
+// at the end (subgroupAdd when a row group is exactly one subgroup,
 // otherwise shared memory). Many rows per workgroup and several per invocation keep enough weight
 // loads in flight to approach the memory bandwidth.
 // Fusions (vk_program.cpp decides them):
@@ -81,20 +82,19 @@ void main() {
   [[unroll]] for (uint j = 0; j <= NROWS; ++j) acc[j] = 0.0;
 
   if ((p.K & 31u) == 0u) {
-    for (uint b = lane; b < p.K / 32u; b += TPR) {
-      vec4 xv[8];
-      [[unroll]] for (uint i = 0; i < 8u; ++i) xv[i] = X4[(xo >> 2) + b * 8u + i];
+    const uint xo4 = xo >> 2;
+    for (uint u = lane; u < w_units(wd); u += TPR) {
+      const uint ia = unit_xa(u) >> 2, ib = unit_xb(u) >> 2;
+      vec4 xa = X4[xo4 + ia], xb = vec4(0.0);
+      if (WTYPE >= 4) xb = X4[xo4 + ib];
       if (norm) {
-        [[unroll]] for (uint i = 0; i < 8u; ++i) {
-          vec4 w = NORM_W4[b * 8u + i];
-          if (add_one) w += 1.0;
-          acc[NROWS] += dot(xv[i], xv[i]);
-          xv[i] *= w;
-        }
+        vec4 wa = NORM_W4[ia], wb = WTYPE >= 4 ? NORM_W4[ib] : vec4(0.0);
+        if (add_one) wa += 1.0, wb += 1.0;
+        acc[NROWS] += dot(xa, xa) + dot(xb, xb);
+        xa *= wa, xb *= wb;
       }
-      float xs = 0.0;
-      if (WTYPE == 5) [[unroll]] for (uint i = 0; i < 8u; ++i) xs += xv[i].x + xv[i].y + xv[i].z + xv[i].w;
-      [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] += w_block_dot(wd, wrow[j], b, xv, xs);
+      const float xs = WTYPE == 5 ? dot(xa + xb, vec4(1.0)) : 0.0;
+      [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] += w_unit_dot(wd, wrow[j], u, xa, xb, xs);
     }
   } else {
     for (uint k = lane; k < p.K; k += TPR) {

@@ -7,6 +7,7 @@
 layout(constant_id = 1) const uint WTYPE = 0;
 
 layout(std430, binding = B_W) readonly buffer WWords { uint Wd[]; };
+layout(std430, binding = B_W) readonly buffer WPairs { uvec2 W2[]; };
 layout(std430, binding = B_W) readonly buffer WQuads { uvec4 W4[]; };
 
 struct WDesc {
@@ -50,49 +51,32 @@ float w_elem(WDesc d, uint row, uint k) {
   return s * float(q) + w_scale_at(d, d.moff, gi);
 }
 
-// Dot product of the 32-value block `b` of row `row` with x[0..32) (xs = sum of x, used by Q4M). Needs
-// K % 32 == 0.
-float w_block_dot(WDesc d, uint row, uint b, vec4 x[8], float xs) {
-  if (WTYPE == 0) {
-    const uint base = (row * d.K + b * 32u) >> 2;
-    float acc = 0.0;
-    [[unroll]] for (uint i = 0; i < 8u; ++i) acc += dot(x[i], uintBitsToFloat(W4[base + i]));
-    return acc;
-  }
+// Matrix-vector products go through "units" of a row, so that consecutive invocations read
+// consecutive weight words and nearly consecutive x (coalesced loads):
+//   Q4: unit u is quant word u % 4 of block u / 4: values 4k..4k+3 (low nibbles) and 16+4k..16+4k+3
+//       (high nibbles) of the block, k = u % 4 (x as xa, xb);
+//   others: values 4u..4u+3 (x as xa).
+uint w_units(WDesc d) { return WTYPE >= 4 ? d.K / 8u : d.K / 4u; }
+// Offset (in values) of the unit's first and second run of 4 values in the row.
+uint unit_xa(uint u) { return WTYPE >= 4 ? (u >> 2) * 32u + (u & 3u) * 4u : 4u * u; }
+uint unit_xb(uint u) { return (u >> 2) * 32u + (u & 3u) * 4u + 16u; }
+
+// Dot product of unit u of row `row` with its x values (xs: their sum, used by Q4M). Needs K % 32 == 0.
+float w_unit_dot(WDesc d, uint row, uint u, vec4 xa, vec4 xb, float xs) {
+  if (WTYPE == 0) return dot(xa, uintBitsToFloat(W4[row * (d.K >> 2) + u]));
   if (WTYPE == 1 || WTYPE == 2) {
-    const uint base = (row * d.K + b * 32u) >> 3;
-    float acc = 0.0;
-    [[unroll]] for (uint i = 0; i < 4u; ++i) {
-      const uvec4 w = W4[base + i];
-      vec4 a, c;
-      if (WTYPE == 1) {
-        a = vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
-        c = vec4(unpackHalf2x16(w.z), unpackHalf2x16(w.w));
-      } else {
-        a = vec4(bf16_lo(w.x), bf16_hi(w.x), bf16_lo(w.y), bf16_hi(w.y));
-        c = vec4(bf16_lo(w.z), bf16_hi(w.z), bf16_lo(w.w), bf16_hi(w.w));
-      }
-      acc += dot(x[2u * i], a) + dot(x[2u * i + 1u], c);
-    }
-    return acc;
+    const uvec2 w = W2[row * (d.K >> 2) + u];
+    if (WTYPE == 1) return dot(xa, vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y)));
+    return dot(xa, vec4(bf16_lo(w.x), bf16_hi(w.x), bf16_lo(w.y), bf16_hi(w.y)));
   }
-  const uint gi = row * (d.K / d.group) + (b * 32u) / d.group;
+  const uint block = WTYPE >= 4 ? u >> 2 : u >> 3;
+  const uint gi = row * (d.K / d.group) + (block * 32u) / d.group;
   const float s = w_scale_at(d, d.soff, gi);
-  if (WTYPE == 3) {
-    const uint base = (row * d.K + b * 32u) >> 4;
-    float acc = 0.0;
-    [[unroll]] for (uint h = 0; h < 2u; ++h) {
-      const uvec4 w = W4[base + h];
-      [[unroll]] for (uint i = 0; i < 4u; ++i) acc += dot(x[4u * h + i], sbytes_f(w[i]));
-    }
-    return s * acc;
-  }
-  const uvec4 w = W4[row * (d.K >> 5) + b];
+  if (WTYPE == 3) return s * dot(xa, sbytes_f(Wd[row * (d.K >> 2) + u]));
+  const uint w = Wd[row * (d.K >> 3) + u];
   // Q4 is centred: q - 8 directly; Q4M adds min * sum(x).
   const float offset = WTYPE == 4 ? 8.0 : 0.0;
-  float acc = 0.0;
-  [[unroll]] for (uint i = 0; i < 4u; ++i)
-    acc += dot(x[i], bytes_f(w[i] & 0x0f0f0f0fu, offset)) + dot(x[4u + i], bytes_f((w[i] >> 4) & 0x0f0f0f0fu, offset));
+  const float acc = dot(xa, bytes_f(w & 0x0f0f0f0fu, offset)) + dot(xb, bytes_f((w >> 4) & 0x0f0f0f0fu, offset));
   if (WTYPE == 4) return s * acc;
   return s * acc + w_scale_at(d, d.moff, gi) * xs;
 }
