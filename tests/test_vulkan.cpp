@@ -360,7 +360,40 @@ TEST_P(VulkanFixture, MatchesTransformers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(CoreFamilies, VulkanFixture,
-                         testing::Values("llama", "llama3", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "gemma3"),
+                         testing::Values("llama", "llama3", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "gemma3",
+                                         "gemma4"),
+                         [](const testing::TestParamInfo<std::string>& i) { return i.param; });
+
+class VulkanHybridFixture : public testing::TestWithParam<std::string> {};
+
+// Families with ops the Vulkan backend leaves to the CPU (AltUp streams, activation sparsity, conv and
+// delta-rule recurrences): the graph is split into Vulkan and CPU segments, values cross between
+// them, and KV sharing spans Vulkan segments (Gemma 3n). Same bound as on the CPU alone. (Gemma 4's
+// per-layer head geometry and proportional RoPE run on Vulkan entirely: it is with the core families.)
+TEST_P(VulkanHybridFixture, MatchesTransformersAcrossVulkanAndCpuSegments) {
+  REQUIRE_VULKAN();
+  const std::string rel = "fixtures/tiny/" + GetParam();
+  ELM_REQUIRE_SHARED(rel);
+  auto model = Model::load(shared(rel));
+  const FixtureRef ref = load_fixture_ref(shared(rel));
+  SessionOptions o;
+  o.backends = {"vulkan"};
+  o.runtime.threads = 2;
+  {
+    Session s(model, o);
+    const PartitionPlan& plan = s.executor().plan();
+    int on_vulkan = 0, on_cpu = 0;
+    for (int b : plan.node_backend) on_vulkan += b == 0, on_cpu += b == 1;
+    EXPECT_GT(on_vulkan, on_cpu) << "most nodes should run on Vulkan";
+    EXPECT_GT(on_cpu, 0) << "this family has ops only the CPU runs";
+    RecordProperty("segments", std::to_string(plan.segments.size()));
+  }
+  const FixtureErrors e = fixture_errors(model, ref, o);
+  EXPECT_LT(e.prefill, 1e-4) << "prefill";
+  EXPECT_LT(e.stepwise, 1e-4) << "stepwise";
+}
+
+INSTANTIATE_TEST_SUITE_P(HybridFamilies, VulkanHybridFixture, testing::Values("gemma3n", "qwen3_5"),
                          [](const testing::TestParamInfo<std::string>& i) { return i.param; });
 
 // Quantized weights (int4 policy: Q4 layers, Q8 embedding/head) give the CPU's logits, and a session
