@@ -1,0 +1,154 @@
+#version 450
+// Causal attention of one query head over its sequence's cache: one workgroup per (head, token).
+// Keys are taken WG at a time with an online softmax (running max m, sum l, rescaled accumulators):
+// invocation i scores key i of the chunk; then the workgroup splits into groups of DV / 4 invocations,
+// each owning four output dims, and group g accumulates keys g, g + groups, ... of the chunk (short
+// chains of independent loads); the groups' partial outputs are summed at the end.
+// Visible keys: cached position pk with pk <= pq and (window == 0 or pq - pk < window).
+// rope = 1: q is rotated while loading (the Rope node that feeds only this attention, folded in).
+// fused = 1 (decode steps of one token): the step's key and value come from the inputs (k rotated
+// when krope = 1) instead of the cache, and the first query head of each kv head also stores them,
+// so no separate kv_write launch is needed. Nothing else reads that cache slot during the launch.
+#include "common.glsl"
+#include "reduce.glsl"
+#include "rope.glsl"
+
+layout(std430, binding = B_X) readonly buffer QS { float Q[]; };
+layout(std430, binding = B_Y) writeonly buffer OS { float O[]; };
+layout(std430, binding = B_STEP) readonly buffer SS { int STEP[]; };
+layout(std430, binding = B_KC) buffer KCS { float KC[]; };
+layout(std430, binding = B_KC) buffer KC4S { vec4 KC4[]; };
+layout(std430, binding = B_VC) buffer VCS { float VC[]; };
+layout(std430, binding = B_VC) buffer VC4S { vec4 VC4[]; };
+layout(std430, binding = B_POS) buffer PS { int POS[]; };
+layout(std430, binding = B_V0) readonly buffer FS { float INV_FREQ[]; };
+layout(std430, binding = B_Y1) readonly buffer KINS { float KIN[]; };
+layout(std430, binding = B_R) readonly buffer VINS { float VIN[]; };
+layout(std430, binding = B_V1) readonly buffer KFS { float KINV_FREQ[]; };
+
+layout(push_constant) uniform Params {
+  uint H, KVH, D, DV;
+  uint cap, ring, window, mb;
+  float scale, softcap;
+  uint rope, F, pairs;
+  float attn_factor;
+  uint fused, krope, kF, kpairs;
+  float kattn_factor;
+} p;
+
+const uint MAX_D = 512u;  // head_dim and v_head_dim limit (vk_program.h kMaxHeadDim); WG >= MAX_D / 4
+shared float qs[MAX_D];
+shared float ks[MAX_D];  // fused: this step's key
+shared float probs[WG];
+shared float partial[4 * WG];  // [group][dim]
+
+// Four dims of value row `row` from 4 * lane (zero past DV).
+vec4 load_v(uint row, uint lane, bool vec_v) {
+  if (vec_v) return VC4[((row * p.DV) >> 2) + lane];
+  vec4 v = vec4(0.0);
+  [[unroll]] for (uint c = 0; c < 4u; ++c)
+    if (4u * lane + c < p.DV) v[c] = VC[row * p.DV + 4u * lane + c];
+  return v;
+}
+
+void main() {
+  const uint tid = gl_LocalInvocationID.x;
+  const uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y;
+  const int pq = STEP[p.mb + t];
+  const uint seq = uint(STEP[2u * p.mb + t]);
+  const uint kvh = h / (p.H / p.KVH);
+  const uint qo = (t * p.H + h) * p.D;
+  for (uint d = tid; d < p.D; d += WG) {
+    float q = Q[qo + d];
+    if (p.rope != 0u && d < 2u * p.F) {
+      const RopePair rp = rope_pair(d, p.F, p.pairs != 0u);
+      q = rope_rotate(q, Q[qo + rp.partner], rp, rope_cos_sin(pq, INV_FREQ[rp.freq]) * p.attn_factor);
+    }
+    qs[d] = q;
+  }
+  const bool fused = p.fused != 0u;
+  const uint ko = (t * p.KVH + kvh) * p.D, vo = (t * p.KVH + kvh) * p.DV;
+  if (fused) {
+    for (uint d = tid; d < p.D; d += WG) {
+      float k = KIN[ko + d];
+      if (p.krope != 0u && d < 2u * p.kF) {
+        const RopePair rp = rope_pair(d, p.kF, p.kpairs != 0u);
+        k = rope_rotate(k, KIN[ko + rp.partner], rp, rope_cos_sin(pq, KINV_FREQ[rp.freq]) * p.kattn_factor);
+      }
+      ks[d] = k;
+    }
+  }
+  barrier();
+
+  const uint rows = (seq * p.KVH + kvh) * p.cap;  // first cache row of this (sequence, kv head)
+  const uint own_slot = p.ring != 0u ? uint(pq) % p.cap : uint(pq);
+  if (fused && h % (p.H / p.KVH) == 0u) {  // store this step's key and value
+    for (uint d = tid; d < p.D; d += WG) KC[(rows + own_slot) * p.D + d] = ks[d];
+    for (uint d = tid; d < p.DV; d += WG) VC[(rows + own_slot) * p.DV + d] = VIN[vo + d];
+    if (tid == 0u) POS[seq * p.cap + own_slot] = pq;
+  }
+  // Slots to scan: a full cache keeps position p in slot p, a ring anywhere. Fused, the step's own
+  // slot is left out (its key comes from the input).
+  uint lo = 0u, hi = p.cap;
+  if (p.ring == 0u) {
+    hi = min(uint(pq) + (fused ? 0u : 1u), p.cap);
+    if (p.window > 0u && uint(pq) + 1u > p.window) lo = uint(pq) + 1u - p.window;
+  }
+  const bool vec_k = (p.D & 3u) == 0u, vec_v = (p.DV & 3u) == 0u;
+  const uint lanes = (p.DV + 3u) / 4u, groups = WG / lanes;
+  const uint vlane = tid % lanes, vgroup = tid / lanes;
+
+  float m = -1.0 / 0.0, l = 0.0;
+  vec4 acc = vec4(0.0);
+  if (fused) {  // start the softmax with this step's key: weight exp(0) = 1
+    float part = 0.0;
+    for (uint d = tid; d < p.D; d += WG) part += qs[d] * ks[d];
+    float score = wg_sum(part) * p.scale;
+    if (p.softcap > 0.0) score = p.softcap * tanh_safe(score / p.softcap);
+    m = score, l = 1.0;
+    if (vgroup == 0u)
+      [[unroll]] for (uint c = 0; c < 4u; ++c) acc[c] = 4u * vlane + c < p.DV ? VIN[vo + 4u * vlane + c] : 0.0;
+  }
+
+  for (uint c0 = lo; c0 < hi; c0 += WG) {
+    const uint s = c0 + tid;
+    float score = -1.0 / 0.0;
+    if (s < hi && !(fused && s == own_slot)) {
+      const int pk = POS[seq * p.cap + s];
+      if (pk >= 0 && pk <= pq && (p.window == 0u || uint(pq - pk) < p.window)) {
+        float dotv = 0.0;
+        if (vec_k) {
+          const uint kb = ((rows + s) * p.D) >> 2;
+          for (uint d = 0; d < p.D / 4u; ++d)
+            dotv += dot(vec4(qs[4u * d], qs[4u * d + 1u], qs[4u * d + 2u], qs[4u * d + 3u]), KC4[kb + d]);
+        } else {
+          for (uint d = 0; d < p.D; ++d) dotv += qs[d] * KC[(rows + s) * p.D + d];
+        }
+        score = dotv * p.scale;
+        if (p.softcap > 0.0) score = p.softcap * tanh_safe(score / p.softcap);
+      }
+    }
+    const float chunk_max = wg_max(score);
+    if (chunk_max == -1.0 / 0.0) continue;  // nothing visible in this chunk (uniform)
+    const float m_new = max(m, chunk_max);
+    const float corr = m == -1.0 / 0.0 ? 0.0 : exp(m - m_new);
+    const float e = score == -1.0 / 0.0 ? 0.0 : exp(score - m_new);
+    l = l * corr + wg_sum(e);
+    probs[tid] = e;
+    barrier();
+    if (vgroup < groups) {
+      const uint n = min(WG, hi - c0);
+      acc *= corr;
+      for (uint j = vgroup; j < n; j += groups) acc += probs[j] * load_v(rows + c0 + j, vlane, vec_v);
+    }
+    barrier();  // probs is rewritten by the next chunk
+    m = m_new;
+  }
+  if (vgroup < groups) [[unroll]] for (uint c = 0; c < 4u; ++c) partial[vgroup * 4u * lanes + 4u * vlane + c] = acc[c];
+  barrier();
+  for (uint d = tid; d < p.DV; d += WG) {
+    float sum = 0.0;
+    for (uint g = 0; g < groups; ++g) sum += partial[g * 4u * lanes + d];
+    O[(t * p.H + h) * p.DV + d] = l > 0.0 ? sum / l : 0.0;
+  }
+}

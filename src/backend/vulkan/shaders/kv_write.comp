@@ -1,0 +1,42 @@
+#version 450
+// Appends the step's k [T, KVH*D] and v [T, KVH*DV] to the caches at slot pos (full cache) or
+// pos % cap (sliding-window ring), and records the slot's position. rope = 1: k is rotated first
+// (the Rope node that feeds only this attention, folded in).
+#include "common.glsl"
+#include "rope.glsl"
+
+layout(std430, binding = B_X) readonly buffer KS { float KIN[]; };
+layout(std430, binding = B_R) readonly buffer VS { float VIN[]; };
+layout(std430, binding = B_STEP) readonly buffer SS { int STEP[]; };
+layout(std430, binding = B_KC) writeonly buffer KCS { float KC[]; };
+layout(std430, binding = B_VC) writeonly buffer VCS { float VC[]; };
+layout(std430, binding = B_POS) writeonly buffer PS { int POS[]; };
+layout(std430, binding = B_V0) readonly buffer FS { float INV_FREQ[]; };
+
+layout(push_constant) uniform Params {
+  uint KVH, D, DV, cap, ring, mb;
+  uint rope, F, pairs;
+  float attn_factor;
+} p;
+
+void main() {
+  const uint e = gl_GlobalInvocationID.x, t = gl_WorkGroupID.y;
+  const int pos = STEP[p.mb + t];
+  const uint seq = uint(STEP[2u * p.mb + t]);
+  const uint slot = p.ring != 0u ? uint(pos) % p.cap : uint(pos);
+  if (e < p.KVH * p.D) {
+    const uint h = e / p.D, d = e % p.D;
+    float k = KIN[t * p.KVH * p.D + e];
+    if (p.rope != 0u && d < 2u * p.F) {
+      const RopePair rp = rope_pair(d, p.F, p.pairs != 0u);
+      const vec2 cs = rope_cos_sin(pos, INV_FREQ[rp.freq]) * p.attn_factor;
+      k = rope_rotate(k, KIN[t * p.KVH * p.D + h * p.D + rp.partner], rp, cs);
+    }
+    KC[((seq * p.KVH + h) * p.cap + slot) * p.D + d] = k;
+  }
+  if (e < p.KVH * p.DV) {
+    const uint h = e / p.DV, d = e % p.DV;
+    VC[((seq * p.KVH + h) * p.cap + slot) * p.DV + d] = VIN[t * p.KVH * p.DV + e];
+  }
+  if (e == 0u) POS[seq * p.cap + slot] = pos;
+}

@@ -1,0 +1,111 @@
+#include "backend/vulkan/vulkan_backend.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "backend/vulkan/vk_segment.h"
+#include "backend/vulkan/vk_shaders.h"
+
+namespace elm {
+
+namespace {
+
+using namespace vk;
+
+class VulkanBackend : public Backend {
+ public:
+  VulkanBackend(const RuntimeConfig& config, const VulkanOptions& o) : config_(config) {
+    sh_ = std::make_shared<Shared>();
+    sh_->ctx = Context::get(o.device);
+    const DeviceInfo& info = sh_->ctx->info();
+    const char* env_sg = std::getenv("ELM_VULKAN_SUBGROUPS");
+    const bool want_sg = o.subgroups >= 0 ? o.subgroups != 0 : !(env_sg && std::strcmp(env_sg, "0") == 0);
+    sh_->subgroups = want_sg && info.subgroup_arithmetic;
+    Tuning& t = sh_->tuning;
+    t.max_range = std::min<uint64_t>(info.max_storage_range, uint64_t(1) << 32);
+    t.max_groups_x = info.max_group_count_x;
+    const char* env_mv = std::getenv("ELM_VULKAN_MATVEC");
+    const std::string mv = !o.matvec.empty() ? o.matvec : env_mv ? env_mv : "";
+    if (!mv.empty()) {
+      unsigned rows = 0, blocks = 0, tpr = 0;
+      char sg[3] = {};
+      int n = std::sscanf(mv.c_str(), "%u,%u,%u", &rows, &blocks, &tpr);
+      if (n == 2 && std::sscanf(mv.c_str(), "%u,%u,%2s", &rows, &blocks, sg) == 3 && std::string(sg) == "sg")
+        tpr = info.subgroup_size, n = 3;
+      const bool tpr_ok = n == 2 || (tpr >= 1 && tpr <= 256 && (tpr & (tpr - 1)) == 0);
+      ELM_CHECK(n >= 2 && rows >= 1 && rows <= 8 && blocks >= 1 && blocks <= 64 && tpr_ok,
+                "ELM_VULKAN_MATVEC must be \"rows,blocks[,tpr]\" (rows 1..8, blocks 1..64, tpr a power of two up to 256 "
+                "or sg), not '", mv, "'");
+      t.matvec_rows = rows, t.matvec_blocks = blocks, t.matvec_tpr = n == 3 ? tpr : 0;
+    }
+    sh_->weight_pool = std::make_unique<Pool>(sh_->ctx, MemKind::Device);
+    sh_->state_pool = std::make_unique<Pool>(sh_->ctx, MemKind::Device);
+  }
+
+  std::string name() const override { return "vulkan"; }
+
+  bool supports(const Graph& g, const WeightStore& w, int32_t node) const override {
+    return unsupported_reason(g, w, node, config_, sh_->tuning).empty();
+  }
+
+  std::unique_ptr<Segment> prepare(const SegmentSpec& spec) override {
+    if (spec.artifact.empty()) return std::make_unique<VulkanSegment>(sh_, spec, nullptr);
+    const ShaderSet shaders = read_artifact(spec.artifact);
+    return std::make_unique<VulkanSegment>(sh_, spec, &shaders);
+  }
+
+  // The SPIR-V of every shader the segment's kernels use, both variants of those with a subgroup one.
+  std::vector<uint8_t> compile(const SegmentSpec& spec) override {
+    const Program p = build_program(spec, sh_->tuning);
+    ShaderSet set;
+    const auto add = [&](const std::string& name) {
+      const std::span<const uint32_t> code = builtin_shader(name);
+      ELM_CHECK(!code.empty(), "Vulkan: shader '", name, "' is missing from this build");
+      set[name].assign(code.begin(), code.end());
+    };
+    for (const auto* list : {&p.small, &p.large})
+      for (const Kernel& k : *list) {
+        add(k.shader);
+        if (k.reduces) add(k.shader + "_sg");
+      }
+    if (!p.states.empty()) add("kv_truncate");
+    return write_artifact(set);
+  }
+
+  bool accepts_artifact(std::span<const uint8_t> artifact) const override {
+    try {
+      read_artifact(artifact);
+      return true;
+    } catch (const Error&) {
+      return false;
+    }
+  }
+
+  std::string description() const {
+    const DeviceInfo& i = sh_->ctx->info();
+    const char* type = i.type == VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU     ? "discrete GPU"
+                       : i.type == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU ? "integrated GPU"
+                       : i.type == VK_PHYSICAL_DEVICE_TYPE_CPU            ? "CPU"
+                                                                          : "other";
+    return cat(i.name, " (", type, ", subgroups ", sh_->subgroups ? std::to_string(i.subgroup_size) : "off",
+               ", matvec rows ", sh_->tuning.matvec_rows, " blocks ", sh_->tuning.matvec_blocks,
+               sh_->tuning.matvec_tpr ? cat(" tpr ", sh_->tuning.matvec_tpr) : "", ")");
+  }
+
+ private:
+  RuntimeConfig config_;
+  std::shared_ptr<Shared> sh_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_vulkan_backend(const RuntimeConfig& config, const VulkanOptions& options) {
+  return std::make_unique<VulkanBackend>(config, options);
+}
+
+std::string vulkan_device_description(const Backend& backend) {
+  const auto* vb = dynamic_cast<const VulkanBackend*>(&backend);
+  return vb ? vb->description() : "";
+}
+
+}  // namespace elm
