@@ -19,6 +19,14 @@ class WeightStore {
   // Stores raw bytes the store owns, described by `view` (view.data is replaced).
   void add_owned_bytes(const std::string& name, TensorView view, std::vector<uint8_t> bytes);
   void keep_alive(std::shared_ptr<const void> owner) { owners_.push_back(std::move(owner)); }
+  void keep_mapped(std::shared_ptr<const MappedFile> file) {  // keep_alive, for release_mapped_pages
+    files_.push_back(file);
+    owners_.push_back(std::move(file));
+  }
+  // MappedFile::release_pages on every file this store keeps alive.
+  void release_mapped_pages() const {
+    for (const auto& f : files_) f->release_pages();
+  }
 
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
   const TensorView& get(const std::string& name) const;  // throws elm::Error naming the tensor
@@ -29,6 +37,7 @@ class WeightStore {
  private:
   std::map<std::string, TensorView> tensors_;
   std::vector<std::shared_ptr<const void>> owners_;
+  std::vector<std::shared_ptr<const MappedFile>> files_;
 };
 
 }  // namespace elm

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backend/cpu/cpu_artifact.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/kv_cache.h"
 #include "core/error.h"
@@ -71,6 +72,17 @@ class CpuSegment : public Segment {
         const Node& wn = g_.nodes[size_t(in)];
         if (wn.rows == 1 && !vectors_.count(in)) vectors_[in] = to_f32(w_.get(wn.name));
       }
+    }
+
+    // Matmul weights: the model's tensor, and its packed form when the artifact has one.
+    if (!spec.artifact.empty()) packed_ = cpu::read_artifact(spec.artifact, w_);
+    for (int32_t n : spec.nodes) {
+      const Node& node = g_.nodes[size_t(n)];
+      if (node.op != Op::MatMul) continue;
+      const std::string& name = g_.nodes[size_t(node.inputs[1])].name;
+      cpu::MatmulWeight mw{&w_.get(name), {}};
+      if (auto it = packed_.find(name); it != packed_.end()) mw.packed = it->second;
+      matmul_weights_[n] = mw;
     }
 
     // KV caches for the states this segment's attention nodes use.
@@ -143,7 +155,7 @@ class CpuSegment : public Segment {
         cpu::embed(tensor(in(0)), batch_->tokens.data(), T_, out(id));
         return;
       case Op::MatMul:
-        cpu::matmul(value(in(0)), R, tensor(in(1)), vec(in(2)), out(id), pool);
+        cpu::matmul(value(in(0)), R, matmul_weights_.at(id), vec(in(2)), out(id), pool);
         return;
       case Op::RmsNorm:
         cpu::rms_norm(value(in(0)), R, C, vec(in(1)), n.attrs.i("group", C), float(n.attrs.f("eps")),
@@ -231,6 +243,8 @@ class CpuSegment : public Segment {
   std::vector<std::vector<float>> buffers_;
   std::map<int32_t, std::vector<float>> vectors_;
   std::map<int64_t, std::unique_ptr<KvCache>> caches_;
+  std::map<std::string, cpu::PackedQ> packed_;  // views into spec_.artifact
+  std::map<int32_t, cpu::MatmulWeight> matmul_weights_;
   BoundaryValues* io_ = nullptr;
   const Batch* batch_ = nullptr;
   int64_t T_ = 0;
@@ -245,6 +259,9 @@ class CpuBackend : public Backend {
   std::unique_ptr<Segment> prepare(const SegmentSpec& spec) override {
     return std::make_unique<CpuSegment>(spec, pool_);
   }
+  // The packed weights (cpu_artifact.h); empty when the segment has no quantized matmul.
+  std::vector<uint8_t> compile(const SegmentSpec& spec) override { return cpu::build_artifact(spec, *pool_); }
+  bool accepts_artifact(std::span<const uint8_t> artifact) const override { return cpu::is_artifact(artifact); }
 
  private:
   std::shared_ptr<ThreadPool> pool_;

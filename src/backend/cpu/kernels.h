@@ -4,6 +4,8 @@
 #pragma once
 #include <cstdint>
 
+#include "backend/cpu/cpu_features.h"
+#include "backend/cpu/qgemm.h"
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 
@@ -12,8 +14,20 @@ namespace elm::cpu {
 // out[t] = row ids[t] of table. Throws elm::Error for ids outside [0, table rows).
 void embed(const TensorView& table, const int32_t* ids, int64_t T, float* out);
 
-// y [R, N] = x [R, K] w^T (+ bias [N]); w is [N, K] of any weight dtype.
-void matmul(const float* x, int64_t R, const TensorView& w, const float* bias, float* y, ThreadPool& pool);
+// A matmul weight as the kernels take it: the model's tensor, plus its packed form (qgemm.h) when
+// `elm compile` stored one (packed.data null otherwise).
+struct MatmulWeight {
+  const TensorView* plain = nullptr;
+  PackedQ packed;
+};
+
+// y [R, N] = x [R, K] w^T (+ bias [N]); w is [N, K] of any weight dtype. Runs the fastest kernels of
+// `isa` (default: the active family, cpu_features.h).
+void matmul(const float* x, int64_t R, const MatmulWeight& w, const float* bias, float* y, ThreadPool& pool,
+            Isa isa = active_isa());
+inline void matmul(const float* x, int64_t R, const TensorView& w, const float* bias, float* y, ThreadPool& pool) {
+  matmul(x, R, MatmulWeight{&w, {}}, bias, y, pool);
+}
 // The plain reference: dequantizes each weight row and takes float dot products.
 void matmul_ref(const float* x, int64_t R, const TensorView& w, const float* bias, float* y, ThreadPool& pool);
 
