@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backend/cpu/qgemm.h"
+#include "backend/cpu/transpose_avx512.h"
 
 namespace elm::cpu {
 
@@ -32,35 +33,6 @@ void quantize_row(const float* x, int64_t K, int8_t* q, float* d, int32_t* sum) 
     _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b * 32 + 16), _mm512_cvtepi32_epi8(q1));
     sum[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
     d[b] = amax / 127.f;
-  }
-}
-
-// Transposes 16 rows of 16 dwords: on return r[i] holds dword i of every input row (lane = row).
-inline void transpose16x16_epi32(__m512i r[16]) {
-  __m512i t[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-  }
-  // Within each 128-bit lane: 4x4 blocks.
-  for (int i = 0; i < 4; ++i) {
-    r[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i + 0], t[4 * i + 2]);
-    r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i + 0], t[4 * i + 2]);
-    r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-    r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-  }
-  // r[4i + j], 128-bit lane l: dword j + 4l of rows 4i .. 4i+3. Gather the 128-bit lanes.
-  for (int j = 0; j < 4; ++j) {
-    t[j] = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88);       // lanes 0, 2 of each
-    t[4 + j] = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xdd);   // lanes 1, 3
-    t[8 + j] = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88);
-    t[12 + j] = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xdd);
-  }
-  for (int j = 0; j < 4; ++j) {
-    r[j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0x88);            // dword j
-    r[8 + j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0xdd);        // dword j + 8
-    r[4 + j] = _mm512_shuffle_i32x4(t[4 + j], t[12 + j], 0x88);   // dword j + 4
-    r[12 + j] = _mm512_shuffle_i32x4(t[4 + j], t[12 + j], 0xdd);  // dword j + 12
   }
 }
 
@@ -100,7 +72,7 @@ void pack(const QMatrix& w, int64_t p0, int64_t p1, uint8_t* out) {
         r[i] = i < rows ? _mm512_maskz_loadu_epi8(m, src + size_t(i) * row_bytes + off) : _mm512_setzero_si512();
         if (!q8) r[i] = q4_plain_to_packed(r[i]);
       }
-      transpose16x16_epi32(r);
+      avx512::transpose16x16(r);
       const __m512i bias = q8 ? _mm512_set1_epi8(char(0x80)) : _mm512_setzero_si512();
       const int64_t chunks = q8 ? 8 : 4;
       for (int64_t b = 0; b < blocks; ++b)
