@@ -101,6 +101,7 @@ const QKernels* qkernels(Isa isa) {
   switch (isa) {
 #if defined(__x86_64__)
     case Isa::Avx512: return &kQKernelsAvx512;
+    case Isa::Avx2: return &kQKernelsAvx2;
 #endif
 #if defined(__aarch64__)
     case Isa::Neon: return &kQKernelsNeon;
