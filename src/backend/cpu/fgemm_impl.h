@@ -1,8 +1,5 @@
-// The float-weight matmul kernels, written once over a small SIMD interface S and instantiated per
-// ISA (fgemm_avx512.cpp, fgemm_avx2.cpp, fgemm_neon.cpp include this file). S provides:
-//   V, W (floats per vector), zero(), bcast(f), load(p), store(p, v), fma(a, b, c) = a * b + c,
-//   sum(v), transpose(V r[W]) (r[i] becomes column i), and widen<DT>(p, n): n <= W values of type DT
-//   (F32, F16, BF16) at p as floats, zero past n.
+// The float-weight matmul kernels, written once over the SIMD interface of simd_<isa>.h and
+// instantiated per ISA (fgemm_avx512.cpp, fgemm_avx2.cpp, fgemm_neon.cpp).
 // Only included by ISA files (the template is instantiated there with that ISA's flags).
 #pragma once
 #include <algorithm>
