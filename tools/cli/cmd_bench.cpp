@@ -150,7 +150,8 @@ int run(const BenchArgs& a) {
                         {"quant", a.quant.empty() ? "as stored" : a.quant},
                         {"threads", threads},
                         {"isa", isa},
-                        {"kv_type", mo.kv_type},
+                        {"kv_type", std::string(dtype_name(session.executor().config().kv_dtype))},
+                        {"act_type", mo.act_type},
                         {"n_prompt", a.n_prompt},
                         {"n_gen", a.n_gen},
                         {"reps", a.reps},
@@ -176,8 +177,8 @@ int run(const BenchArgs& a) {
               a.quant.c_str());
   std::printf("size: %.1f MiB weights (%.2f bits per weight, %.1fM parameters)", weights_mb, bpw, double(params) / 1e6);
   if (file_mb > 0) std::printf(", file %.1f MiB", file_mb);
-  std::printf("\nthreads: %d  kernels: %s  kv cache: %s  load: %.2f s\n", threads, isa.c_str(), mo.kv_type.c_str(),
-              load_s);
+  std::printf("\nthreads: %d  kernels: %s  kv cache: %s  activations: %s  load: %.2f s\n", threads, isa.c_str(),
+              std::string(dtype_name(session.executor().config().kv_dtype)).c_str(), mo.act_type.c_str(), load_s);
   std::printf("| test   |         t/s (mean +- sd) |  median |\n");
   if (a.n_prompt > 0) std::printf("| pp%-4d | %14.2f +- %7.2f | %7.2f |\n", a.n_prompt, ps.mean, ps.stddev, ps.median);
   if (a.n_gen > 0) std::printf("| tg%-4d | %14.2f +- %7.2f | %7.2f |\n", a.n_gen, ts.mean, ts.stddev, ts.median);

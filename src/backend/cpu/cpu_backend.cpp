@@ -20,6 +20,9 @@ class CpuSegment : public Segment {
  public:
   CpuSegment(const SegmentSpec& spec, std::shared_ptr<ThreadPool> pool)
       : g_(*spec.graph), w_(*spec.weights), spec_(spec), pool_(std::move(pool)) {
+    const DType act = spec.config.act_dtype;
+    ELM_CHECK(act == DType::F32 || act == DType::BF16 || act == DType::F16, "activation type must be F32, BF16 or F16, not ",
+              dtype_name(act));
     const size_t N = g_.nodes.size();
     const int64_t max_rows = spec.config.max_batch;
     slot_.assign(N, -1);
@@ -94,7 +97,7 @@ class CpuSegment : public Segment {
       const Attrs& sa = g_.states[size_t(s)].attrs;
       caches_.emplace(s, std::make_unique<KvCache>(spec.config.max_seqs, spec.config.n_ctx, sa.i("window"),
                                                    spec.config.max_batch, sa.i("kv_heads"), sa.i("head_dim"),
-                                                   sa.i("v_head_dim", sa.i("head_dim"))));
+                                                   sa.i("v_head_dim", sa.i("head_dim")), spec.config.kv_dtype));
     }
   }
 
@@ -111,7 +114,12 @@ class CpuSegment : public Segment {
     for (int64_t t = 0; t < T; ++t)
       if (b.want_output[size_t(t)]) out_rows_.push_back(t);
     (void)n_out;
-    for (int32_t n : spec_.nodes) exec(n);
+    rope_tables_.clear();
+    const DType act = spec_.config.act_dtype;
+    for (int32_t n : spec_.nodes) {
+      exec(n);
+      if (act != DType::F32) cpu::round_activations(act, out(n), rows_of(g_.nodes[size_t(n)]) * g_.nodes[size_t(n)].cols);
+    }
     for (int32_t o : spec_.outputs) {
       const Node& node = g_.nodes[size_t(o)];
       HostTensor& h = io[o];
@@ -158,19 +166,19 @@ class CpuSegment : public Segment {
         cpu::matmul(value(in(0)), R, matmul_weights_.at(id), vec(in(2)), out(id), pool);
         return;
       case Op::RmsNorm:
-        cpu::rms_norm(value(in(0)), R, C, vec(in(1)), n.attrs.i("group", C), float(n.attrs.f("eps")),
-                      n.attrs.i("add_one", 0) != 0, out(id));
+        cpu::rms_norm_fast(value(in(0)), R, C, vec(in(1)), n.attrs.i("group", C), float(n.attrs.f("eps")),
+                           n.attrs.i("add_one", 0) != 0, out(id), pool);
         return;
       case Op::Add:
       case Op::Mul: {
         const Node& b = g_.nodes[size_t(in(1))];
         const bool bb = b.rows == 1;
         const float* bv = b.op == Op::Weight ? vec(in(1)) : value(in(1));
-        (n.op == Op::Add ? cpu::add : cpu::mul)(value(in(0)), bv, R, C, bb, out(id));
+        (n.op == Op::Add ? cpu::add_fast : cpu::mul_fast)(value(in(0)), bv, R, C, bb, out(id), pool);
         return;
       }
       case Op::Scale: cpu::scale(value(in(0)), R * C, float(n.attrs.f("scale")), out(id)); return;
-      case Op::Silu: cpu::unary(cpu::Unary::Silu, value(in(0)), R * C, out(id)); return;
+      case Op::Silu: cpu::silu_fast(value(in(0)), R * C, out(id), pool); return;
       case Op::Gelu: cpu::unary(cpu::Unary::Gelu, value(in(0)), R * C, out(id)); return;
       case Op::GeluTanh: cpu::unary(cpu::Unary::GeluTanh, value(in(0)), R * C, out(id)); return;
       case Op::Sigmoid: cpu::unary(cpu::Unary::Sigmoid, value(in(0)), R * C, out(id)); return;
@@ -204,9 +212,15 @@ class CpuSegment : public Segment {
       case Op::Rope: {
         float* y = out(id);
         std::memcpy(y, value(in(0)), size_t(R * C) * 4);
+        // Angles once per step for every rope node sharing the frequencies (all layers, q and k).
         const Node& f = g_.nodes[size_t(in(2))];
-        cpu::rope(y, R, C, batch_->positions.data(), vec(in(2)), f.cols, n.attrs.i("head_dim"),
-                  n.attrs.i("pairs", 0) != 0, float(n.attrs.f("attn_factor", 1.0)));
+        const float factor = float(n.attrs.f("attn_factor", 1.0));
+        std::vector<float>& table = rope_tables_[{in(2), factor}];
+        if (table.empty()) {
+          table.resize(size_t(T_ * 2 * f.cols));
+          cpu::rope_table(batch_->positions.data(), T_, vec(in(2)), f.cols, factor, table.data());
+        }
+        cpu::rope_apply(y, R, C, table.data(), f.cols, n.attrs.i("head_dim"), n.attrs.i("pairs", 0) != 0);
         return;
       }
       case Op::Attention: {
@@ -245,6 +259,7 @@ class CpuSegment : public Segment {
   std::map<int64_t, std::unique_ptr<KvCache>> caches_;
   std::map<std::string, cpu::PackedQ> packed_;  // views into spec_.artifact
   std::map<int32_t, cpu::MatmulWeight> matmul_weights_;
+  std::map<std::pair<int32_t, float>, std::vector<float>> rope_tables_;  // this step's cos/sin per frequency table
   BoundaryValues* io_ = nullptr;
   const Batch* batch_ = nullptr;
   int64_t T_ = 0;

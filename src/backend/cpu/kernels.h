@@ -45,5 +45,22 @@ void mul(const float* a, const float* b, int64_t R, int64_t C, bool b_broadcast,
 // Rotates the first 2F dims of every head_dim-wide head of x [T, C] in place.
 void rope(float* x, int64_t T, int64_t C, const int32_t* positions, const float* inv_freq, int64_t F, int64_t head_dim,
           bool pairs, float attn_factor);
+// rope() in two steps, so a step's angles are computed once for all layers: table [T, 2F] holds
+// cos, sin (times attn_factor) of pos * inv_freq[i], then rope_apply rotates with it.
+void rope_table(const int32_t* positions, int64_t T, const float* inv_freq, int64_t F, float attn_factor, float* table);
+void rope_apply(float* x, int64_t T, int64_t C, const float* table, int64_t F, int64_t head_dim, bool pairs);
+
+// Fast variants of the light ops: SIMD (vec_ops.h) and, for prefill-sized inputs, split over rows
+// on the pool. Tested against the references above (tests/test_ops.cpp runs them in the executor).
+void rms_norm_fast(const float* x, int64_t R, int64_t C, const float* w, int64_t group, float eps, bool add_one,
+                   float* y, ThreadPool& pool);
+void add_fast(const float* a, const float* b, int64_t R, int64_t C, bool b_broadcast, float* y, ThreadPool& pool);
+void mul_fast(const float* a, const float* b, int64_t R, int64_t C, bool b_broadcast, float* y, ThreadPool& pool);
+void silu_fast(const float* x, int64_t n, float* y, ThreadPool& pool);
+
+// Activation modes (RuntimeConfig::act_dtype): every value an op produces is rounded to BF16 or F16
+// precision (round to nearest even; F16 overflows to inf) as if feature maps were stored in that
+// type, while the arithmetic inside each op stays f32. F32 does nothing.
+void round_activations(DType t, float* x, int64_t n);
 
 }  // namespace elm::cpu
