@@ -36,14 +36,18 @@ void run_case(const Case& c, DType kv, const VecOps& ops, std::vector<float>& fa
   KvCache cache(2, c.n_ctx, c.window, c.max_batch, c.kv_heads, c.dim, c.dim, kv);
   const int64_t kc = c.kv_heads * c.dim;
   uint32_t seed = 1;
+  auto write = [&](int seq, int32_t pos) {
+    const std::vector<float> k = rnd(size_t(kc), seed++), v = rnd(size_t(kc), seed++);
+    cache.write(seq, pos, k.data(), v.data());
+  };
   for (int seq = 0; seq < 2; ++seq)
-    for (int32_t p = 0; p < c.prefix; ++p) cache.write(seq, p, rnd(size_t(kc), seed++).data(), rnd(size_t(kc), seed++).data());
+    for (int32_t p = 0; p < c.prefix; ++p) write(seq, p);
   std::vector<int32_t> positions, seqs;
   for (int i = 0; i < 5; ++i)
     for (int seq = 0; seq < 2; ++seq) {
       positions.push_back(c.prefix + i);
       seqs.push_back(seq);
-      cache.write(seq, c.prefix + i, rnd(size_t(kc), seed++).data(), rnd(size_t(kc), seed++).data());
+      write(seq, c.prefix + i);
     }
   const int64_t T = int64_t(positions.size());
   const std::vector<float> q = rnd(size_t(T * c.heads * c.dim), 999);
