@@ -92,6 +92,7 @@ double VulkanOps::compare_step(OpHarness& h, NodeId out, int64_t T, int32_t pos0
   h.model->graph = h.b.finish(h.b.output_rows(out));
   h.model->info.vocab_size = 1 << 20;
   cfg.threads = 2;
+  cfg.exact_matmul = true;  // the CPU side as reference: quantized weights times float activations
   auto [vk, cpu] = executors(h.model, cfg, options());
   expect_all_on_vulkan(*vk);
   Batch b;
@@ -407,6 +408,7 @@ TEST(VulkanModel, QuantizedFixtureAndTruncateMatchCpu) {
   SessionOptions vo, co;
   vo.backends = {"vulkan"};
   vo.runtime.threads = co.runtime.threads = 2;
+  co.runtime.exact_matmul = true;
   Session vs(model, vo), cs(model, co);
   const std::span<const int32_t> ids(ref.ids);
   const auto feed_both = [&](std::span<const int32_t> t) {

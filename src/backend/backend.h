@@ -30,6 +30,10 @@ struct RuntimeConfig {
   // every step, so a sequence can be truncated back that far (speculative decoding: draft length + 1).
   // 0: truncation of a recurrent model only to its current length or to 0.
   int recurrent_snapshots = 0;
+  // CPU: quantized weights multiply the float activations as they are (the reference kernels) rather
+  // than activations rounded to int8 blocks (the fast path, as llama.cpp does). For tests that compare
+  // another backend with the CPU, and for debugging.
+  bool exact_matmul = false;
 };
 
 // A float32 matrix in host memory: a value crossing a segment boundary, or the logits.

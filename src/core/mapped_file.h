@@ -18,6 +18,10 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops the mapping's pages from this process's resident set (they stay in the page cache and
+  // fault back in when read again: the mapping is read-only, so nothing is lost). For callers that
+  // have copied what they need out of the file, e.g. after an in-memory quantization.
+  void release_pages() const;
 
  private:
   MappedFile() = default;

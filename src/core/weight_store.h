@@ -22,6 +22,14 @@ class WeightStore {
   // Conv1d kernel [C, 1, K] as [C, K]. Throws elm::Error otherwise.
   void reshape(const std::string& name, Shape shape);
   void keep_alive(std::shared_ptr<const void> owner) { owners_.push_back(std::move(owner)); }
+  void keep_mapped(std::shared_ptr<const MappedFile> file) {  // keep_alive, for release_mapped_pages
+    files_.push_back(file);
+    owners_.push_back(std::move(file));
+  }
+  // MappedFile::release_pages on every file this store keeps alive.
+  void release_mapped_pages() const {
+    for (const auto& f : files_) f->release_pages();
+  }
 
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
   const TensorView& get(const std::string& name) const;  // throws elm::Error naming the tensor
@@ -32,6 +40,7 @@ class WeightStore {
  private:
   std::map<std::string, TensorView> tensors_;
   std::vector<std::shared_ptr<const void>> owners_;
+  std::vector<std::shared_ptr<const MappedFile>> files_;
 };
 
 }  // namespace elm

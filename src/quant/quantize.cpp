@@ -177,6 +177,8 @@ size_t quantize_weights(Model& m, const QuantPolicy& policy) {
     }
     total += out.get(name).nbytes;
   }
+  // The source pages were read once; unchanged tensors fault back in from the page cache on use.
+  m.weights.release_mapped_pages();
   out.keep_alive(std::make_shared<WeightStore>(std::move(m.weights)));
   m.weights = std::move(out);
   return total;

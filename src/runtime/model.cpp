@@ -91,7 +91,7 @@ std::shared_ptr<Model> Model::load_hf_dir(const std::string& dir) {
   auto m = std::make_shared<Model>();
   SafetensorsSet st = SafetensorsSet::open_dir(dir);
   for (const auto& [name, view] : st.tensors) m->weights.add(name, view);
-  for (auto& f : st.files) m->weights.keep_alive(f);
+  for (auto& f : st.files) m->weights.keep_mapped(f);
   try {
     m->graph = build_from_hf(config, m->weights);
   } catch (const Error& e) {

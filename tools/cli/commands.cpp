@@ -10,6 +10,7 @@ void register_compile(CLI::App& app, Registry& r);
 void register_inspect(CLI::App& app, Registry& r);
 void register_tokenize(CLI::App& app, Registry& r);
 void register_chat(CLI::App& app, Registry& r);
+void register_bench(CLI::App& app, Registry& r);
 
 void register_all(CLI::App& app, Registry& r) {
   register_run(app, r);
@@ -19,6 +20,7 @@ void register_all(CLI::App& app, Registry& r) {
   register_inspect(app, r);
   register_tokenize(app, r);
   register_chat(app, r);
+  register_bench(app, r);
 }
 
 }  // namespace elm::cli

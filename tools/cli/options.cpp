@@ -15,8 +15,11 @@ void ModelOptions::add(CLI::App* app) {
   app->add_option("-b,--batch", batch, "most tokens per forward step")->check(CLI::Range(1, 65536));
   app->add_option("--backend", backends, "backends in preference order (cpu, cuda, vulkan); CPU is the fallback")
       ->delimiter(',');
-  app->add_option("--kv-type", kv_type, "KV cache element type: f32, f16, int8")
-      ->check(CLI::IsMember({"f32", "f16", "int8"}));
+  app->add_option("--kv-type", kv_type, "KV cache element type: f32, f16, int8, auto (f16 unless the model is f32)")
+      ->check(CLI::IsMember({"auto", "f32", "f16", "int8"}));
+  app->add_option("--act-type", act_type,
+                  "precision activations are rounded to between ops: f32, bf16, f16 (arithmetic stays f32)")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   app->add_flag("-v,--verbose", verbose, "print timings and the execution plan");
 }
 
@@ -28,6 +31,15 @@ SessionOptions ModelOptions::session(const Model& m, int max_seqs) const {
   o.runtime.max_batch = std::min(batch, o.runtime.n_ctx);
   o.runtime.max_seqs = max_seqs;
   o.runtime.kv_dtype = kv_type == "f16" ? DType::F16 : kv_type == "int8" ? DType::I8 : DType::F32;
+  if (kv_type == "auto") {
+    // F16 entries halve the cache at an error far below any non-f32 weight format's; a model kept
+    // entirely in f32 is presumably wanted exact, so its cache stays f32.
+    bool all_f32 = true;
+    for (const Node& n : m.graph.nodes)
+      if (n.op == Op::MatMul) all_f32 = all_f32 && m.weights.get(m.graph.nodes[size_t(n.inputs[1])].name).dtype == DType::F32;
+    o.runtime.kv_dtype = all_f32 ? DType::F32 : DType::F16;
+  }
+  o.runtime.act_dtype = act_type == "bf16" ? DType::BF16 : act_type == "f16" ? DType::F16 : DType::F32;
   if (!backends.empty()) {
     o.backends = backends;
   } else {

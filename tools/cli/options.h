@@ -15,7 +15,8 @@ struct ModelOptions {
   int ctx = 0;  // 0: min(model's context, 4096)
   int batch = 512;
   std::vector<std::string> backends;  // empty: cpu
-  std::string kv_type = "f32";
+  std::string kv_type = "auto";  // auto: f16 unless every matmul weight is f32
+  std::string act_type = "f32";
   bool verbose = false;
 
   void add(CLI::App* app);

@@ -1,3 +1,4 @@
+// Causal attention over the KV cache: the tiled kernel and its plain reference.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -6,48 +7,128 @@
 
 namespace elm::cpu {
 
+namespace {
+
+constexpr int64_t kKeyTile = 64;    // keys converted and scored together
+constexpr int64_t kQueryBlock = 8;  // consecutive tokens of one sequence sharing the key tiles
+
+bool visible(int32_t pk, int32_t pq, int64_t window) { return pk >= 0 && pk <= pq && (window <= 0 || pq - pk < window); }
+
+// Runs of at most kQueryBlock consecutive batch tokens of one sequence.
+std::vector<std::pair<int64_t, int64_t>> query_blocks(int64_t T, const int32_t* seqs) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (int64_t t = 0; t < T;) {
+    int64_t e = t + 1;
+    while (e < T && e - t < kQueryBlock && seqs[e] == seqs[t]) ++e;
+    out.emplace_back(t, e);
+    t = e;
+  }
+  return out;
+}
+
+}  // namespace
+
 void attention(const float* q, int64_t T, const int32_t* positions, const int32_t* seqs, const KvCache& cache,
-               const AttentionParams& p, float* out, ThreadPool& pool) {
+               const AttentionParams& p, float* out, ThreadPool& pool, const VecOps& ops) {
+  const int64_t H = p.heads, KVH = cache.kv_heads(), D = cache.head_dim(), DV = cache.v_head_dim();
+  const int64_t group = H / KVH;
+  const auto blocks = query_blocks(T, seqs);
+  pool.parallel_for_dynamic(int64_t(blocks.size()) * KVH, [&](int64_t i0, int64_t i1) {
+    thread_local std::vector<float> kbuf, vbuf, scores, acc, m, l;
+    kbuf.resize(size_t(kKeyTile * D));
+    vbuf.resize(size_t(kKeyTile * DV));
+    scores.resize(size_t(kKeyTile));
+    for (int64_t item = i0; item < i1; ++item) {
+      const auto [t0, t1] = blocks[size_t(item / KVH)];
+      const int64_t kvh = item % KVH, nq = (t1 - t0) * group;
+      const int seq = seqs[t0];
+      int32_t pmin = positions[t0], pmax = positions[t0];
+      for (int64_t t = t0; t < t1; ++t) pmin = std::min(pmin, positions[t]), pmax = std::max(pmax, positions[t]);
+      // Slots that can hold a visible key: positions in a full cache, the whole ring otherwise.
+      int64_t lo = 0, hi = cache.capacity();
+      if (!cache.window()) {
+        hi = std::min<int64_t>(hi, int64_t(pmax) + 1);
+        if (p.window > 0) lo = std::max<int64_t>(0, int64_t(pmin) - p.window + 1);
+      }
+      // Online softmax state per query (token t, head h): running max, sum, weighted values.
+      acc.assign(size_t(nq * DV), 0.f);
+      m.assign(size_t(nq), -INFINITY);
+      l.assign(size_t(nq), 0.f);
+      for (int64_t s0 = lo; s0 < hi; s0 += kKeyTile) {
+        const int64_t n = std::min(kKeyTile, hi - s0);
+        bool any = false;
+        for (int64_t j = 0; j < n && !any; ++j) any = visible(cache.pos(seq, s0 + j), pmax, 0);
+        if (!any) continue;
+        const float* kt = cache.keys(seq, kvh, s0, n, kbuf.data(), ops);
+        const float* vt = cache.values(seq, kvh, s0, n, vbuf.data(), ops);
+        for (int64_t qi = 0; qi < nq; ++qi) {
+          const int64_t t = t0 + qi / group, h = kvh * group + qi % group;
+          const int32_t pq = positions[t];
+          const float* qh = q + t * H * D + h * D;
+          for (int64_t j = 0; j < n; ++j) {
+            if (!visible(cache.pos(seq, s0 + j), pq, p.window)) {
+              scores[size_t(j)] = -INFINITY;
+              continue;
+            }
+            float sc = ops.dot(qh, kt + j * D, D) * p.scale;
+            if (p.softcap > 0) sc = p.softcap * std::tanh(sc / p.softcap);
+            scores[size_t(j)] = sc;
+          }
+          const float tile_max = ops.max(scores.data(), n);
+          if (tile_max == -INFINITY) continue;
+          float& mq = m[size_t(qi)];
+          const float m_new = std::max(mq, tile_max);
+          const float correction = mq == -INFINITY ? 0.f : std::exp(mq - m_new);
+          float* aq = acc.data() + qi * DV;
+          l[size_t(qi)] = l[size_t(qi)] * correction + ops.exp_shift(scores.data(), n, m_new);
+          if (correction != 1.f) ops.scale(correction, aq, DV);
+          ops.weighted_rows(scores.data(), vt, n, DV, aq);
+          mq = m_new;
+        }
+      }
+      for (int64_t qi = 0; qi < nq; ++qi) {
+        const int64_t t = t0 + qi / group, h = kvh * group + qi % group;
+        float* o = out + t * H * DV + h * DV;
+        const float inv = l[size_t(qi)] > 0 ? 1.f / l[size_t(qi)] : 0.f;
+        for (int64_t d = 0; d < DV; ++d) o[d] = acc[size_t(qi * DV + d)] * inv;
+      }
+    }
+  }, 1);
+}
+
+void attention_ref(const float* q, int64_t T, const int32_t* positions, const int32_t* seqs, const KvCache& cache,
+                   const AttentionParams& p, float* out) {
   const int64_t H = p.heads, KVH = cache.kv_heads(), D = cache.head_dim(), DV = cache.v_head_dim();
   const int64_t group = H / KVH, cap = cache.capacity();
-  pool.parallel_for(T * H, [&](int64_t i0, int64_t i1) {
-    std::vector<float> scores(static_cast<size_t>(cap));
-    std::vector<int64_t> slots(static_cast<size_t>(cap));
-    std::vector<float> acc(static_cast<size_t>(DV));
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t t = i / H, h = i % H, kvh = h / group;
+  std::vector<float> k(static_cast<size_t>(D)), v(static_cast<size_t>(DV));
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t kvh = h / group;
       const int seq = seqs[t];
       const int32_t pq = positions[t];
       const float* qh = q + t * H * D + h * D;
-      // Visible keys: cached positions in (pq - window, pq].
-      int64_t n = 0;
-      float mx = -INFINITY;
+      std::vector<float> scores;
+      std::vector<int64_t> slots;
       for (int64_t s = 0; s < cap; ++s) {
-        const int32_t pk = cache.pos(seq, s);
-        if (pk < 0 || pk > pq || (p.window > 0 && pq - pk >= p.window)) continue;
-        const float* kh = cache.k(seq, s) + kvh * D;
+        if (!visible(cache.pos(seq, s), pq, p.window)) continue;
+        const float* kh = cache.keys(seq, kvh, s, 1, k.data(), kVecOpsScalar);
         float dot = 0;
         for (int64_t d = 0; d < D; ++d) dot += qh[d] * kh[d];
         float sc = dot * p.scale;
         if (p.softcap > 0) sc = p.softcap * std::tanh(sc / p.softcap);
-        scores[size_t(n)] = sc;
-        slots[size_t(n)] = s;
-        mx = std::max(mx, sc);
-        ++n;
+        scores.push_back(sc);
+        slots.push_back(s);
       }
+      float mx = -INFINITY, sum = 0;
+      for (float s : scores) mx = std::max(mx, s);
+      for (float& s : scores) sum += s = std::exp(s - mx);
       float* o = out + t * H * DV + h * DV;
-      std::fill(acc.begin(), acc.end(), 0.f);
-      float sum = 0;
-      for (int64_t j = 0; j < n; ++j) {
-        const float e = std::exp(scores[size_t(j)] - mx);
-        sum += e;
-        const float* vh = cache.v(seq, slots[size_t(j)]) + kvh * DV;
-        for (int64_t d = 0; d < DV; ++d) acc[size_t(d)] += e * vh[d];
+      std::fill(o, o + DV, 0.f);
+      for (size_t j = 0; j < scores.size(); ++j) {
+        const float* vh = cache.values(seq, kvh, slots[j], 1, v.data(), kVecOpsScalar);
+        for (int64_t d = 0; d < DV; ++d) o[d] += scores[j] / sum * vh[d];
       }
-      const float inv = n ? 1.0f / sum : 0.f;
-      for (int64_t d = 0; d < DV; ++d) o[d] = acc[size_t(d)] * inv;
     }
-  });
 }
 
 }  // namespace elm::cpu

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backend/cpu/cpu_artifact.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/kv_cache.h"
 #include "backend/cpu/recurrent_state.h"
@@ -27,6 +28,9 @@ class CpuSegment : public Segment {
  public:
   CpuSegment(const SegmentSpec& spec, std::shared_ptr<ThreadPool> pool, std::shared_ptr<KvCaches> kv)
       : g_(*spec.graph), w_(*spec.weights), spec_(spec), pool_(std::move(pool)), kv_(std::move(kv)) {
+    const DType act = spec.config.act_dtype;
+    ELM_CHECK(act == DType::F32 || act == DType::BF16 || act == DType::F16, "activation type must be F32, BF16 or F16, not ",
+              dtype_name(act));
     const size_t N = g_.nodes.size();
     const int64_t max_rows = spec.config.max_batch;
     slot_.assign(N, -1);
@@ -95,6 +99,17 @@ class CpuSegment : public Segment {
                                                              spec.config.recurrent_snapshots));
     }
 
+    // Matmul weights: the model's tensor, and its packed form when the artifact has one.
+    if (!spec.artifact.empty()) packed_ = cpu::read_artifact(spec.artifact, w_);
+    for (int32_t n : spec.nodes) {
+      const Node& node = g_.nodes[size_t(n)];
+      if (node.op != Op::MatMul) continue;
+      const std::string& name = g_.nodes[size_t(node.inputs[1])].name;
+      cpu::MatmulWeight mw{&w_.get(name), {}};
+      if (auto it = packed_.find(name); it != packed_.end()) mw.packed = it->second;
+      matmul_weights_[n] = mw;
+    }
+
     // KV caches for the states this segment's attention nodes use (made by the first segment that
     // needs one); the segment that writes a cache accounts for its memory.
     for (int32_t n : spec.nodes) {
@@ -106,7 +121,7 @@ class CpuSegment : public Segment {
         const Attrs& sa = g_.states[size_t(s)].attrs;
         cache = std::make_unique<KvCache>(spec.config.max_seqs, spec.config.n_ctx, sa.i("window"),
                                           spec.config.max_batch, sa.i("kv_heads"), sa.i("head_dim"),
-                                          sa.i("v_head_dim", sa.i("head_dim")));
+                                          sa.i("v_head_dim", sa.i("head_dim")), spec.config.kv_dtype);
       }
       caches_[s] = cache.get();
       if (node.attrs.i("write", 1)) written_.push_back(cache.get());
@@ -127,7 +142,12 @@ class CpuSegment : public Segment {
       if (b.want_output[size_t(t)]) out_rows_.push_back(t);
     (void)n_out;
     group_by_sequence();
-    for (int32_t n : spec_.nodes) exec(n);
+    rope_tables_.clear();
+    const DType act = spec_.config.act_dtype;
+    for (int32_t n : spec_.nodes) {
+      exec(n);
+      if (act != DType::F32) cpu::round_activations(act, out(n), rows_of(g_.nodes[size_t(n)]) * g_.nodes[size_t(n)].cols);
+    }
     for (int32_t o : spec_.outputs) {
       const Node& node = g_.nodes[size_t(o)];
       HostTensor& h = io[o];
@@ -216,22 +236,23 @@ class CpuSegment : public Segment {
         cpu::embed(tensor(in(0)), batch_->tokens.data(), T_, out(id));
         return;
       case Op::MatMul:
-        cpu::matmul(value(in(0)), R, tensor(in(1)), vec(in(2)), out(id), pool);
+        cpu::matmul(value(in(0)), R, matmul_weights_.at(id), vec(in(2)), out(id), pool,
+                    spec_.config.exact_matmul ? cpu::Isa::Generic : cpu::active_isa());
         return;
       case Op::RmsNorm:
-        cpu::rms_norm(value(in(0)), R, C, vec(in(1)), n.attrs.i("group", C), float(n.attrs.f("eps")),
-                      n.attrs.i("add_one", 0) != 0, out(id));
+        cpu::rms_norm_fast(value(in(0)), R, C, vec(in(1)), n.attrs.i("group", C), float(n.attrs.f("eps")),
+                           n.attrs.i("add_one", 0) != 0, out(id), pool);
         return;
       case Op::Add:
       case Op::Mul: {
         const Node& b = g_.nodes[size_t(in(1))];
         const bool bb = b.rows == 1;
         const float* bv = b.op == Op::Weight ? vec(in(1)) : value(in(1));
-        (n.op == Op::Add ? cpu::add : cpu::mul)(value(in(0)), bv, R, C, bb, out(id));
+        (n.op == Op::Add ? cpu::add_fast : cpu::mul_fast)(value(in(0)), bv, R, C, bb, out(id), pool);
         return;
       }
       case Op::Scale: cpu::scale(value(in(0)), R * C, float(n.attrs.f("scale")), out(id)); return;
-      case Op::Silu: cpu::unary(cpu::Unary::Silu, value(in(0)), R * C, out(id)); return;
+      case Op::Silu: cpu::silu_fast(value(in(0)), R * C, out(id), pool); return;
       case Op::Gelu: cpu::unary(cpu::Unary::Gelu, value(in(0)), R * C, out(id)); return;
       case Op::GeluTanh: cpu::unary(cpu::Unary::GeluTanh, value(in(0)), R * C, out(id)); return;
       case Op::Sigmoid: cpu::unary(cpu::Unary::Sigmoid, value(in(0)), R * C, out(id)); return;
@@ -316,9 +337,15 @@ class CpuSegment : public Segment {
       case Op::Rope: {
         float* y = out(id);
         std::memcpy(y, value(in(0)), size_t(R * C) * 4);
+        // Angles once per step for every rope node sharing the frequencies (all layers, q and k).
         const Node& f = g_.nodes[size_t(in(2))];
-        cpu::rope(y, R, C, batch_->positions.data(), vec(in(2)), f.cols, n.attrs.i("head_dim"),
-                  n.attrs.i("pairs", 0) != 0, float(n.attrs.f("attn_factor", 1.0)));
+        const float factor = float(n.attrs.f("attn_factor", 1.0));
+        std::vector<float>& table = rope_tables_[{in(2), factor}];
+        if (table.empty()) {
+          table.resize(size_t(T_ * 2 * f.cols));
+          cpu::rope_table(batch_->positions.data(), T_, vec(in(2)), f.cols, factor, table.data());
+        }
+        cpu::rope_apply(y, R, C, table.data(), f.cols, n.attrs.i("head_dim"), n.attrs.i("pairs", 0) != 0);
         return;
       }
       case Op::Attention: {
@@ -360,6 +387,9 @@ class CpuSegment : public Segment {
   std::vector<const KvCache*> written_;
   std::map<int64_t, std::unique_ptr<RecurrentState>> recurrent_;
   std::map<int, std::vector<int64_t>> seq_rows_;  // this step's rows per sequence (recurrent layers)
+  std::map<std::string, cpu::PackedQ> packed_;  // views into spec_.artifact
+  std::map<int32_t, cpu::MatmulWeight> matmul_weights_;
+  std::map<std::pair<int32_t, float>, std::vector<float>> rope_tables_;  // this step's cos/sin per frequency table
   BoundaryValues* io_ = nullptr;
   const Batch* batch_ = nullptr;
   int64_t T_ = 0;
@@ -375,6 +405,9 @@ class CpuBackend : public Backend {
   std::unique_ptr<Segment> prepare(const SegmentSpec& spec) override {
     return std::make_unique<CpuSegment>(spec, pool_, kv_);
   }
+  // The packed weights (cpu_artifact.h); empty when the segment has no quantized matmul.
+  std::vector<uint8_t> compile(const SegmentSpec& spec) override { return cpu::build_artifact(spec, *pool_); }
+  bool accepts_artifact(std::span<const uint8_t> artifact) const override { return cpu::is_artifact(artifact); }
 
  private:
   std::shared_ptr<ThreadPool> pool_;

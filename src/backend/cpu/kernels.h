@@ -4,6 +4,8 @@
 #pragma once
 #include <cstdint>
 
+#include "backend/cpu/cpu_features.h"
+#include "backend/cpu/qgemm.h"
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 
@@ -12,8 +14,20 @@ namespace elm::cpu {
 // out[t] = row ids[t] of table. Throws elm::Error for ids outside [0, table rows).
 void embed(const TensorView& table, const int32_t* ids, int64_t T, float* out);
 
-// y [R, N] = x [R, K] w^T (+ bias [N]); w is [N, K] of any weight dtype.
-void matmul(const float* x, int64_t R, const TensorView& w, const float* bias, float* y, ThreadPool& pool);
+// A matmul weight as the kernels take it: the model's tensor, plus its packed form (qgemm.h) when
+// `elm compile` stored one (packed.data null otherwise).
+struct MatmulWeight {
+  const TensorView* plain = nullptr;
+  PackedQ packed;
+};
+
+// y [R, N] = x [R, K] w^T (+ bias [N]); w is [N, K] of any weight dtype. Runs the fastest kernels of
+// `isa` (default: the active family, cpu_features.h).
+void matmul(const float* x, int64_t R, const MatmulWeight& w, const float* bias, float* y, ThreadPool& pool,
+            Isa isa = active_isa());
+inline void matmul(const float* x, int64_t R, const TensorView& w, const float* bias, float* y, ThreadPool& pool) {
+  matmul(x, R, MatmulWeight{&w, {}}, bias, y, pool);
+}
 // The plain reference: dequantizes each weight row and takes float dot products.
 void matmul_ref(const float* x, int64_t R, const TensorView& w, const float* bias, float* y, ThreadPool& pool);
 
@@ -65,5 +79,22 @@ void gated_delta_rule_chunked(const DeltaRuleArgs& a, const int64_t* rows, int64
 // Rotates the first 2F dims of every head_dim-wide head of x [T, C] in place.
 void rope(float* x, int64_t T, int64_t C, const int32_t* positions, const float* inv_freq, int64_t F, int64_t head_dim,
           bool pairs, float attn_factor);
+// rope() in two steps, so a step's angles are computed once for all layers: table [T, 2F] holds
+// cos, sin (times attn_factor) of pos * inv_freq[i], then rope_apply rotates with it.
+void rope_table(const int32_t* positions, int64_t T, const float* inv_freq, int64_t F, float attn_factor, float* table);
+void rope_apply(float* x, int64_t T, int64_t C, const float* table, int64_t F, int64_t head_dim, bool pairs);
+
+// Fast variants of the light ops: SIMD (vec_ops.h) and, for prefill-sized inputs, split over rows
+// on the pool. Tested against the references above (tests/test_ops.cpp runs them in the executor).
+void rms_norm_fast(const float* x, int64_t R, int64_t C, const float* w, int64_t group, float eps, bool add_one,
+                   float* y, ThreadPool& pool);
+void add_fast(const float* a, const float* b, int64_t R, int64_t C, bool b_broadcast, float* y, ThreadPool& pool);
+void mul_fast(const float* a, const float* b, int64_t R, int64_t C, bool b_broadcast, float* y, ThreadPool& pool);
+void silu_fast(const float* x, int64_t n, float* y, ThreadPool& pool);
+
+// Activation modes (RuntimeConfig::act_dtype): every value an op produces is rounded to BF16 or F16
+// precision (round to nearest even; F16 overflows to inf) as if feature maps were stored in that
+// type, while the arithmetic inside each op stays f32. F32 does nothing.
+void round_activations(DType t, float* x, int64_t n);
 
 }  // namespace elm::cpu

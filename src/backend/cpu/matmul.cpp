@@ -1,10 +1,93 @@
-// matmul dispatch: picks the fastest kernel for the weight's dtype and this CPU.
+// matmul dispatch: picks the kernel for the weight's dtype and layout, the row count and the ISA,
+// and splits the output columns between the pool's threads.
+#include <algorithm>
+#include <vector>
+
+#include "backend/cpu/fgemm.h"
 #include "backend/cpu/kernels.h"
 
 namespace elm::cpu {
 
-void matmul(const float* x, int64_t R, const TensorView& w, const float* bias, float* y, ThreadPool& pool) {
-  matmul_ref(x, R, w, bias, y, pool);
+namespace {
+
+struct ActScratch {
+  std::vector<int8_t> q;
+  std::vector<float> d;
+  std::vector<int32_t> sum;
+};
+
+Int8Rows quantize_acts(const float* x, int64_t R, int64_t K, const QKernels& qk, ThreadPool& pool, ActScratch& s) {
+  const int64_t nb = K / kActBlock;
+  s.q.resize(size_t(R * K));
+  s.d.resize(size_t(R * nb));
+  s.sum.resize(size_t(R * nb));
+  auto rows = [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      qk.quantize_row(x + r * K, K, s.q.data() + r * K, s.d.data() + r * nb, s.sum.data() + r * nb);
+  };
+  if (R * K >= (int64_t(1) << 16)) pool.parallel_for(R, rows);
+  else rows(0, R);
+  return Int8Rows{R, K, s.q.data(), s.d.data(), s.sum.data()};
+}
+
+void matmul_quantized(const float* x, int64_t R, const MatmulWeight& w, const QKernels& qk, const float* bias, float* y,
+                      ThreadPool& pool) {
+  const TensorView& t = *w.plain;
+  const int64_t N = t.rows(), K = t.cols();
+  thread_local ActScratch scratch;
+  const Int8Rows a = quantize_acts(x, R, K, qk, pool, scratch);
+  // Small chunks keep both threads busy to the end on a noisy machine; 4 panels = 64 columns.
+  const int64_t chunk = R == 1 ? 4 : 2;
+
+  if (w.packed.data) {
+    pool.parallel_for_dynamic(w.packed.panels(), [&](int64_t p0, int64_t p1) {
+      qk.gemm_packed(w.packed, a, p0, p1, bias, y, N);
+    }, chunk);
+    return;
+  }
+  const QMatrix qm = qmatrix(t);
+  if (qk.gemv_plain && R <= kGemvMaxRows && (qm.group == 32 || qm.group == 64 || qm.group == 128)) {
+    // Decode: the weights are read once, in place.
+    thread_local std::vector<uint8_t> prep;
+    prep.resize(qk.gemv_prep_bytes(qm.type, R, K, qm.group));
+    qk.gemv_prep(qm.type, a, qm.group, prep.data());
+    // A plain pointer for the workers: naming the thread_local inside the lambda would give each
+    // worker its own (empty) buffer.
+    const uint8_t* prepared = prep.data();
+    pool.parallel_for_dynamic(N, [&](int64_t n0, int64_t n1) {
+      qk.gemv_plain(qm, a, prepared, n0, n1, bias, y, N);
+    }, 64);
+    return;
+  }
+  // Prefill: each thread packs the panels it claims into a small buffer (in L1/L2) and runs the
+  // tiled kernel on it; packing (a 16x16 transpose) is paid once per panel for all R rows.
+  const int64_t panels = (N + kPanelRows - 1) / kPanelRows;
+  const size_t pb = packed_panel_bytes(qm.type, K, qm.group, qm.f32_scales);
+  pool.parallel_for_dynamic(panels, [&](int64_t p0, int64_t p1) {
+    thread_local std::vector<uint8_t> buf;
+    buf.resize(size_t(p1 - p0) * pb);
+    qk.pack(qm, p0, p1, buf.data());
+    PackedQ sub;
+    sub.type = qm.type;
+    sub.n = std::min(N - p0 * kPanelRows, (p1 - p0) * kPanelRows);
+    sub.k = K;
+    sub.group = qm.group;
+    sub.f32_scales = qm.f32_scales;
+    sub.data = buf.data();
+    qk.gemm_packed(sub, a, 0, p1 - p0, bias ? bias + p0 * kPanelRows : nullptr, y + p0 * kPanelRows, N);
+  }, chunk);
+}
+
+}  // namespace
+
+void matmul(const float* x, int64_t R, const MatmulWeight& w, const float* bias, float* y, ThreadPool& pool, Isa isa) {
+  const TensorView& t = *w.plain;
+  if (is_quantized(t.dtype)) {
+    if (const QKernels* qk = qkernels(isa)) return matmul_quantized(x, R, w, *qk, bias, y, pool);
+  } else if (const FKernels* fk = fkernels(isa); fk && fgemm_supports(*fk, t.dtype)) {
+    return matmul_float(x, R, t, *fk, bias, y, pool);
+  }
+  matmul_ref(x, R, t, bias, y, pool);
 }
 
 }  // namespace elm::cpu
