@@ -1,0 +1,73 @@
+// Device helpers shared by the kernels: reductions, half conversions, and reading one value of a
+// weight in any of elm's layouts (the slow, general path; the matrix kernels decode whole chunks).
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "backend/cuda/device.h"
+#include "backend/cuda/kernels.h"
+
+namespace elm::cuda {
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over the block; every thread gets the result. `red` holds 32 floats of shared memory.
+__device__ __forceinline__ float block_sum(float v, float* red) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+  v = warp_sum(v);
+  __syncthreads();  // red may still be read by a previous call
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  float t = lane < nw ? red[lane] : 0.f;
+  return warp_sum(t);
+}
+
+__device__ __forceinline__ float f16_bits_to_float(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+__device__ __forceinline__ float bf16_bits_to_float(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
+
+__device__ __forceinline__ float load_scale(const uint8_t* plane, int64_t i, bool f32) {
+  return f32 ? reinterpret_cast<const float*>(plane)[i] : f16_bits_to_float(reinterpret_cast<const uint16_t*>(plane)[i]);
+}
+
+// Value (r, c) of a weight in elm's layout.
+__device__ __forceinline__ float weight_value(const DeviceWeight& w, int64_t r, int64_t c) {
+  const int64_t K = w.cols;
+  switch (w.dtype) {
+    case DType::F32: return reinterpret_cast<const float*>(w.data)[r * K + c];
+    case DType::F16: return f16_bits_to_float(reinterpret_cast<const uint16_t*>(w.data)[r * K + c]);
+    case DType::BF16: return bf16_bits_to_float(reinterpret_cast<const uint16_t*>(w.data)[r * K + c]);
+    case DType::Q8: {
+      const float d = load_scale(w.data + w.scales_offset, r * (K / w.group) + c / w.group, w.scale_f32);
+      return d * float(reinterpret_cast<const int8_t*>(w.data)[r * K + c]);
+    }
+    case DType::Q4:
+    case DType::Q4M: {
+      const int64_t gi = r * (K / w.group) + c / w.group;
+      const float d = load_scale(w.data + w.scales_offset, gi, w.scale_f32);
+      // Within each 32 values, byte j holds value j (low nibble) and j + 16 (high nibble).
+      const int64_t base = r * K + (c & ~int64_t(31));
+      const int j = int(c & 31);
+      const uint8_t byte = w.data[(base >> 1) + (j & 15)];
+      const float q = float(j < 16 ? (byte & 15) : (byte >> 4));
+      if (w.dtype == DType::Q4) return d * (q - 8.f);
+      return d * q + load_scale(w.data + w.mins_offset, gi, w.scale_f32);
+    }
+    default: return 0.f;
+  }
+}
+
+inline unsigned blocks_for(int64_t n, int threads) { return unsigned((n + threads - 1) / threads); }
+
+}  // namespace elm::cuda

@@ -1,0 +1,101 @@
+#include "backend/cuda/device.h"
+
+#include <map>
+#include <mutex>
+
+namespace elm::cuda {
+
+void fail_cuda(cudaError_t e, const char* what, const char* file, int line) {
+  fail("CUDA error: ", cudaGetErrorString(e), " (", what, " at ", file, ":", line, ")");
+}
+
+DeviceBuffer::DeviceBuffer(size_t bytes) : n_(bytes) {
+  if (bytes) {
+    cudaError_t e = cudaMalloc(&p_, bytes);
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();  // clear the sticky allocation error
+      fail("CUDA: cannot allocate ", bytes, " bytes of device memory (", cudaGetErrorString(e), ")");
+    }
+  }
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  if (p_) cudaFree(p_);
+}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
+  if (this != &o) {
+    if (p_) cudaFree(p_);
+    p_ = std::exchange(o.p_, nullptr);
+    n_ = std::exchange(o.n_, 0);
+  }
+  return *this;
+}
+
+PinnedBuffer::PinnedBuffer(size_t bytes) : n_(bytes) {
+  if (bytes) ELM_CUDA_CHECK(cudaMallocHost(&p_, bytes));
+}
+
+PinnedBuffer::~PinnedBuffer() {
+  if (p_) cudaFreeHost(p_);
+}
+
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
+  if (this != &o) {
+    if (p_) cudaFreeHost(p_);
+    p_ = std::exchange(o.p_, nullptr);
+    n_ = std::exchange(o.n_, 0);
+  }
+  return *this;
+}
+
+Stream::Stream() { ELM_CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
+Stream::~Stream() {
+  if (s_) cudaStreamDestroy(s_);
+}
+void Stream::sync() const { ELM_CUDA_CHECK(cudaStreamSynchronize(s_)); }
+
+GraphExec::GraphExec(cudaGraph_t g) { ELM_CUDA_CHECK(cudaGraphInstantiate(&e_, g, 0)); }
+GraphExec::~GraphExec() {
+  if (e_) cudaGraphExecDestroy(e_);
+}
+GraphExec& GraphExec::operator=(GraphExec&& o) noexcept {
+  if (this != &o) {
+    if (e_) cudaGraphExecDestroy(e_);
+    e_ = std::exchange(o.e_, nullptr);
+  }
+  return *this;
+}
+void GraphExec::launch(cudaStream_t s) const { ELM_CUDA_CHECK(cudaGraphLaunch(e_, s)); }
+
+int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+size_t device_memory_in_use() {
+  size_t free = 0, total = 0;
+  if (cudaMemGetInfo(&free, &total) != cudaSuccess) return 0;
+  return total - free;
+}
+
+void allow_dynamic_smem(const void* kernel, size_t bytes) {
+  static std::mutex m;
+  static std::map<const void*, size_t> done;
+  std::lock_guard<std::mutex> lock(m);
+  size_t& have = done[kernel];
+  if (bytes <= have || bytes <= 48 * 1024) return;
+  ELM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  have = bytes;
+}
+
+void check_launch(const char* what) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) fail("CUDA kernel launch failed: ", what, ": ", cudaGetErrorString(e));
+}
+
+}  // namespace elm::cuda

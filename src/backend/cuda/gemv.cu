@@ -1,0 +1,319 @@
+// Matrix-vector products for decoding: y [T, N] = x [T, K] w^T with T <= 8 tokens.
+//
+// Decoding reads every weight once per token, so this kernel is a memory stream: each warp owns one
+// output row (two for a gated MLP: the gate and up rows), its lanes read the row in 16-byte chunks,
+// several chunks in flight per lane, and decode them in registers (elm's layouts, core/dtype.h, read as
+// stored). x sits in shared memory, swizzled so that 32 lanes reading 32 different chunks hit distinct
+// banks. An optional RMSNorm of x is applied while x is loaded (fused into the product), and the epilogue
+// adds bias and a residual, or combines gate and up rows: one launch where the graph has up to five nodes.
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/matmul_internal.h"
+
+namespace elm::cuda {
+
+namespace {
+
+constexpr int kThreads = 256, kWarps = kThreads / 32;
+constexpr int kUnroll = 4;               // 16-byte chunks in flight per lane and row
+constexpr size_t kMaxSmem = 96 * 1024;   // x rows in shared memory
+
+// Values in one 16-byte chunk of a weight row.
+template <DType WT>
+__host__ __device__ constexpr int chunk_values() {
+  return WT == DType::F32 ? 4 : (WT == DType::F16 || WT == DType::BF16) ? 8 : WT == DType::Q8 ? 16 : 32;
+}
+
+// Shared-memory slot of float4 number g of an x row: lanes reading chunk l (g = l * F + j, F = float4s per
+// chunk, 1..8) land in distinct 16-byte bank groups.
+__device__ __forceinline__ int swz(int g) { return g ^ ((g >> 3) & 7); }
+
+struct GemvParams {
+  const float* x;
+  int T, K;
+  const float* norm_w;
+  float eps;
+  bool norm, norm_add_one;
+  int n;                  // weights (non-gated)
+  int64_t offs[4];        // output row ranges of the weights in the unit index space
+  DeviceWeight w[3];
+  float* y[3];
+  const float* bias[3];
+  const float* residual[3];
+  GateAct gate;
+  int64_t units;          // output rows over all weights
+};
+
+// 8388608 + b as a float, for byte k (0..3) of w: one PRMT.
+__device__ __forceinline__ float byte_as_float(uint32_t w, int k) {
+  return __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7440u | unsigned(k)));
+}
+
+// Bytes of one weight row of K values.
+template <DType WT>
+__device__ __forceinline__ int64_t row_bytes(int K) {
+  return WT == DType::F32 ? 4 * int64_t(K) : (WT == DType::F16 || WT == DType::BF16) ? 2 * int64_t(K)
+         : WT == DType::Q8 ? int64_t(K) : int64_t(K) / 2;
+}
+
+__device__ __forceinline__ float4 xrow(const float4* xs, int K4, int t, int g) { return xs[t * K4 + swz(g)]; }
+
+__device__ __forceinline__ float dot4(float4 a, float b0, float b1, float b2, float b3) {
+  return a.x * b0 + a.y * b1 + a.z * b2 + a.w * b3;
+}
+
+// acc[t] += dot(chunk c of the row, x[t]) for t < NT; d, m: the chunk's scale and min.
+template <DType WT, int NT>
+__device__ __forceinline__ void chunk_dot(uint4 w, float d, float m, const float4* xs, int K4, int c, float (&acc)[NT]) {
+  const uint32_t word[4] = {w.x, w.y, w.z, w.w};
+  if constexpr (WT == DType::Q4 || WT == DType::Q4M) {
+    // Byte j of the chunk: value j in the low nibble, value j + 16 in the high nibble.
+    constexpr float bias = WT == DType::Q4 ? 8388616.f : 8388608.f;  // magic, plus the Q4 offset of 8
+    float s[NT], sx[NT];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) s[t] = 0.f, sx[t] = 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t lo = word[i] & 0x0F0F0F0Fu, hi = (word[i] >> 4) & 0x0F0F0F0Fu;
+      const float l0 = byte_as_float(lo, 0) - bias, l1 = byte_as_float(lo, 1) - bias;
+      const float l2 = byte_as_float(lo, 2) - bias, l3 = byte_as_float(lo, 3) - bias;
+      const float h0 = byte_as_float(hi, 0) - bias, h1 = byte_as_float(hi, 1) - bias;
+      const float h2 = byte_as_float(hi, 2) - bias, h3 = byte_as_float(hi, 3) - bias;
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        const float4 xa = xrow(xs, K4, t, 8 * c + i), xb = xrow(xs, K4, t, 8 * c + 4 + i);
+        s[t] += dot4(xa, l0, l1, l2, l3) + dot4(xb, h0, h1, h2, h3);
+        if constexpr (WT == DType::Q4M) sx[t] += (xa.x + xa.y) + (xa.z + xa.w) + (xb.x + xb.y) + (xb.z + xb.w);
+      }
+    }
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[t] += WT == DType::Q4M ? d * s[t] + m * sx[t] : d * s[t];
+  } else if constexpr (WT == DType::Q8) {
+    float s[NT];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) s[t] = 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t u = word[i] ^ 0x80808080u;  // int8 q -> unsigned q + 128
+      constexpr float bias = 8388608.f + 128.f;
+      const float q0 = byte_as_float(u, 0) - bias, q1 = byte_as_float(u, 1) - bias;
+      const float q2 = byte_as_float(u, 2) - bias, q3 = byte_as_float(u, 3) - bias;
+#pragma unroll
+      for (int t = 0; t < NT; ++t) s[t] += dot4(xrow(xs, K4, t, 4 * c + i), q0, q1, q2, q3);
+    }
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[t] += d * s[t];
+  } else if constexpr (WT == DType::F16 || WT == DType::BF16) {
+    float v[8];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      if constexpr (WT == DType::F16) {
+        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&word[i]));
+        v[2 * i] = f.x, v[2 * i + 1] = f.y;
+      } else {
+        v[2 * i] = __uint_as_float(word[i] << 16), v[2 * i + 1] = __uint_as_float(word[i] & 0xFFFF0000u);
+      }
+    }
+#pragma unroll
+    for (int t = 0; t < NT; ++t)
+      acc[t] += dot4(xrow(xs, K4, t, 2 * c), v[0], v[1], v[2], v[3]) + dot4(xrow(xs, K4, t, 2 * c + 1), v[4], v[5], v[6], v[7]);
+  } else {  // F32
+#pragma unroll
+    for (int t = 0; t < NT; ++t)
+      acc[t] += dot4(xrow(xs, K4, t, c), __uint_as_float(word[0]), __uint_as_float(word[1]), __uint_as_float(word[2]),
+                     __uint_as_float(word[3]));
+  }
+}
+
+__device__ __forceinline__ float gate_act(GateAct a, float g) {
+  switch (a) {
+    case GateAct::Silu: return g / (1.0f + expf(-g));
+    case GateAct::Gelu: return 0.5f * g * (1.0f + erff(g * 0.70710678118654752f));
+    case GateAct::GeluTanh: return 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
+    default: return g;
+  }
+}
+
+// R = 1: one weight row per warp; R = 2: gate row and up row (gated MLP).
+template <DType WT, int NT, int R>
+__global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
+  extern __shared__ float4 xs[];
+  __shared__ float red[32];
+  const int K = p.K, K4 = K / 4;
+
+  // x rows into shared memory (rows past T are zero), RMSNorm applied in place when fused.
+  for (int t = 0; t < NT; ++t) {
+    float ss = 0.f;
+    for (int g = threadIdx.x; g < K4; g += kThreads) {
+      const float4 v = t < p.T ? reinterpret_cast<const float4*>(p.x + int64_t(t) * K)[g] : make_float4(0, 0, 0, 0);
+      xs[t * K4 + swz(g)] = v;
+      ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+    if (p.norm && t < p.T) {
+      const float inv = 1.0f / sqrtf(block_sum(ss, red) / float(K) + p.eps);
+      for (int g = threadIdx.x; g < K4; g += kThreads) {
+        float4 v = xs[t * K4 + swz(g)];
+        float4 w = p.norm_w ? reinterpret_cast<const float4*>(p.norm_w)[g] : make_float4(1, 1, 1, 1);
+        if (p.norm_w && p.norm_add_one) w.x += 1.f, w.y += 1.f, w.z += 1.f, w.w += 1.f;
+        v.x *= inv * w.x, v.y *= inv * w.y, v.z *= inv * w.z, v.w *= inv * w.w;
+        xs[t * K4 + swz(g)] = v;
+      }
+    }
+  }
+  __syncthreads();
+
+  const int lane = threadIdx.x & 31;
+  const int64_t unit = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (unit >= p.units) return;
+
+  // The rows this warp reads, and where its result goes. Kernel parameters are only indexed with
+  // compile-time constants (a run-time index would copy them to local memory).
+  constexpr int VPC = chunk_values<WT>();
+  constexpr bool quant = WT == DType::Q8 || WT == DType::Q4 || WT == DType::Q4M;
+  const int group = quant ? p.w[0].group : VPC;
+  const int64_t groups = K / group;
+  const int scale_bytes = p.w[0].scale_f32 ? 4 : 2;
+  const bool sf32 = p.w[0].scale_f32;
+  const uint8_t* q[R];
+  const uint8_t* sc[R];
+  const uint8_t* mn[R];
+  int64_t row = unit, N = 0;
+  float* y = nullptr;
+  const float* bias = nullptr;
+  const float* residual = nullptr;
+#pragma unroll
+  for (int i = 0; i < 3; ++i) {
+    const bool mine = R == 2 ? i < 2 : (i < p.n && unit >= p.offs[i] && unit < p.offs[i + 1]);
+    if (!mine) continue;
+    const int r = R == 2 ? i : 0;
+    if (R == 1) row = unit - p.offs[i], N = p.w[i].rows, y = p.y[i], bias = p.bias[i], residual = p.residual[i];
+    q[r] = p.w[i].data + row * row_bytes<WT>(K);
+    sc[r] = p.w[i].data + p.w[i].scales_offset + row * groups * scale_bytes;
+    mn[r] = p.w[i].data + p.w[i].mins_offset + row * groups * scale_bytes;
+  }
+  const int nchunks = K / VPC;
+
+  float acc[R][NT];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[r][t] = 0.f;
+
+  for (int c0 = lane; c0 < nchunks; c0 += 32 * kUnroll) {
+    uint4 wv[kUnroll][R];
+    float d[kUnroll][R], m[kUnroll][R];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int c = c0 + 32 * u;
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        d[u][r] = 1.f, m[u][r] = 0.f;
+        if (c < nchunks) {
+          wv[u][r] = __ldg(reinterpret_cast<const uint4*>(q[r]) + c);
+          if constexpr (quant) {
+            const int gi = c * VPC / group;
+            d[u][r] = load_scale(sc[r], gi, sf32);
+            if constexpr (WT == DType::Q4M) m[u][r] = load_scale(mn[r], gi, sf32);
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int c = c0 + 32 * u;
+      if (c < nchunks) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) chunk_dot<WT, NT>(wv[u][r], d[u][r], m[u][r], xs, K4, c, acc[r]);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[r][t] = warp_sum(acc[r][t]);
+
+  if (lane >= NT || lane >= p.T) return;
+  // Lane t writes token t (acc indices must stay compile-time: select by unrolled comparison).
+  float v[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    v[r] = acc[r][0];
+#pragma unroll
+    for (int t = 1; t < NT; ++t)
+      if (lane == t) v[r] = acc[r][t];
+  }
+  const int t = lane;
+  if constexpr (R == 2) {
+    const int64_t NG = p.w[0].rows;
+    const float g = v[0] + (p.bias[0] ? p.bias[0][row] : 0.f);
+    const float up = v[1] + (p.bias[1] ? p.bias[1][row] : 0.f);
+    p.y[0][t * NG + row] = gate_act(p.gate, g) * up;
+  } else {
+    float out = v[0];
+    if (bias) out += bias[row];
+    if (residual) out += residual[t * N + row];
+    y[t * N + row] = out;
+  }
+}
+
+template <DType WT, int NT, int R>
+void launch(const GemvParams& p, cudaStream_t s) {
+  const size_t smem = size_t(NT) * size_t(p.K) * 4;
+  auto* k = gemv_kernel<WT, NT, R>;
+  allow_dynamic_smem(reinterpret_cast<const void*>(k), smem);
+  const unsigned blocks = unsigned((p.units + kWarps - 1) / kWarps);
+  k<<<blocks, kThreads, smem, s>>>(p);
+  check_launch("gemv");
+}
+
+template <DType WT, int R>
+void launch_nt(const GemvParams& p, cudaStream_t s) {
+  if (p.T <= 1) return launch<WT, 1, R>(p, s);
+  if (p.T <= 2) return launch<WT, 2, R>(p, s);
+  if (p.T <= 4) return launch<WT, 4, R>(p, s);
+  return launch<WT, 8, R>(p, s);
+}
+
+template <int R>
+void launch_type(const GemvParams& p, cudaStream_t s) {
+  switch (p.w[0].dtype) {
+    case DType::F32: return launch_nt<DType::F32, R>(p, s);
+    case DType::F16: return launch_nt<DType::F16, R>(p, s);
+    case DType::BF16: return launch_nt<DType::BF16, R>(p, s);
+    case DType::Q8: return launch_nt<DType::Q8, R>(p, s);
+    case DType::Q4: return launch_nt<DType::Q4, R>(p, s);
+    case DType::Q4M: return launch_nt<DType::Q4M, R>(p, s);
+    default: fail("cuda gemv: unsupported weight type ", dtype_name(p.w[0].dtype));
+  }
+}
+
+}  // namespace
+
+int gemv_max_tokens(int K) {
+  for (int nt : {8, 4, 2, 1})
+    if (size_t(nt) * size_t(K) * 4 <= kMaxSmem) return nt;
+  return 0;
+}
+
+void gemv(const MatmulArgs& a, cudaStream_t s) {
+  ELM_CHECK(a.T >= 1 && a.T <= gemv_max_tokens(a.K) && a.K % 32 == 0, "cuda gemv: bad shape");
+  GemvParams p{};
+  p.x = a.x, p.T = a.T, p.K = a.K;
+  p.norm = a.norm, p.norm_w = a.norm_w, p.eps = a.eps, p.norm_add_one = a.norm_add_one;
+  p.n = a.n, p.gate = a.gate;
+  p.offs[0] = 0;
+  for (int i = 0; i < a.n; ++i) {
+    p.w[i] = a.w[i], p.y[i] = a.y[i], p.bias[i] = a.bias[i], p.residual[i] = a.residual[i];
+    p.offs[i + 1] = p.offs[i] + a.w[i].rows;
+  }
+  if (a.gate != GateAct::None) {
+    ELM_CHECK(a.n == 2 && a.w[0].rows == a.w[1].rows, "cuda gemv: gated product needs two weights of equal rows");
+    p.units = a.w[0].rows;
+    launch_type<2>(p, s);
+  } else {
+    p.units = p.offs[a.n];
+    launch_type<1>(p, s);
+  }
+}
+
+}  // namespace elm::cuda
