@@ -1,0 +1,48 @@
+#!/bin/bash
+# One batched run on the GPU machine: CUDA tests, then decode / prefill benchmarks of the random-weight
+# models (bench/cuda/README.md). Expects a bundle made by bench/cuda/make_bundle.sh:
+#   BUNDLE/bin/{elm,elm-model-bench,elm_tests}  BUNDLE/shared/{fixtures/tiny,tokenizers/smollm2,tools}
+#   run_h100.sh BUNDLE OUT [tests|bench|all] [models...]
+set -u
+BUNDLE=$(cd "$1" && pwd); OUT=$2; WHAT=${3:-all}; shift 3 2>/dev/null || shift $#
+MODELS=${*:-"llama3.2-1b smollm2-1.7b"}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
+export ELM_SHARED_DIR=$BUNDLE/shared
+
+if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
+  echo "== CUDA tests (one process per test, so a device fault stays with its test)"
+  cd "$BUNDLE"
+  ./bin/elm_tests --gtest_list_tests --gtest_filter="${TESTS:-*Cuda*}" | awk '/^[^ ]/{s=$1} /^  /{print s $1}' > "$OUT/tests.txt"
+  pass=0; fail=0
+  while read -r t; do
+    if timeout 120 ./bin/elm_tests --gtest_filter="$t" > "$OUT/t.log" 2>&1; then
+      pass=$((pass+1)); grep -q SKIPPED "$OUT/t.log" && echo "SKIP $t"
+    else
+      fail=$((fail+1)); echo "FAIL $t"; cat "$OUT/t.log" >> "$OUT/tests_failed.log"
+      grep -E "Failure|error|Expected|Which is|<|rel|CUDA" "$OUT/t.log" | head -12
+      if grep -q "CUDA error\|illegal\|misaligned" "$OUT/t.log"; then
+        timeout 240 compute-sanitizer --tool memcheck --print-limit 5 ./bin/elm_tests --gtest_filter="$t" \
+          > "$OUT/sanitizer_$fail.log" 2>&1; grep -A8 "=========" "$OUT/sanitizer_$fail.log" | head -30
+      fi
+    fi
+  done < "$OUT/tests.txt"
+  rm -f "$OUT/t.log"; cd - > /dev/null
+  echo "tests: $pass passed, $fail failed"
+fi
+
+if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
+  echo "== benchmarks"
+  for m in $MODELS; do
+    [ -d /tmp/models/$m ] || python3 "$BUNDLE/shared/tools/make_bench_model.py" "$m" /tmp/models/$m \
+      --tokenizer "$BUNDLE/shared/tokenizers/smollm2" || exit 1
+    for q in ${QUANTS:-int4 int8 int4-g32}; do
+      timeout 240 "$BUNDLE/bin/elm-model-bench" -m /tmp/models/$m --backend cuda --quant $q --act ${ACT:-f16} \
+        --kv f16 -p 512 -n 128 -r 5 -c 1024 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err" || echo "bench $m $q failed: $?"
+      tail -1 "$OUT/bench.jsonl" | python3 -c "import json,sys; j=json.loads(sys.stdin.read());
+print(f\"{j['model']:14s} {j['quant']:9s} pp512 {j['pp_tps']:9.0f} tok/s  tg128 {j['tg_tps']:7.1f} tok/s \
+greedy {j['tg_greedy_tps']:7.1f}  weights {j['weight_bytes']/2**20:6.0f} MiB  gpu mem {j['gpu_mem_elm']/2**20:6.0f} MiB\")"
+    done
+  done
+  python3 "$BUNDLE/bench/plot.py" "$OUT/bench.jsonl" "$OUT" || true
+fi
