@@ -1,7 +1,7 @@
 // elm-model-bench: prefill and decode speed of a model on a list of backends, measured like llama-bench
 // (pp: one batch of P prompt tokens into an empty cache; tg: N single-token steps from an empty cache,
-// random token ids, no sampling), plus a greedy decode that feeds each step's argmax back, and the GPU
-// memory in use. Prints one JSON object per run.
+// random token ids, no sampling), plus a greedy decode that feeds each step's argmax back
+// (Executor::step_argmax: on the GPU only the id is copied back), and the GPU memory in use. Prints one JSON object per run.
 //
 //   elm-model-bench -m MODEL [--backend cuda] [--quant int4] [--act f16] [--kv f16] [-p 512] [-n 128] [-r 5]
 #include <CLI/CLI.hpp>
@@ -152,8 +152,7 @@ int main(int argc, char** argv) {
       for (int i = 0; i < N; ++i) {
         b.clear();
         b.add(tok, i, 0, true);
-        const HostTensor& logits = ex.step(b);
-        tok = argmax(std::span<const float>(logits.data.data(), size_t(logits.cols)));
+        tok = ex.step_argmax(b).at(0);
       }
       if (r > 0) tg_greedy.push_back(N / seconds_since(t0));
     }

@@ -47,7 +47,9 @@ void CudaPair::expect_all_on_cuda() const {
   const PartitionPlan& p = gpu->plan();
   ASSERT_EQ(gpu->backend_names().front(), "cuda");
   for (size_t i = 0; i < p.node_backend.size(); ++i)
-    if (p.node_backend[i] >= 0) EXPECT_EQ(p.node_backend[i], 0) << "node " << i << " fell back to the CPU";
+    if (p.node_backend[i] >= 0) {
+      EXPECT_EQ(p.node_backend[i], 0) << "node " << i << " fell back to the CPU";
+    }
 }
 
 double CudaPair::step(const Batch& b) {

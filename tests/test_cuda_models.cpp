@@ -9,6 +9,7 @@
 #endif
 #include "cuda_harness.h"
 #include "fixture_check.h"
+#include "runtime/sampler.h"
 #include "util.h"
 
 using namespace elm;
@@ -49,6 +50,34 @@ TEST_P(CudaFixture, MatchesTransformers) {
     EXPECT_LT(e.stepwise, tol) << "stepwise, activations " << dtype_name(act);
     RecordProperty(std::string("prefill_rel_err_") + std::string(dtype_name(act)), std::to_string(e.prefill));
     RecordProperty(std::string("stepwise_rel_err_") + std::string(dtype_name(act)), std::to_string(e.stepwise));
+  }
+}
+
+// Greedy decoding through Executor::step_argmax: the ids the GPU picks (argmax on the device, only the
+// ids copied back) are the argmax of the CPU's logits, step after step; the CPU path of step_argmax
+// (host argmax of its logits) agrees with argmax(step()) too.
+TEST(CudaGreedy, DeviceArgmaxMatchesCpuLogits) {
+  ELM_REQUIRE_SHARED("fixtures/tiny/llama3");
+  auto model = Model::load(shared("fixtures/tiny/llama3"));
+  RuntimeConfig cfg;
+  cfg.n_ctx = 128, cfg.max_batch = 16;
+  Executor cpu(model, cfg, std::vector<std::string>{"cpu"}), cpu2(model, cfg, std::vector<std::string>{"cpu"});
+  std::unique_ptr<Executor> gpu;
+  if (cuda_available()) gpu = std::make_unique<Executor>(model, cfg, std::vector<std::string>{"cuda"});
+  Batch b;
+  for (int32_t i = 0; i < 5; ++i) b.add(3 + 7 * i, i, 0, i == 4 || i == 2);
+  int32_t pos = 5;
+  for (int step = 0; step < 12; ++step) {
+    const HostTensor& logits = cpu.step(b);
+    std::vector<int32_t> want;
+    for (int64_t r = 0; r < logits.rows; ++r)
+      want.push_back(argmax(std::span<const float>(logits.row(r), size_t(logits.cols))));
+    EXPECT_EQ(cpu2.step_argmax(b), want) << "cpu, step " << step;
+    if (gpu) {
+      EXPECT_EQ(gpu->step_argmax(b), want) << "cuda, step " << step;
+    }
+    b.clear();
+    b.add(want.back(), pos++, 0, true);
   }
 }
 

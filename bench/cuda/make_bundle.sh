@@ -11,5 +11,5 @@ for b in bin/elm bin/elm-model-bench tests/elm_tests; do strip -o "$DEST/bin/$(b
 for f in llama llama3 mistral qwen2 qwen3 phi3 smollm3 gemma3; do cp -r "$SHARED/fixtures/tiny/$f" "$DEST/shared/fixtures/tiny/"; done
 cp -r "$SHARED/tokenizers/smollm2" "$DEST/shared/tokenizers/"
 cp "$SHARED/tools/make_bench_model.py" "$DEST/shared/tools/"
-cp "$SRC/bench/plot.py" "$DEST/bench/"; cp "$SRC/bench/cuda/run_h100.sh" "$DEST/"
+cp "$SRC/bench/plot.py" "$SRC/bench/cuda/ncu_summary.py" "$DEST/bench/"; cp "$SRC/bench/cuda/run_h100.sh" "$DEST/"
 du -sh "$DEST"

@@ -46,3 +46,15 @@ greedy {j['tg_greedy_tps']:7.1f}  weights {j['weight_bytes']/2**20:6.0f} MiB  gp
   done
   python3 "$BUNDLE/bench/plot.py" "$OUT/bench.jsonl" "$OUT" || true
 fi
+
+if [ "$WHAT" = profile ] || [ "$WHAT" = all ]; then
+  echo "== profile: one prefill of 512 tokens and one decode step, kernel by kernel (ncu)"
+  m=${PROFILE_MODEL:-llama3.2-1b}
+  [ -d /tmp/models/$m ] || python3 "$BUNDLE/shared/tools/make_bench_model.py" "$m" /tmp/models/$m \
+    --tokenizer "$BUNDLE/shared/tokenizers/smollm2"
+  NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  timeout 300 $NCU --graph-profiling node --metrics gpu__time_duration.sum --csv -c ${PROFILE_KERNELS:-280} \
+    "$BUNDLE/bin/elm-model-bench" -m /tmp/models/$m --backend cuda --quant ${PROFILE_QUANT:-int4} --act f16 \
+    --kv f16 -p 512 -n 2 -r 0 -c 1024 > "$OUT/ncu.csv" 2> "$OUT/ncu.err"
+  python3 "$BUNDLE/bench/ncu_summary.py" "$OUT/ncu.csv" | tee "$OUT/ncu_summary.txt" | head -60
+fi

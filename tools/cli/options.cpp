@@ -16,6 +16,8 @@ void ModelOptions::add(CLI::App* app) {
       ->delimiter(',');
   app->add_option("--kv-type", kv_type, "KV cache element type: f32, f16, int8")
       ->check(CLI::IsMember({"f32", "f16", "int8"}));
+  app->add_option("--act-type", act_type, "activation precision: f32, f16, bf16 (GPU tensor cores need f16 or bf16)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   app->add_flag("-v,--verbose", verbose, "print timings and the execution plan");
 }
 
@@ -27,6 +29,7 @@ SessionOptions ModelOptions::session(const Model& m, int max_seqs) const {
   o.runtime.max_batch = std::min(batch, o.runtime.n_ctx);
   o.runtime.max_seqs = max_seqs;
   o.runtime.kv_dtype = kv_type == "f16" ? DType::F16 : kv_type == "int8" ? DType::I8 : DType::F32;
+  o.runtime.act_dtype = act_type == "f16" ? DType::F16 : act_type == "bf16" ? DType::BF16 : DType::F32;
   if (!backends.empty()) o.backends = backends;
   return o;
 }

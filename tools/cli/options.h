@@ -16,6 +16,7 @@ struct ModelOptions {
   int batch = 512;
   std::vector<std::string> backends;  // empty: cpu
   std::string kv_type = "f32";
+  std::string act_type = "f32";
   bool verbose = false;
 
   void add(CLI::App* app);

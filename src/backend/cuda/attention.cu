@@ -48,6 +48,8 @@ __device__ __forceinline__ void key_range(const KvView& kv, int32_t pq_min, int3
 template <class KT>
 __global__ void kv_write_kernel(KvView kv, const float* k, const float* v, const int32_t* positions, const int32_t* seqs,
                                 RopeArgs rk) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int t = blockIdx.x;
   const int32_t pos = positions[t];
   const int seq = seqs[t];
@@ -64,6 +66,8 @@ __global__ void kv_write_kernel(KvView kv, const float* k, const float* v, const
 }
 
 __global__ void kv_truncate_kernel(int32_t* pos, int cap, int32_t n_past) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < cap && pos[i] >= n_past) pos[i] = -1;
 }
@@ -72,6 +76,7 @@ __global__ void kv_truncate_kernel(int32_t* pos, int cap, int32_t n_past) {
 
 constexpr int kDecThreads = 256, kChunk = 256, kMaxAcc = 8, kMaxGroup = 32;
 constexpr int kDecodeMaxT = 16;  // larger mixed batches run one split per (token, kv head)
+constexpr int kMinKeys = 64;     // fewest keys worth a split of their own
 
 int decode_splits(int T, int cap) {
   if (T > kDecodeMaxT) return 1;
@@ -101,6 +106,7 @@ __device__ __forceinline__ void dot_heads(const float* qs, int D, int G, const K
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
   const int ng = min(4, G - g0);
   if (D % 8 == 0) {
+#pragma unroll 4
     for (int d = 0; d < D; d += 8) {
       float kd[8];
       kv_load8(key + d, kd);
@@ -127,6 +133,7 @@ __device__ __forceinline__ void dot_heads(const float* qs, int D, int G, const K
 template <class KT>
 __global__ void __launch_bounds__(kDecThreads) attn_decode_kernel(AttnArgs a, KvView kv, const int32_t* positions,
                                                                   const int32_t* seqs) {
+  pdl_launch_dependents();
   extern __shared__ float smem[];
   const int KVH = kv.kv_heads, D = kv.head_dim, Dv = kv.v_head_dim, H = a.heads, G = H / KVH;
   float* qs = smem;            // [G][D]
@@ -136,12 +143,18 @@ __global__ void __launch_bounds__(kDecThreads) attn_decode_kernel(AttnArgs a, Kv
 
   const int t = blockIdx.x / KVH, kvh = blockIdx.x % KVH, split = blockIdx.y, nsplit = gridDim.y;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  pdl_wait();  // positions and sequences come from the step's upload
   const int seq = seqs[t];
   const int32_t pq = positions[t];
 
   int lo, hi;
   key_range(kv, pq, pq, a.window, lo, hi);
-  const int n = max(0, hi - lo), per = (n + nsplit - 1) / nsplit;
+  // The grid has room for nsplit splits (fixed when a decode step is captured); short contexts use
+  // fewer, at least kMinKeys keys each, and the blocks beyond them leave at once.
+  const int n = max(0, hi - lo);
+  const int used = max(1, min(nsplit, (n + kMinKeys - 1) / kMinKeys));
+  if (split >= used) return;
+  const int per = (n + used - 1) / used;
   const int s_lo = lo + split * per, s_hi = min(hi, s_lo + per);
 
   for (int i = tid; i < G * D; i += kDecThreads) {
@@ -174,13 +187,14 @@ __global__ void __launch_bounds__(kDecThreads) attn_decode_kernel(AttnArgs a, Kv
     }
     __syncthreads();
     // Running max and sum per head; scores become probabilities (relative to the new max).
+    const int cnt = min(kChunk, s_hi - c0);
     for (int g = warp; g < G; g += kDecThreads / 32) {
       float mx = -INFINITY;
-      for (int i = lane; i < kChunk; i += 32) mx = fmaxf(mx, sc[g * kChunk + i]);
+      for (int i = lane; i < cnt; i += 32) mx = fmaxf(mx, sc[g * kChunk + i]);
       mx = warp_max(mx);
       const float m_old = m_run[g], m_new = fmaxf(m_old, mx);
       float sum = 0.f;
-      for (int i = lane; i < kChunk; i += 32) {
+      for (int i = lane; i < cnt; i += 32) {
         const float p = m_new == -INFINITY ? 0.f : expf(sc[g * kChunk + i] - m_new);
         sc[g * kChunk + i] = p;
         sum += p;
@@ -194,7 +208,9 @@ __global__ void __launch_bounds__(kDecThreads) attn_decode_kernel(AttnArgs a, Kv
       }
     }
     __syncthreads();
-    const int cnt = min(kChunk, s_hi - c0);
+    // Weighted V rows, 8 independent loads in flight (masked slots have p = 0 and finite, zero-initialized
+    // or stale, values).
+    const int64_t vstride = int64_t(KVH) * Dv;
 #pragma unroll
     for (int i = 0; i < kMaxAcc; ++i) {
       const int idx = tid + i * kDecThreads;
@@ -202,11 +218,16 @@ __global__ void __launch_bounds__(kDecThreads) attn_decode_kernel(AttnArgs a, Kv
       const int g = idx / Dv, dv = idx % Dv;
       float s = acc[i] * alpha[g];
       const float* pg = sc + g * kChunk;
-      const KT* vcol = vbase + (int64_t(seq) * kv.cap + c0) * KVH * Dv + kvh * Dv + dv;
-      for (int jj = 0; jj < cnt; ++jj) {
-        const float p = pg[jj];
-        if (p != 0.f) s += p * kv_load(vcol + int64_t(jj) * KVH * Dv);
+      const KT* vcol = vbase + (int64_t(seq) * kv.cap + c0) * vstride + kvh * Dv + dv;
+      int jj = 0;
+      for (; jj + 8 <= cnt; jj += 8) {
+        float v[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) v[e] = kv_load(vcol + (jj + e) * vstride);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) s += pg[jj + e] * v[e];
       }
+      for (; jj < cnt; ++jj) s += pg[jj] * kv_load(vcol + jj * vstride);
       acc[i] = s;
     }
     __syncthreads();
@@ -214,7 +235,7 @@ __global__ void __launch_bounds__(kDecThreads) attn_decode_kernel(AttnArgs a, Kv
 
   // One split: normalize and write. Several: publish the partial, the last block combines.
   float* out = a.out + int64_t(t) * H * Dv + int64_t(kvh) * G * Dv;  // heads kvh*G .. of token t
-  if (nsplit == 1) {
+  if (used == 1) {
 #pragma unroll
     for (int i = 0; i < kMaxAcc; ++i) {
       const int idx = tid + i * kDecThreads;
@@ -241,7 +262,7 @@ __global__ void __launch_bounds__(kDecThreads) attn_decode_kernel(AttnArgs a, Kv
   __syncthreads();
   if (tid == 0) {
     int* counter = a.counters + blockIdx.x;
-    last_block = atomicAdd(counter, 1) == nsplit - 1;
+    last_block = atomicAdd(counter, 1) == used - 1;
     if (last_block) *counter = 0;  // ready for the next launch
   }
   __syncthreads();
@@ -251,10 +272,10 @@ __global__ void __launch_bounds__(kDecThreads) attn_decode_kernel(AttnArgs a, Kv
     const int g = idx / Dv, dv = idx % Dv;
     const float* wg = work + int64_t(g) * nsplit * stride;
     float M = -INFINITY;
-    for (int s = 0; s < nsplit; ++s) M = fmaxf(M, __ldcg(wg + s * stride + Dv));
+    for (int s = 0; s < used; ++s) M = fmaxf(M, __ldcg(wg + s * stride + Dv));
     float num = 0.f, den = 0.f;
     if (M != -INFINITY) {
-      for (int s = 0; s < nsplit; ++s) {
+      for (int s = 0; s < used; ++s) {
         const float ms = __ldcg(wg + s * stride + Dv);
         if (ms == -INFINITY) continue;
         const float e = expf(ms - M);
@@ -273,6 +294,8 @@ constexpr int PQ = 64, PK = 64;
 template <class KT, int DMAX>
 __global__ void __launch_bounds__(256) attn_prefill_kernel(AttnArgs a, KvView kv, const int32_t* positions,
                                                            const int32_t* seqs) {
+  pdl_launch_dependents();
+  pdl_wait();
   extern __shared__ float smem[];
   constexpr int LD = DMAX + 1, NC = DMAX / 16;
   float* Qs = smem;              // [PQ][LD]
@@ -406,8 +429,8 @@ void launch_prefill(const AttnArgs& a, const KvView& kv, const int32_t* position
   const size_t smem = (size_t(3) * 64 * (DMAX + 1) + size_t(PQ) * (PK + 1)) * 4;
   auto* k = attn_prefill_kernel<KT, DMAX>;
   allow_dynamic_smem(reinterpret_cast<const void*>(k), smem);
-  k<<<dim3(unsigned((a.T + PQ - 1) / PQ), unsigned(a.heads)), 256, smem, s>>>(a, kv, positions, seqs);
-  check_launch("attention prefill");
+  launch(k, dim3(unsigned((a.T + PQ - 1) / PQ), unsigned(a.heads)), 256, smem, s, "attention prefill", a, kv,
+         positions, seqs);
 }
 
 template <class KT>
@@ -424,8 +447,8 @@ void launch_attention(const AttnArgs& a, const KvView& kv, const int32_t* positi
   const size_t smem = size_t(G) * (kv.head_dim + kChunk) * 4;
   auto* k = attn_decode_kernel<KT>;
   allow_dynamic_smem(reinterpret_cast<const void*>(k), smem);
-  k<<<dim3(unsigned(a.T * kv.kv_heads), unsigned(nsplit)), kDecThreads, smem, s>>>(a, kv, positions, seqs);
-  check_launch("attention decode");
+  launch(k, dim3(unsigned(a.T * kv.kv_heads), unsigned(nsplit)), kDecThreads, smem, s, "attention decode", a, kv,
+         positions, seqs);
 }
 
 }  // namespace
@@ -445,9 +468,8 @@ bool attention_supported(int heads, int kv_heads, int head_dim, int v_head_dim) 
 
 void kv_write(const KvView& kv, const float* k, const float* v, int T, const int32_t* positions, const int32_t* seqs,
               const RopeArgs& rope_k, cudaStream_t s) {
-  if (kv.half) kv_write_kernel<__half><<<unsigned(T), 256, 0, s>>>(kv, k, v, positions, seqs, rope_k);
-  else kv_write_kernel<float><<<unsigned(T), 256, 0, s>>>(kv, k, v, positions, seqs, rope_k);
-  check_launch("kv_write");
+  if (kv.half) launch(kv_write_kernel<__half>, unsigned(T), 256, 0, s, "kv_write", kv, k, v, positions, seqs, rope_k);
+  else launch(kv_write_kernel<float>, unsigned(T), 256, 0, s, "kv_write", kv, k, v, positions, seqs, rope_k);
 }
 
 void kv_reset(const KvView& kv, int seq, cudaStream_t s) {
@@ -455,8 +477,8 @@ void kv_reset(const KvView& kv, int seq, cudaStream_t s) {
 }
 
 void kv_truncate(const KvView& kv, int seq, int32_t n_past, cudaStream_t s) {
-  kv_truncate_kernel<<<blocks_for(kv.cap, 256), 256, 0, s>>>(kv.pos + int64_t(seq) * kv.cap, kv.cap, n_past);
-  check_launch("kv_truncate");
+  launch(kv_truncate_kernel, blocks_for(kv.cap, 256), 256, 0, s, "kv_truncate", kv.pos + int64_t(seq) * kv.cap,
+         kv.cap, n_past);
 }
 
 void attention(const AttnArgs& a, const KvView& kv, const int32_t* positions, const int32_t* seqs, cudaStream_t s) {

@@ -5,6 +5,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <utility>
 
 #include "backend/cuda/device.h"
 #include "backend/cuda/kernels.h"
@@ -69,5 +70,36 @@ __device__ __forceinline__ float weight_value(const DeviceWeight& w, int64_t r, 
 }
 
 inline unsigned blocks_for(int64_t n, int threads) { return unsigned((n + threads - 1) / threads); }
+
+// Programmatic dependent launch (Hopper). Every kernel is launched allowed to start while its
+// predecessor in the stream drains: pdl_launch_dependents() lets the next kernel launch once all blocks
+// of this one have started; pdl_wait() returns when the predecessor has finished and its writes are
+// visible. A kernel may read weights (never written) before pdl_wait(), nothing else, and must not
+// write memory before it. Both are no-ops for a kernel launched without the attribute.
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Launches kernel<<<grid, block, smem, s>>>(args...) with programmatic dependent launch allowed, and
+// checks the launch.
+template <class... KArgs, class... Args>
+void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, const char* what,
+            Args&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr, cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+  if (e != cudaSuccess) fail("CUDA kernel launch failed: ", what, ": ", cudaGetErrorString(e));
+}
 
 }  // namespace elm::cuda

@@ -1,6 +1,8 @@
 #include "backend/cuda/device.h"
 
+#include <cstdlib>
 #include <map>
+#include <string>
 #include <mutex>
 
 namespace elm::cuda {
@@ -91,6 +93,14 @@ void allow_dynamic_smem(const void* kernel, size_t bytes) {
   if (bytes <= have || bytes <= 48 * 1024) return;
   ELM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
   have = bytes;
+}
+
+bool pdl_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("ELM_CUDA_PDL");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
 }
 
 void check_launch(const char* what) {

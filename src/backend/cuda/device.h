@@ -103,6 +103,9 @@ size_t device_memory_in_use();
 // Raises a kernel's dynamic shared memory limit (needed above 48 KiB); cached per function.
 void allow_dynamic_smem(const void* kernel, size_t bytes);
 
+// Programmatic dependent launch for the kernels (on unless ELM_CUDA_PDL=0).
+bool pdl_enabled();
+
 // Checks the last launch (cudaGetLastError), throwing elm::Error with `what`.
 void check_launch(const char* what);
 

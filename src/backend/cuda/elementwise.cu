@@ -16,6 +16,8 @@ bool weight_supported(DType t, int64_t cols) {
 namespace {
 
 __global__ void embed_kernel(DeviceWeight table, const int32_t* ids, int T, float* out) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t C = table.cols;
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= T * C) return;
@@ -25,6 +27,8 @@ __global__ void embed_kernel(DeviceWeight table, const int32_t* ids, int T, floa
 
 // One block per (row, group): y = x / sqrt(mean(x^2) + eps) * (w or 1 + w).
 __global__ void rms_norm_kernel(const float* x, int C, const float* w, int group, float eps, bool add_one, float* y) {
+  pdl_launch_dependents();
+  pdl_wait();
   __shared__ float red[32];
   const int64_t r = blockIdx.x;
   const int g0 = blockIdx.y * group;
@@ -57,6 +61,8 @@ __device__ __forceinline__ float apply_unary(EwOp op, float x, float p) {
 
 __global__ void elementwise_kernel(EwOp op, const float* a, const float* b, bool bb, int64_t R, int C, float p,
                                    float* y) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= R * C) return;
   if (op == EwOp::Add || op == EwOp::Mul) {
@@ -69,6 +75,8 @@ __global__ void elementwise_kernel(EwOp op, const float* a, const float* b, bool
 
 __global__ void copy_cols_kernel(const float* x, int64_t R, int x_cols, int start, int len, float* y, int y_cols,
                                  int y_off) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= R * len) return;
   const int64_t r = i / len, c = i % len;
@@ -76,6 +84,8 @@ __global__ void copy_cols_kernel(const float* x, int64_t R, int x_cols, int star
 }
 
 __global__ void gather_rows_kernel(const float* x, int C, const int32_t* rows, int n, float* y) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= int64_t(n) * C) return;
   const int64_t r = i / C, c = i % C;
@@ -83,6 +93,8 @@ __global__ void gather_rows_kernel(const float* x, int C, const int32_t* rows, i
 }
 
 __global__ void rope_kernel(const float* x, int T, int C, const int32_t* positions, RopeArgs ra, float* y) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= int64_t(T) * C) return;
   const int64_t t = i / C;
@@ -92,6 +104,8 @@ __global__ void rope_kernel(const float* x, int T, int C, const int32_t* positio
 
 // One block per row: the first index of the largest value (the CPU sampler's argmax).
 __global__ void argmax_kernel(const float* x, int C, int32_t* out) {
+  pdl_launch_dependents();
+  pdl_wait();
   __shared__ float best_v[32];
   __shared__ int best_i[32];
   const float* row = x + int64_t(blockIdx.x) * C;
@@ -131,46 +145,39 @@ constexpr int kThreads = 256;
 
 void embed(const DeviceWeight& table, const int32_t* ids, int T, float* out, cudaStream_t s) {
   const int64_t n = int64_t(T) * table.cols;
-  embed_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(table, ids, T, out);
-  check_launch("embed");
+  launch(embed_kernel, blocks_for(n, kThreads), kThreads, 0, s, "embed", table, ids, T, out);
 }
 
 void rms_norm(const float* x, int R, int C, const float* w, int group, float eps, bool add_one, float* y,
               cudaStream_t s) {
   const int threads = group >= 256 ? 256 : (group + 31) / 32 * 32;
-  rms_norm_kernel<<<dim3(unsigned(R), unsigned(C / group)), threads, 0, s>>>(x, C, w, group, eps, add_one, y);
-  check_launch("rms_norm");
+  launch(rms_norm_kernel, dim3(unsigned(R), unsigned(C / group)), threads, 0, s, "rms_norm", x, C, w, group, eps, add_one, y);
 }
 
 void elementwise(EwOp op, const float* a, const float* b, bool b_broadcast, int R, int C, float param, float* y,
                  cudaStream_t s) {
   const int64_t n = int64_t(R) * C;
-  elementwise_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(op, a, b, b_broadcast, R, C, param, y);
-  check_launch("elementwise");
+  launch(elementwise_kernel, blocks_for(n, kThreads), kThreads, 0, s, "elementwise", op, a, b, b_broadcast, int64_t(R), C, param, y);
 }
 
 void copy_cols(const float* x, int R, int x_cols, int start, int len, float* y, int y_cols, int y_off,
                cudaStream_t s) {
   const int64_t n = int64_t(R) * len;
-  copy_cols_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(x, R, x_cols, start, len, y, y_cols, y_off);
-  check_launch("copy_cols");
+  launch(copy_cols_kernel, blocks_for(n, kThreads), kThreads, 0, s, "copy_cols", x, int64_t(R), x_cols, start, len, y, y_cols, y_off);
 }
 
 void gather_rows(const float* x, int C, const int32_t* rows, int n, float* y, cudaStream_t s) {
   const int64_t total = int64_t(n) * C;
-  gather_rows_kernel<<<blocks_for(total, kThreads), kThreads, 0, s>>>(x, C, rows, n, y);
-  check_launch("gather_rows");
+  launch(gather_rows_kernel, blocks_for(total, kThreads), kThreads, 0, s, "gather_rows", x, C, rows, n, y);
 }
 
 void rope(const float* x, int T, int C, const int32_t* positions, const RopeArgs& r, float* y, cudaStream_t s) {
   const int64_t n = int64_t(T) * C;
-  rope_kernel<<<blocks_for(n, kThreads), kThreads, 0, s>>>(x, T, C, positions, r, y);
-  check_launch("rope");
+  launch(rope_kernel, blocks_for(n, kThreads), kThreads, 0, s, "rope", x, T, C, positions, r, y);
 }
 
 void argmax_rows(const float* x, int R, int C, int32_t* out, cudaStream_t s) {
-  argmax_kernel<<<unsigned(R), 1024, 0, s>>>(x, C, out);
-  check_launch("argmax");
+  launch(argmax_kernel, unsigned(R), 1024, 0, s, "argmax", x, C, out);
 }
 
 }  // namespace elm::cuda

@@ -138,32 +138,11 @@ template <DType WT, int NT, int R>
 __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
   extern __shared__ float4 xs[];
   __shared__ float red[32];
+  pdl_launch_dependents();
   const int K = p.K, K4 = K / 4;
-
-  // x rows into shared memory (rows past T are zero), RMSNorm applied in place when fused.
-  for (int t = 0; t < NT; ++t) {
-    float ss = 0.f;
-    for (int g = threadIdx.x; g < K4; g += kThreads) {
-      const float4 v = t < p.T ? reinterpret_cast<const float4*>(p.x + int64_t(t) * K)[g] : make_float4(0, 0, 0, 0);
-      xs[t * K4 + swz(g)] = v;
-      ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-    }
-    if (p.norm && t < p.T) {
-      const float inv = 1.0f / sqrtf(block_sum(ss, red) / float(K) + p.eps);
-      for (int g = threadIdx.x; g < K4; g += kThreads) {
-        float4 v = xs[t * K4 + swz(g)];
-        float4 w = p.norm_w ? reinterpret_cast<const float4*>(p.norm_w)[g] : make_float4(1, 1, 1, 1);
-        if (p.norm_w && p.norm_add_one) w.x += 1.f, w.y += 1.f, w.z += 1.f, w.w += 1.f;
-        v.x *= inv * w.x, v.y *= inv * w.y, v.z *= inv * w.z, v.w *= inv * w.w;
-        xs[t * K4 + swz(g)] = v;
-      }
-    }
-  }
-  __syncthreads();
-
   const int lane = threadIdx.x & 31;
   const int64_t unit = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  if (unit >= p.units) return;
+  const bool active = unit < p.units;
 
   // The rows this warp reads, and where its result goes. Kernel parameters are only indexed with
   // compile-time constants (a run-time index would copy them to local memory).
@@ -192,15 +171,9 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
   }
   const int nchunks = K / VPC;
 
-  float acc[R][NT];
-#pragma unroll
-  for (int r = 0; r < R; ++r)
-#pragma unroll
-    for (int t = 0; t < NT; ++t) acc[r][t] = 0.f;
-
-  for (int c0 = lane; c0 < nchunks; c0 += 32 * kUnroll) {
-    uint4 wv[kUnroll][R];
-    float d[kUnroll][R], m[kUnroll][R];
+  uint4 wv[kUnroll][R];
+  float d[kUnroll][R], m[kUnroll][R];
+  auto load = [&](int c0) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int c = c0 + 32 * u;
@@ -217,6 +190,41 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
         }
       }
     }
+  };
+  // The first weights are requested before waiting for x: their latency overlaps the previous kernel.
+  if (active) load(lane);
+  pdl_wait();
+
+  // x rows into shared memory (rows past T are zero), RMSNorm applied in place when fused.
+  for (int t = 0; t < NT; ++t) {
+    float ss = 0.f;
+    for (int g = threadIdx.x; g < K4; g += kThreads) {
+      const float4 v = t < p.T ? reinterpret_cast<const float4*>(p.x + int64_t(t) * K)[g] : make_float4(0, 0, 0, 0);
+      xs[t * K4 + swz(g)] = v;
+      ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+    if (p.norm && t < p.T) {
+      const float inv = 1.0f / sqrtf(block_sum(ss, red) / float(K) + p.eps);
+      for (int g = threadIdx.x; g < K4; g += kThreads) {
+        float4 v = xs[t * K4 + swz(g)];
+        float4 w = p.norm_w ? reinterpret_cast<const float4*>(p.norm_w)[g] : make_float4(1, 1, 1, 1);
+        if (p.norm_w && p.norm_add_one) w.x += 1.f, w.y += 1.f, w.z += 1.f, w.w += 1.f;
+        v.x *= inv * w.x, v.y *= inv * w.y, v.z *= inv * w.z, v.w *= inv * w.w;
+        xs[t * K4 + swz(g)] = v;
+      }
+    }
+  }
+  __syncthreads();
+  if (!active) return;
+
+  float acc[R][NT];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[r][t] = 0.f;
+
+  for (int c0 = lane; c0 < nchunks; c0 += 32 * kUnroll) {
+    if (c0 != lane) load(c0);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int c = c0 + 32 * u;
@@ -257,21 +265,19 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
 }
 
 template <DType WT, int NT, int R>
-void launch(const GemvParams& p, cudaStream_t s) {
+void launch_gemv(const GemvParams& p, cudaStream_t s) {
   const size_t smem = size_t(NT) * size_t(p.K) * 4;
   auto* k = gemv_kernel<WT, NT, R>;
   allow_dynamic_smem(reinterpret_cast<const void*>(k), smem);
-  const unsigned blocks = unsigned((p.units + kWarps - 1) / kWarps);
-  k<<<blocks, kThreads, smem, s>>>(p);
-  check_launch("gemv");
+  launch(k, unsigned((p.units + kWarps - 1) / kWarps), kThreads, smem, s, "gemv", p);
 }
 
 template <DType WT, int R>
 void launch_nt(const GemvParams& p, cudaStream_t s) {
-  if (p.T <= 1) return launch<WT, 1, R>(p, s);
-  if (p.T <= 2) return launch<WT, 2, R>(p, s);
-  if (p.T <= 4) return launch<WT, 4, R>(p, s);
-  return launch<WT, 8, R>(p, s);
+  if (p.T <= 1) return launch_gemv<WT, 1, R>(p, s);
+  if (p.T <= 2) return launch_gemv<WT, 2, R>(p, s);
+  if (p.T <= 4) return launch_gemv<WT, 4, R>(p, s);
+  return launch_gemv<WT, 8, R>(p, s);
 }
 
 template <int R>

@@ -27,7 +27,7 @@ struct TiledParams {
 
 // ---- tensor cores ----
 
-constexpr int BM = 128, BN = 128, BK = 32, LDS = BK + 8;  // LDS: row stride in halves (conflict-free ldmatrix)
+constexpr int BN = 128, BK = 32, LDS = BK + 8;  // LDS: row stride in halves (conflict-free ldmatrix)
 
 template <class CT>
 __device__ __forceinline__ uint32_t pack2(float a, float b);
@@ -141,63 +141,68 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
   }
 }
 
-template <DType WT, class CT>
+template <DType WT, class CT, int BM>
 __global__ void __launch_bounds__(256) mma_kernel(const TiledParams p) {
+  constexpr int MI = BM / 32;          // m16 tiles per warp (warp tile: BM/2 x 32)
+  constexpr int TPR = 256 / BM;        // A loader: threads per row
+  constexpr int FPT = BK / TPR;        // A loader: floats per thread
   __shared__ alignas(16) uint16_t As[2][BM][LDS];
   __shared__ alignas(16) uint16_t Bs[2][BN][LDS];
+  pdl_launch_dependents();
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm*64.., cols wn*32..
+  const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm*BM/2.., cols wn*32..
   const int64_t n0 = int64_t(blockIdx.x) * BN;
   const int m0 = blockIdx.y * BM;
   const int K = p.K;
-  // Loader role: row lr of the tile, half lh of its 32 k values.
+  // Loader roles: A row la of the tile, part lp (FPT floats); B row lr, half lh (16 values).
+  const int la = tid / TPR, lp = tid % TPR;
   const int lr = tid >> 1, lh = tid & 1;
-  const int am = m0 + lr;
+  const int am = m0 + la;
 
-  float4 ra[4];
+  float4 ra[FPT / 4];
   BRaw<WT> rb;
-  auto load = [&](int k0) {
-    if (am < p.T) {
-      const float4* src = reinterpret_cast<const float4*>(p.x + int64_t(am) * K + k0 + 16 * lh);
+  auto load_a = [&](int k0) {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) ra[i] = src[i];
-    } else {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) ra[i] = make_float4(0, 0, 0, 0);
-    }
-    load_b<WT>(p.w, n0 + lr, k0, lh, rb);
+    for (int i = 0; i < FPT / 4; ++i)
+      ra[i] = am < p.T ? reinterpret_cast<const float4*>(p.x + int64_t(am) * K + k0 + FPT * lp)[i]
+                       : make_float4(0, 0, 0, 0);
   };
   auto store = [&](int buf) {
-    uint4* d = reinterpret_cast<uint4*>(&As[buf][lr][16 * lh]);
-    d[0] = make_uint4(pack2<CT>(ra[0].x, ra[0].y), pack2<CT>(ra[0].z, ra[0].w), pack2<CT>(ra[1].x, ra[1].y),
-                      pack2<CT>(ra[1].z, ra[1].w));
-    d[1] = make_uint4(pack2<CT>(ra[2].x, ra[2].y), pack2<CT>(ra[2].z, ra[2].w), pack2<CT>(ra[3].x, ra[3].y),
-                      pack2<CT>(ra[3].z, ra[3].w));
+    uint4* d = reinterpret_cast<uint4*>(&As[buf][la][FPT * lp]);
+#pragma unroll
+    for (int i = 0; i < FPT / 8; ++i)
+      d[i] = make_uint4(pack2<CT>(ra[2 * i].x, ra[2 * i].y), pack2<CT>(ra[2 * i].z, ra[2 * i].w),
+                        pack2<CT>(ra[2 * i + 1].x, ra[2 * i + 1].y), pack2<CT>(ra[2 * i + 1].z, ra[2 * i + 1].w));
     store_b<WT, CT>(rb, lh, &Bs[buf][lr][16 * lh]);
   };
 
-  float acc[4][4][4];
+  float acc[MI][4][4];
 #pragma unroll
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < MI; ++i)
 #pragma unroll
     for (int j = 0; j < 4; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
 
   const int nk = K / BK;
-  load(0);
+  load_b<WT>(p.w, n0 + lr, 0, lh, rb);  // weights first: they do not depend on the previous kernel
+  pdl_wait();
+  load_a(0);
   store(0);
   __syncthreads();
   for (int kt = 0; kt < nk; ++kt) {
     const int buf = kt & 1;
-    if (kt + 1 < nk) load((kt + 1) * BK);
+    if (kt + 1 < nk) {
+      load_a((kt + 1) * BK);
+      load_b<WT>(p.w, n0 + lr, (kt + 1) * BK, lh, rb);
+    }
 #pragma unroll
     for (int ks = 0; ks < BK / 16; ++ks) {
-      uint32_t a[4][4], b[4][2];
+      uint32_t a[MI][4], b[4][2];
       const int mat = lane >> 3, r8 = lane & 7;
 #pragma unroll
-      for (int mi = 0; mi < 4; ++mi)
-        ldmatrix_x4(a[mi], &As[buf][wm * 64 + mi * 16 + (mat & 1) * 8 + r8][ks * 16 + (mat >> 1) * 8]);
+      for (int mi = 0; mi < MI; ++mi)
+        ldmatrix_x4(a[mi], &As[buf][wm * (BM / 2) + mi * 16 + (mat & 1) * 8 + r8][ks * 16 + (mat >> 1) * 8]);
 #pragma unroll
       for (int nj = 0; nj < 2; ++nj) {
         uint32_t t[4];
@@ -205,7 +210,7 @@ __global__ void __launch_bounds__(256) mma_kernel(const TiledParams p) {
         b[2 * nj][0] = t[0], b[2 * nj][1] = t[1], b[2 * nj + 1][0] = t[2], b[2 * nj + 1][1] = t[3];
       }
 #pragma unroll
-      for (int mi = 0; mi < 4; ++mi)
+      for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
         for (int ni = 0; ni < 4; ++ni) mma16816<CT>(acc[mi][ni], a[mi], b[ni][0], b[ni][1]);
     }
@@ -215,12 +220,12 @@ __global__ void __launch_bounds__(256) mma_kernel(const TiledParams p) {
 
   const int64_t N = p.w.rows;
 #pragma unroll
-  for (int mi = 0; mi < 4; ++mi)
+  for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
     for (int ni = 0; ni < 4; ++ni)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int m = m0 + wm * 64 + mi * 16 + (lane >> 2) + (e >> 1) * 8;
+        const int m = m0 + wm * (BM / 2) + mi * 16 + (lane >> 2) + (e >> 1) * 8;
         const int64_t n = n0 + wn * 32 + ni * 8 + 2 * (lane & 3) + (e & 1);
         if (m >= p.T || n >= N) continue;
         float v = acc[mi][ni][e];
@@ -238,6 +243,8 @@ template <DType WT>
 __global__ void __launch_bounds__(256) ffma_kernel(const TiledParams p) {
   __shared__ alignas(16) float As[FK][FM + 4];
   __shared__ alignas(16) float Bs[FK][FN + 4];
+  pdl_launch_dependents();
+  pdl_wait();
   const int tid = threadIdx.x, ty = tid >> 4, tx = tid & 15;
   const int m0 = blockIdx.y * FM;
   const int64_t n0 = int64_t(blockIdx.x) * FN;
@@ -279,19 +286,40 @@ __global__ void __launch_bounds__(256) ffma_kernel(const TiledParams p) {
     }
 }
 
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, v = 0;
+    ELM_CUDA_CHECK(cudaGetDevice(&dev));
+    ELM_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+    return v;
+  }();
+  return n;
+}
+
+template <DType WT, class CT>
+void launch_mma(const TiledParams& p, cudaStream_t s) {
+  const unsigned nb = unsigned((p.w.rows + BN - 1) / BN);
+  // 128-row tiles unless that leaves SMs idle (o_proj, down_proj at prefill sizes): then 64.
+  if (int64_t(nb) * ((p.T + 127) / 128) >= 2 * sm_count())
+    launch(mma_kernel<WT, CT, 128>, dim3(nb, unsigned((p.T + 127) / 128)), 256, 0, s, "mma", p);
+  else
+    launch(mma_kernel<WT, CT, 64>, dim3(nb, unsigned((p.T + 63) / 64)), 256, 0, s, "mma", p);
+}
+
 template <DType WT>
 void launch_tiled(const TiledParams& p, MmaType mma, cudaStream_t s) {
-  if (mma == MmaType::F32) {
-    ffma_kernel<WT><<<dim3(unsigned((p.w.rows + FN - 1) / FN), unsigned((p.T + FM - 1) / FM)), 256, 0, s>>>(p);
-  } else {
-    const dim3 grid(unsigned((p.w.rows + BN - 1) / BN), unsigned((p.T + BM - 1) / BM));
-    if (mma == MmaType::F16) mma_kernel<WT, __half><<<grid, 256, 0, s>>>(p);
-    else mma_kernel<WT, __nv_bfloat16><<<grid, 256, 0, s>>>(p);
-  }
-  check_launch("tiled matmul");
+  if (mma == MmaType::F32)
+    launch(ffma_kernel<WT>, dim3(unsigned((p.w.rows + FN - 1) / FN), unsigned((p.T + FM - 1) / FM)), 256, 0, s,
+           "ffma", p);
+  else if (mma == MmaType::F16)
+    launch_mma<WT, __half>(p, s);
+  else
+    launch_mma<WT, __nv_bfloat16>(p, s);
 }
 
 __global__ void gate_mul_kernel(GateAct act, const float* g, const float* u, int64_t n, float* y) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   const float x = g[i];
@@ -339,8 +367,7 @@ void matmul(const MatmulArgs& a, cudaStream_t s) {
     float* u = scratch + n;
     tiled_matmul(x, a.T, a.w[0], a.bias[0], nullptr, g, a.mma, s);
     tiled_matmul(x, a.T, a.w[1], a.bias[1], nullptr, u, a.mma, s);
-    gate_mul_kernel<<<blocks_for(n, 256), 256, 0, s>>>(a.gate, g, u, n, a.y[0]);
-    check_launch("gate_mul");
+    launch(gate_mul_kernel, blocks_for(n, 256), 256, 0, s, "gate_mul", a.gate, g, u, n, a.y[0]);
     return;
   }
   for (int i = 0; i < a.n; ++i) tiled_matmul(x, a.T, a.w[i], a.bias[i], a.residual[i], a.y[i], a.mma, s);

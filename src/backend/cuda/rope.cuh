@@ -6,7 +6,8 @@
 namespace elm::cuda {
 
 // Element d of one head (head points at its first element) rotated for position pos (ops.def Rope).
-// Like the CPU: angle = pos * inv_freq[i] in float32, then cos/sin in double, times attn_factor.
+// Like the CPU: angle = pos * inv_freq[i] in float32, then cos/sin (CUDA's full-precision sincosf, within
+// 2 ulp of the CPU's double cos/sin rounded to float), times attn_factor.
 __device__ __forceinline__ float rope_value(const float* head, int d, int32_t pos, const RopeArgs& r) {
   if (!r.inv_freq || d >= 2 * r.F) return head[d];
   int i, partner;
@@ -21,9 +22,9 @@ __device__ __forceinline__ float rope_value(const float* head, int d, int32_t po
     i = d - r.F, first = false, partner = d - r.F;
   }
   const float angle = float(pos) * r.inv_freq[i];
-  double sd, cd;
-  sincos(double(angle), &sd, &cd);
-  const float c = float(cd) * r.attn_factor, s = float(sd) * r.attn_factor;
+  float sn, cs;
+  sincosf(angle, &sn, &cs);
+  const float c = cs * r.attn_factor, s = sn * r.attn_factor;
   const float self = head[d], other = head[partner];
   return first ? self * c - other * s : self * c + other * s;
 }

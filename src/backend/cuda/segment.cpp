@@ -1,6 +1,8 @@
 #include "backend/cuda/segment.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -28,13 +30,13 @@ GateAct gate_of(Op op) {
   }
 }
 
-// Arithmetic of prefill products: exact float32 in the float32 activation mode (except for quantized
-// weights, which are approximations already and take the f16 tensor cores); tensor cores in the
-// weight's own half type, or the activation type, otherwise.
-MmaType mma_for(DType act, DType weight) {
-  if (act == DType::F32) return is_quantized(weight) ? MmaType::F16 : MmaType::F32;
-  if (weight == DType::BF16) return MmaType::BF16;
-  if (weight == DType::F16) return MmaType::F16;
+// Arithmetic of prefill products. Float32 activations: exact float32, except for quantized weights
+// (approximations already), which take the f16 tensor cores. F16 / BF16 activations: tensor cores in
+// that type (bf16 weights are converted to f16 when f16 is asked for: exact for their range).
+// The logits (the graph output) are always float32 arithmetic on plain weights: they are the most
+// precision-sensitive product and rarely a prefill cost (generation asks for one row).
+MmaType mma_for(DType act, DType weight, bool logits) {
+  if (act == DType::F32 || (logits && !is_quantized(weight))) return is_quantized(weight) ? MmaType::F16 : MmaType::F32;
   return act == DType::BF16 ? MmaType::BF16 : MmaType::F16;
 }
 
@@ -59,6 +61,8 @@ SegmentOptions segment_options_from_env() {
   SegmentOptions o;
   o.fuse = !env_off("ELM_CUDA_FUSE");
   o.graphs = !env_off("ELM_CUDA_GRAPHS");
+  const char* t = std::getenv("ELM_CUDA_TIMING");
+  o.timing = t && std::strcmp(t, "1") == 0;
   return o;
 }
 
@@ -74,6 +78,8 @@ CudaSegment::CudaSegment(const SegmentSpec& spec, std::shared_ptr<Context> ctx, 
   const int64_t mb = spec_.config.max_batch;
   params_ = DeviceBuffer(size_t(4 * mb) * 4);
   host_params_ = PinnedBuffer(size_t(4 * mb) * 4);
+  ids_ = DeviceBuffer(size_t(mb) * 4);
+  host_ids_ = PinnedBuffer(size_t(mb) * 4);
   // Transfers are laid out in the staging buffer at fixed offsets (captured graphs keep the addresses).
   size_t io_floats = 0;
   for (const Transfer& t : inputs_) io_floats += size_t(mb * g_.nodes[size_t(t.node)].cols);
@@ -82,9 +88,22 @@ CudaSegment::CudaSegment(const SegmentSpec& spec, std::shared_ptr<Context> ctx, 
   float* p = host_io_.as<float>();
   for (Transfer& t : inputs_) t.host = p, p += mb * g_.nodes[size_t(t.node)].cols;
   for (Transfer& t : outputs_) t.host = p, p += mb * g_.nodes[size_t(t.node)].cols;
+  if (options_.timing) {
+    ELM_CUDA_CHECK(cudaEventCreate(&ev_begin_));
+    ELM_CUDA_CHECK(cudaEventCreate(&ev_end_));
+  }
   // Everything above was set up with synchronous calls on the default stream; the steps run on a
   // non-blocking stream, so wait for it all here.
   ELM_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+CudaSegment::~CudaSegment() {
+  if (!options_.timing) return;
+  for (const auto& [T, t] : timing_)
+    std::fprintf(stderr, "cuda segment (%zu steps): %d runs of %lld tokens: device %.3f ms, host %.3f ms per run\n",
+                 steps_.size(), t.steps, (long long)T, t.device_ms / t.steps, t.host_ms / t.steps);
+  cudaEventDestroy(ev_begin_);
+  cudaEventDestroy(ev_end_);
 }
 
 void CudaSegment::prepare_step(size_t i) {
@@ -112,7 +131,13 @@ void CudaSegment::prepare_step(size_t i) {
         a.bias[k] = mm.inputs.size() > 2 && mm.inputs[2] >= 0 ? ctx_->vector(w_, weight_name(mm.inputs[2])) : nullptr;
       }
       a.gate = gate_of(st.gate);
-      a.mma = mma_for(spec_.config.act_dtype, a.w[0].dtype);
+      // The output head: a product of the requested rows as wide as the logits (quant's Output role).
+      bool logits = false;
+      for (const MatmulOut& o : st.outs) {
+        const Node& mm = g_.nodes[size_t(o.matmul)];
+        logits = logits || (mm.rows == kRowsOut && g_.output >= 0 && mm.cols == g_.nodes[size_t(g_.output)].cols);
+      }
+      a.mma = mma_for(spec_.config.act_dtype, a.w[0].dtype, logits);
       return;
     }
     case Step::Kind::Attention: {
@@ -246,7 +271,17 @@ float* CudaSegment::value(int32_t node) const {
   return p;
 }
 
-void CudaSegment::run(const Batch& b, BoundaryValues& io) {
+void CudaSegment::run(const Batch& b, BoundaryValues& io) { run_step(b, io, -1); }
+
+bool CudaSegment::run_argmax(const Batch& b, BoundaryValues& io, int32_t logits, std::vector<int32_t>& ids) {
+  if (std::none_of(outputs_.begin(), outputs_.end(), [&](const Transfer& t) { return t.node == logits; }))
+    return false;
+  run_step(b, io, logits);
+  ids.assign(host_ids_.as<int32_t>(), host_ids_.as<int32_t>() + rows_of(logits));
+  return true;
+}
+
+void CudaSegment::run_step(const Batch& b, BoundaryValues& io, int32_t argmax_node) {
   const int64_t T = b.size();
   const RuntimeConfig& c = spec_.config;
   ELM_CHECK(T > 0 && T <= c.max_batch, "batch of ", T, " tokens (at most ", c.max_batch, ")");
@@ -265,6 +300,7 @@ void CudaSegment::run(const Batch& b, BoundaryValues& io) {
   T_ = T;
   n_out_ = b.n_outputs();
   single_seq_ = std::all_of(b.seqs.begin(), b.seqs.end(), [&](int32_t s) { return s == b.seqs[0]; });
+  argmax_node_ = argmax_node;
 
   // The step's batch data, packed: tokens, positions, seqs, output rows.
   int32_t* hp = host_params_.as<int32_t>();
@@ -286,8 +322,10 @@ void CudaSegment::run(const Batch& b, BoundaryValues& io) {
   }
 
   cudaStream_t s = ctx_->stream();
+  const auto host_t0 = std::chrono::steady_clock::now();
+  if (options_.timing) ELM_CUDA_CHECK(cudaEventRecord(ev_begin_, s));
   if (options_.graphs && T <= kGraphMaxTokens) {
-    GraphSlot& slot = graphs_[GraphKey{T, n_out_, single_seq_}];
+    GraphSlot& slot = graphs_[GraphKey{T, n_out_, single_seq_, argmax_node}];
     if (slot.ready) {
       slot.exec.launch(s);
     } else if (slot.seen++ == 0 || graphs_.size() > kMaxGraphs) {
@@ -311,9 +349,19 @@ void CudaSegment::run(const Batch& b, BoundaryValues& io) {
   } else {
     enqueue(s);
   }
+  if (options_.timing) ELM_CUDA_CHECK(cudaEventRecord(ev_end_, s));
   ELM_CUDA_CHECK(cudaStreamSynchronize(s));
+  if (options_.timing) {
+    float ms = 0;
+    ELM_CUDA_CHECK(cudaEventElapsedTime(&ms, ev_begin_, ev_end_));
+    Timing& tm = timing_[T];
+    ++tm.steps;
+    tm.device_ms += ms;
+    tm.host_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - host_t0).count();
+  }
 
   for (const Transfer& t : outputs_) {
+    if (t.node == argmax_node) continue;
     HostTensor& h = io[t.node];
     h.resize(rows_of(t.node), g_.nodes[size_t(t.node)].cols);
     std::memcpy(h.data.data(), t.host, h.data.size() * 4);
@@ -328,7 +376,14 @@ void CudaSegment::enqueue(cudaStream_t s) {
     if (n) ELM_CUDA_CHECK(cudaMemcpyAsync(t.dev, t.host, n * 4, cudaMemcpyHostToDevice, s));
   }
   for (size_t i = 0; i < steps_.size(); ++i) exec(i, s);
+  if (argmax_node_ >= 0 && rows_of(argmax_node_) > 0) {
+    argmax_rows(value(argmax_node_), int(rows_of(argmax_node_)), int(g_.nodes[size_t(argmax_node_)].cols),
+                ids_.as<int32_t>(), s);
+    ELM_CUDA_CHECK(cudaMemcpyAsync(host_ids_.as<int32_t>(), ids_.get(), size_t(rows_of(argmax_node_)) * 4,
+                                   cudaMemcpyDeviceToHost, s));
+  }
   for (const Transfer& t : outputs_) {
+    if (t.node == argmax_node_) continue;
     const size_t n = size_t(rows_of(t.node) * g_.nodes[size_t(t.node)].cols);
     if (n) ELM_CUDA_CHECK(cudaMemcpyAsync(t.host, t.dev, n * 4, cudaMemcpyDeviceToHost, s));
   }

@@ -15,15 +15,18 @@
 namespace elm::cuda {
 
 struct SegmentOptions {
-  bool fuse = true;    // ELM_CUDA_FUSE=0 turns the fusions off
-  bool graphs = true;  // ELM_CUDA_GRAPHS=0 runs every step eagerly
+  bool fuse = true;     // ELM_CUDA_FUSE=0 turns the fusions off
+  bool graphs = true;   // ELM_CUDA_GRAPHS=0 runs every step eagerly
+  bool timing = false;  // ELM_CUDA_TIMING=1 prints the device time of the steps (per token count) at exit
 };
 SegmentOptions segment_options_from_env();
 
 class CudaSegment : public Segment {
  public:
   CudaSegment(const SegmentSpec& spec, std::shared_ptr<Context> ctx, const SegmentOptions& options);
+  ~CudaSegment() override;
   void run(const Batch& batch, BoundaryValues& io) override;
+  bool run_argmax(const Batch& batch, BoundaryValues& io, int32_t logits, std::vector<int32_t>& ids) override;
   void seq_reset(int seq) override;
   void seq_truncate(int seq, int32_t n_past) override;
   size_t state_bytes() const override;
@@ -45,7 +48,7 @@ class CudaSegment : public Segment {
     float* dev;
     float* host;  // pinned staging
   };
-  using GraphKey = std::tuple<int64_t, int64_t, bool>;  // T, outputs, single sequence
+  using GraphKey = std::tuple<int64_t, int64_t, bool, int32_t>;  // T, outputs, single sequence, argmax node
   struct GraphSlot {
     int seen = 0;
     GraphExec exec;
@@ -54,6 +57,7 @@ class CudaSegment : public Segment {
 
   void prepare_step(size_t i);
   void allocate_values();
+  void run_step(const Batch& batch, BoundaryValues& io, int32_t argmax_node);
   void enqueue(cudaStream_t s);
   void exec(size_t i, cudaStream_t s);
   int64_t rows_of(int32_t node) const;
@@ -74,13 +78,22 @@ class CudaSegment : public Segment {
   DeviceBuffer params_;   // tokens, positions, seqs, output rows of the step
   PinnedBuffer host_params_;
   DeviceBuffer scratch_, attn_work_, attn_counters_;
+  DeviceBuffer ids_;       // device argmax results
+  PinnedBuffer host_ids_;
   std::map<int64_t, KvState*> states_;
   size_t owned_state_bytes_ = 0;
   std::map<GraphKey, GraphSlot> graphs_;
+  struct Timing {
+    int steps = 0;
+    double device_ms = 0, host_ms = 0;
+  };
+  std::map<int64_t, Timing> timing_;  // by tokens in the step
+  cudaEvent_t ev_begin_ = nullptr, ev_end_ = nullptr;
 
   // Per run.
   int64_t T_ = 0, n_out_ = 0;
   bool single_seq_ = false;
+  int32_t argmax_node_ = -1;  // this run returns the argmax of this value's rows instead of the value
   const int32_t *d_tokens_ = nullptr, *d_positions_ = nullptr, *d_seqs_ = nullptr, *d_out_rows_ = nullptr;
 };
 
