@@ -7,7 +7,7 @@ set -eu
 BUILD=$1; DEST=$2
 SRC=$(cd "$(dirname "$0")/../.." && pwd); SHARED=${ELM_SHARED_DIR:-$SRC/../shared}
 rm -rf "$DEST"; mkdir -p "$DEST/bin" "$DEST/bench" "$DEST/shared/fixtures/tiny" "$DEST/shared/tokenizers" "$DEST/shared/tools"
-for b in bin/elm bin/elm-model-bench tests/elm_tests; do strip -o "$DEST/bin/$(basename $b)" "$BUILD/$b"; done
+for b in bin/elm-model-bench tests/elm_tests; do strip -o "$DEST/bin/$(basename $b)" "$BUILD/$b"; done
 for f in llama llama3 mistral qwen2 qwen3 phi3 smollm3 gemma3; do cp -r "$SHARED/fixtures/tiny/$f" "$DEST/shared/fixtures/tiny/"; done
 cp -r "$SHARED/tokenizers/smollm2" "$DEST/shared/tokenizers/"
 cp "$SHARED/tools/make_bench_model.py" "$DEST/shared/tools/"

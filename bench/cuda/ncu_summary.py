@@ -16,10 +16,10 @@ for r in csv.DictReader(lines):
     short = re.sub(r"elm::cuda::\(anonymous namespace\)::", "", short)
     short = re.sub(r"elm::DType\)", "", short).replace("(", "")
     m = re.search(r"<.*>", name)
-    rows.append((short + (m.group(0)[:40] if m else ""), float(r["Metric Value"]), r["Grid Size"]))
+    rows.append((short + (m.group(0)[:40] if m else ""), float(r["Metric Value"].replace(",", "")), r["Grid Size"]))
 steps, cur = [], []
 for k in rows:
-    if k[0].startswith("embed_kernel") and cur:
+    if "embed_kernel" in k[0] and cur:
         steps.append(cur); cur = []
     cur.append(k)
 if cur: steps.append(cur)

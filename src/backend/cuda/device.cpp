@@ -1,5 +1,6 @@
 #include "backend/cuda/device.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <string>
@@ -95,13 +96,43 @@ void allow_dynamic_smem(const void* kernel, size_t bytes) {
   have = bytes;
 }
 
-bool pdl_enabled() {
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, v = 0;
+    ELM_CUDA_CHECK(cudaGetDevice(&dev));
+    ELM_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+    return v;
+  }();
+  return n;
+}
+
+int blocks_per_sm(const void* kernel, int threads, size_t smem) {
+  static std::mutex m;
+  static std::map<std::pair<const void*, size_t>, int> cache;
+  std::lock_guard<std::mutex> lock(m);
+  auto [it, fresh] = cache.emplace(std::make_pair(kernel, smem), 0);
+  if (fresh) {
+    int n = 0;
+    ELM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem));
+    it->second = std::max(n, 1);
+  }
+  return it->second;
+}
+
+namespace {
+thread_local bool pdl_on = false;
+bool pdl_allowed() {
   static const bool on = [] {
     const char* v = std::getenv("ELM_CUDA_PDL");
     return !(v && std::string(v) == "0");
   }();
   return on;
 }
+}  // namespace
+
+bool pdl_enabled() { return pdl_on; }
+PdlScope::PdlScope(bool on) : saved_(pdl_on) { pdl_on = on && pdl_allowed(); }
+PdlScope::~PdlScope() { pdl_on = saved_; }
 
 void check_launch(const char* what) {
   cudaError_t e = cudaGetLastError();

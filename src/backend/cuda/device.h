@@ -103,8 +103,22 @@ size_t device_memory_in_use();
 // Raises a kernel's dynamic shared memory limit (needed above 48 KiB); cached per function.
 void allow_dynamic_smem(const void* kernel, size_t bytes);
 
-// Programmatic dependent launch for the kernels (on unless ELM_CUDA_PDL=0).
+// Multiprocessors of the current device, and how many blocks of `kernel` fit on one (cached).
+int sm_count();
+int blocks_per_sm(const void* kernel, int threads, size_t smem);
+
+// Programmatic dependent launch for the kernels this thread launches: on for small (decode) steps,
+// where it hides each launch behind the previous kernel; off for prefill, where early-resident blocks
+// of the next kernel only take room from the current one. ELM_CUDA_PDL=0 turns it off everywhere.
 bool pdl_enabled();
+class PdlScope {
+ public:
+  explicit PdlScope(bool on);
+  ~PdlScope();
+
+ private:
+  bool saved_;
+};
 
 // Checks the last launch (cudaGetLastError), throwing elm::Error with `what`.
 void check_launch(const char* what);

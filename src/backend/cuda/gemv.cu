@@ -6,6 +6,8 @@
 // stored). x sits in shared memory, swizzled so that 32 lanes reading 32 different chunks hit distinct
 // banks. An optional RMSNorm of x is applied while x is loaded (fused into the product), and the epilogue
 // adds bias and a residual, or combines gate and up rows: one launch where the graph has up to five nodes.
+#include <algorithm>
+
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/matmul_internal.h"
 
@@ -133,66 +135,92 @@ __device__ __forceinline__ float gate_act(GateAct a, float g) {
   }
 }
 
-// R = 1: one weight row per warp; R = 2: gate row and up row (gated MLP).
-template <DType WT, int NT, int R>
-__global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
-  extern __shared__ float4 xs[];
-  __shared__ float red[32];
-  pdl_launch_dependents();
-  const int K = p.K, K4 = K / 4;
-  const int lane = threadIdx.x & 31;
-  const int64_t unit = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  const bool active = unit < p.units;
-
-  // The rows this warp reads, and where its result goes. Kernel parameters are only indexed with
-  // compile-time constants (a run-time index would copy them to local memory).
-  constexpr int VPC = chunk_values<WT>();
-  constexpr bool quant = WT == DType::Q8 || WT == DType::Q4 || WT == DType::Q4M;
-  const int group = quant ? p.w[0].group : VPC;
-  const int64_t groups = K / group;
-  const int scale_bytes = p.w[0].scale_f32 ? 4 : 2;
-  const bool sf32 = p.w[0].scale_f32;
+// Where the rows of one output unit are, and where its result goes.
+template <int R>
+struct Rows {
   const uint8_t* q[R];
   const uint8_t* sc[R];
   const uint8_t* mn[R];
-  int64_t row = unit, N = 0;
+  int64_t row = 0, N = 0;
   float* y = nullptr;
   const float* bias = nullptr;
   const float* residual = nullptr;
+};
+
+// Kernel parameters are only indexed with compile-time constants here (a run-time index would copy
+// them to local memory).
+template <DType WT, int R>
+__device__ __forceinline__ void locate(const GemvParams& p, int64_t unit, Rows<R>& o) {
+  constexpr bool quant = WT == DType::Q8 || WT == DType::Q4 || WT == DType::Q4M;
+  const int64_t groups = p.K / (quant ? p.w[0].group : chunk_values<WT>());
+  const int scale_bytes = p.w[0].scale_f32 ? 4 : 2;
 #pragma unroll
   for (int i = 0; i < 3; ++i) {
     const bool mine = R == 2 ? i < 2 : (i < p.n && unit >= p.offs[i] && unit < p.offs[i + 1]);
     if (!mine) continue;
     const int r = R == 2 ? i : 0;
-    if (R == 1) row = unit - p.offs[i], N = p.w[i].rows, y = p.y[i], bias = p.bias[i], residual = p.residual[i];
-    q[r] = p.w[i].data + row * row_bytes<WT>(K);
-    sc[r] = p.w[i].data + p.w[i].scales_offset + row * groups * scale_bytes;
-    mn[r] = p.w[i].data + p.w[i].mins_offset + row * groups * scale_bytes;
+    if (R == 1) o.row = unit - p.offs[i], o.N = p.w[i].rows, o.y = p.y[i], o.bias = p.bias[i], o.residual = p.residual[i];
+    else o.row = unit;
+    o.q[r] = p.w[i].data + o.row * row_bytes<WT>(p.K);
+    o.sc[r] = p.w[i].data + p.w[i].scales_offset + o.row * groups * scale_bytes;
+    o.mn[r] = p.w[i].data + p.w[i].mins_offset + o.row * groups * scale_bytes;
   }
-  const int nchunks = K / VPC;
+}
 
-  uint4 wv[kUnroll][R];
-  float d[kUnroll][R], m[kUnroll][R];
-  auto load = [&](int c0) {
+// U chunks (32 apart) of each of the R rows, in registers.
+template <int U, int R>
+struct Chunks {
+  uint4 w[U][R];
+  float d[U][R], m[U][R];
+};
+
+template <DType WT, int U, int R>
+__device__ __forceinline__ void load_chunks(const Rows<R>& rows, int c0, int nchunks, int group, bool sf32,
+                                            Chunks<U, R>& b) {
+  constexpr int VPC = chunk_values<WT>();
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int c = c0 + 32 * u;
+  for (int u = 0; u < U; ++u) {
+    const int c = c0 + 32 * u;
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        d[u][r] = 1.f, m[u][r] = 0.f;
-        if (c < nchunks) {
-          wv[u][r] = __ldg(reinterpret_cast<const uint4*>(q[r]) + c);
-          if constexpr (quant) {
-            const int gi = c * VPC / group;
-            d[u][r] = load_scale(sc[r], gi, sf32);
-            if constexpr (WT == DType::Q4M) m[u][r] = load_scale(mn[r], gi, sf32);
-          }
+    for (int r = 0; r < R; ++r) {
+      b.d[u][r] = 1.f, b.m[u][r] = 0.f;
+      if (c < nchunks) {
+        b.w[u][r] = __ldg(reinterpret_cast<const uint4*>(rows.q[r]) + c);
+        if constexpr (WT == DType::Q8 || WT == DType::Q4 || WT == DType::Q4M) {
+          const int gi = c * VPC / group;
+          b.d[u][r] = load_scale(rows.sc[r], gi, sf32);
+          if constexpr (WT == DType::Q4M) b.m[u][r] = load_scale(rows.mn[r], gi, sf32);
         }
       }
     }
-  };
-  // The first weights are requested before waiting for x: their latency overlaps the previous kernel.
-  if (active) load(lane);
+  }
+}
+
+// A persistent grid of warps, each streaming its output units (one weight row, or a gate and an up
+// row when R = 2) one after another: the next chunks (of this row or the next) are always in flight
+// while the current ones are decoded, so the loads never stop for a block's prologue or a reduction.
+template <DType WT, int NT, int R>
+__global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
+  extern __shared__ float4 xs[];
+  __shared__ float red[32];
+  constexpr int U = R == 1 ? kUnroll : kUnroll / 2;
+  constexpr int VPC = chunk_values<WT>();
+  constexpr bool quant = WT == DType::Q8 || WT == DType::Q4 || WT == DType::Q4M;
+  pdl_launch_dependents();
+  const int K = p.K, K4 = K / 4;
+  const int lane = threadIdx.x & 31;
+  const int64_t stride = int64_t(gridDim.x) * kWarps;
+  int64_t unit = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  const int group = quant ? p.w[0].group : VPC;
+  const bool sf32 = p.w[0].scale_f32;
+  const int nchunks = K / VPC;
+
+  Rows<R> cur;
+  Chunks<U, R> a;
+  if (unit < p.units) {
+    locate<WT, R>(p, unit, cur);
+    load_chunks<WT, U, R>(cur, lane, nchunks, group, sf32, a);  // weights before x: overlaps the last kernel
+  }
   pdl_wait();
 
   // x rows into shared memory (rows past T are zero), RMSNorm applied in place when fused.
@@ -215,52 +243,66 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
     }
   }
   __syncthreads();
-  if (!active) return;
 
   float acc[R][NT];
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[r][t] = 0.f;
-
-  for (int c0 = lane; c0 < nchunks; c0 += 32 * kUnroll) {
-    if (c0 != lane) load(c0);
+  int c0 = lane;
+  while (unit < p.units) {
+    // What comes next: more of this row, or the first chunks of the warp's next unit.
+    int next_c0 = c0 + 32 * U;
+    int64_t next_unit = unit;
+    Rows<R> nxt = cur;
+    if (next_c0 >= nchunks) {
+      next_c0 = lane, next_unit = unit + stride;
+      if (next_unit < p.units) locate<WT, R>(p, next_unit, nxt);
+    }
+    Chunks<U, R> b;
+    if (next_unit < p.units) load_chunks<WT, U, R>(nxt, next_c0, nchunks, group, sf32, b);
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+    for (int u = 0; u < U; ++u) {
       const int c = c0 + 32 * u;
       if (c < nchunks) {
 #pragma unroll
-        for (int r = 0; r < R; ++r) chunk_dot<WT, NT>(wv[u][r], d[u][r], m[u][r], xs, K4, c, acc[r]);
+        for (int r = 0; r < R; ++r) chunk_dot<WT, NT>(a.w[u][r], a.d[u][r], a.m[u][r], xs, K4, c, acc[r]);
       }
     }
-  }
-
+    if (next_unit != unit) {
 #pragma unroll
-  for (int r = 0; r < R; ++r)
+      for (int r = 0; r < R; ++r)
 #pragma unroll
-    for (int t = 0; t < NT; ++t) acc[r][t] = warp_sum(acc[r][t]);
-
-  if (lane >= NT || lane >= p.T) return;
-  // Lane t writes token t (acc indices must stay compile-time: select by unrolled comparison).
-  float v[R];
+        for (int t = 0; t < NT; ++t) acc[r][t] = warp_sum(acc[r][t]);
+      // Lane t writes token t (acc indices stay compile-time: select by unrolled comparison).
+      if (lane < NT && lane < p.T) {
+        float v[R];
 #pragma unroll
-  for (int r = 0; r < R; ++r) {
-    v[r] = acc[r][0];
+        for (int r = 0; r < R; ++r) {
+          v[r] = acc[r][0];
 #pragma unroll
-    for (int t = 1; t < NT; ++t)
-      if (lane == t) v[r] = acc[r][t];
-  }
-  const int t = lane;
-  if constexpr (R == 2) {
-    const int64_t NG = p.w[0].rows;
-    const float g = v[0] + (p.bias[0] ? p.bias[0][row] : 0.f);
-    const float up = v[1] + (p.bias[1] ? p.bias[1][row] : 0.f);
-    p.y[0][t * NG + row] = gate_act(p.gate, g) * up;
-  } else {
-    float out = v[0];
-    if (bias) out += bias[row];
-    if (residual) out += residual[t * N + row];
-    y[t * N + row] = out;
+          for (int t = 1; t < NT; ++t)
+            if (lane == t) v[r] = acc[r][t];
+        }
+        const int64_t t = lane, row = cur.row;
+        if constexpr (R == 2) {
+          const int64_t NG = p.w[0].rows;
+          const float g = v[0] + (p.bias[0] ? p.bias[0][row] : 0.f);
+          const float up = v[1] + (p.bias[1] ? p.bias[1][row] : 0.f);
+          p.y[0][t * NG + row] = gate_act(p.gate, g) * up;
+        } else {
+          float out = v[0];
+          if (cur.bias) out += cur.bias[row];
+          if (cur.residual) out += cur.residual[t * cur.N + row];
+          cur.y[t * cur.N + row] = out;
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int t = 0; t < NT; ++t) acc[r][t] = 0.f;
+    }
+    a = b, cur = nxt, unit = next_unit, c0 = next_c0;
   }
 }
 
@@ -269,7 +311,11 @@ void launch_gemv(const GemvParams& p, cudaStream_t s) {
   const size_t smem = size_t(NT) * size_t(p.K) * 4;
   auto* k = gemv_kernel<WT, NT, R>;
   allow_dynamic_smem(reinterpret_cast<const void*>(k), smem);
-  launch(k, unsigned((p.units + kWarps - 1) / kWarps), kThreads, smem, s, "gemv", p);
+  // As many blocks as fit on the GPU at once (each warp then loops over its units), fewer when there
+  // are not that many units.
+  const int64_t want = (p.units + kWarps - 1) / kWarps;
+  const int64_t fit = int64_t(blocks_per_sm(reinterpret_cast<const void*>(k), kThreads, smem)) * sm_count();
+  launch(k, unsigned(std::max<int64_t>(1, std::min(want, fit))), kThreads, smem, s, "gemv", p);
 }
 
 template <DType WT, int R>

@@ -50,12 +50,13 @@ struct MatmulArgs {
   const float* residual[3] = {nullptr, nullptr, nullptr};
   GateAct gate = GateAct::None;
   MmaType mma = MmaType::F32;
-  // Scratch for the tiled path (normalized x, gate and up products): matmul_scratch_floats(...) floats.
+  // Scratch for prefill sizes (16-bit x and weights, gate and up products): matmul_scratch_floats().
   float* scratch = nullptr;
 };
 // Most tokens the matrix-vector kernel takes for this K (beyond it the tiled kernels run).
 int gemv_max_tokens(int K);
-size_t matmul_scratch_floats(int max_T, int K, int N_gate);
+// Scratch floats matmul() needs for these products at up to max_T tokens.
+size_t matmul_scratch_floats(const MatmulArgs& a, int max_T);
 void matmul(const MatmulArgs& a, cudaStream_t s);
 
 // ---- Elementwise and layout ----

@@ -241,10 +241,7 @@ void CudaSegment::allocate_values() {
   for (size_t i = 0; i < steps_.size(); ++i) {
     const Step& st = steps_[i];
     if (st.kind == Step::Kind::Matmul) {
-      const MatmulArgs& a = prep_[i].mm;
-      if (mb > gemv_max_tokens(a.K))
-        scratch = std::max(scratch, matmul_scratch_floats(int(mb), a.norm ? a.K : 0,
-                                                          a.gate != GateAct::None ? int(a.w[0].rows) : 0));
+      scratch = std::max(scratch, matmul_scratch_floats(prep_[i].mm, int(mb)));
     }
     if (st.kind == Step::Kind::Attention) {
       const Node& n = g_.nodes[size_t(st.node)];
@@ -369,6 +366,7 @@ void CudaSegment::run_step(const Batch& b, BoundaryValues& io, int32_t argmax_no
 }
 
 void CudaSegment::enqueue(cudaStream_t s) {
+  PdlScope pdl(T_ <= kGraphMaxTokens);
   ELM_CUDA_CHECK(cudaMemcpyAsync(params_.get(), host_params_.as<int32_t>(), size_t(3 * T_ + n_out_) * 4,
                                  cudaMemcpyHostToDevice, s));
   for (const Transfer& t : inputs_) {
