@@ -76,7 +76,7 @@ __global__ void kv_truncate_kernel(int32_t* pos, int cap, int32_t n_past) {
 
 constexpr int kDecThreads = 256, kChunk = 256, kMaxAcc = 8, kMaxGroup = 32;
 constexpr int kDecodeMaxT = 16;  // larger mixed batches run one split per (token, kv head)
-constexpr int kMinKeys = 64;     // fewest keys worth a split of their own
+constexpr int kMinKeys = 256;    // fewest keys worth a split of their own
 
 int decode_splits(int T, int cap) {
   if (T > kDecodeMaxT) return 1;
@@ -130,14 +130,28 @@ __device__ __forceinline__ void dot_heads(const float* qs, int D, int G, const K
   for (int i = 0; i < 4; ++i) out4[i] = acc[i];
 }
 
+// Shared memory of the decode kernel, in floats (offsets kept 16-byte aligned).
+struct DecodeSmem {
+  int qs, sc, kn, vn, red, total;
+  __host__ __device__ DecodeSmem(int G, int D, int Dv) {
+    auto up4 = [](int n) { return (n + 3) / 4 * 4; };
+    qs = 0, sc = up4(G * D), kn = sc + G * kChunk, vn = kn + up4(D), red = vn + up4(Dv);
+    total = red + kDecThreads * 8;
+  }
+};
+
 template <class KT>
-__global__ void __launch_bounds__(kDecThreads) attn_decode_kernel(AttnArgs a, KvView kv, const int32_t* positions,
+__global__ void __launch_bounds__(kDecThreads, 1) attn_decode_kernel(AttnArgs a, KvView kv, const int32_t* positions,
                                                                   const int32_t* seqs) {
   pdl_launch_dependents();
   extern __shared__ float smem[];
   const int KVH = kv.kv_heads, D = kv.head_dim, Dv = kv.v_head_dim, H = a.heads, G = H / KVH;
-  float* qs = smem;            // [G][D]
-  float* sc = smem + G * D;    // [G][kChunk]
+  const DecodeSmem L(G, D, Dv);
+  float* qs = smem + L.qs;  // [G][D] rotated, scaled queries
+  float* sc = smem + L.sc;  // [G][kChunk] scores, then probabilities
+  float* kn = smem + L.kn;  // [D] this token's rotated key (fused write)
+  float* vn = smem + L.vn;  // [Dv] this token's value (fused write)
+  float* red = smem + L.red;
   __shared__ float m_run[kMaxGroup], l_run[kMaxGroup], alpha[kMaxGroup];
   __shared__ bool last_block;
 
@@ -161,24 +175,53 @@ __global__ void __launch_bounds__(kDecThreads) attn_decode_kernel(AttnArgs a, Kv
     const int g = i / D, d = i % D;
     qs[i] = rope_value(a.q + (int64_t(t) * H + kvh * G + g) * D, d, pq, a.rope_q) * a.scale;
   }
+  // Fused cache write (single-token steps): this token's key and value come from the step's k and v,
+  // not from the cache, and the first split stores them there for later steps.
+  const int64_t s_cur = a.k_new ? (kv.ring ? pq % kv.cap : pq) : -1;
+  if (a.k_new) {
+    for (int d = tid; d < D; d += kDecThreads) kn[d] = rope_value(a.k_new + (int64_t(t) * KVH + kvh) * D, d, pq, a.rope_k);
+    for (int d = tid; d < Dv; d += kDecThreads) vn[d] = a.v_new[(int64_t(t) * KVH + kvh) * Dv + d];
+  }
   if (tid < G) m_run[tid] = -INFINITY, l_run[tid] = 0.f;
   float acc[kMaxAcc];
 #pragma unroll
   for (int i = 0; i < kMaxAcc; ++i) acc[i] = 0.f;
   __syncthreads();
+  if (a.k_new && split == 0) {
+    const int64_t row = int64_t(seq) * kv.cap + s_cur;
+    KT* kc = static_cast<KT*>(kv.k) + (row * KVH + kvh) * D;
+    KT* vc = static_cast<KT*>(kv.v) + (row * KVH + kvh) * Dv;
+    for (int d = tid; d < D; d += kDecThreads) kc[d] = kv_cast<KT>(kn[d]);
+    for (int d = tid; d < Dv; d += kDecThreads) vc[d] = kv_cast<KT>(vn[d]);
+    if (kvh == 0 && tid == 0) kv.pos[row] = pq;
+  }
+
+  // V accumulation layout: with Dv a multiple of 8, each thread owns 8 consecutive outputs (one head)
+  // of one subset of the keys (V8 vectors x nsets subsets), so a chunk's keys are summed in parallel.
+  const bool vec = Dv % 8 == 0;
+  const int V8 = G * Dv / 8, nsets = vec ? kDecThreads / V8 : 0;
+  const int vi = vec ? tid % V8 : 0, vset = vec ? tid / V8 : 0;
+  const bool vown = vec && vset < nsets;
+  const int vg = vi * 8 / (Dv > 0 ? Dv : 1), vd = vi * 8 % (Dv > 0 ? Dv : 1);
+  float acc8[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
 
   const KT* kbase = static_cast<const KT*>(kv.k);
   const KT* vbase = static_cast<const KT*>(kv.v);
   const int32_t* pbase = kv.pos + int64_t(seq) * kv.cap;
+  const int64_t vstride = int64_t(KVH) * Dv;
   for (int c0 = s_lo; c0 < s_hi; c0 += kChunk) {
     // Scores of this chunk's keys (one key per thread), -inf where masked.
     const int j = c0 + tid;
+    const bool mine = j == s_cur;
     bool valid = false;
-    if (j < s_hi) valid = key_visible(pbase[j], pq, a.window);
+    if (j < s_hi) valid = mine || key_visible(pbase[j], pq, a.window);
     const KT* key = kbase + ((int64_t(seq) * kv.cap + j) * KVH + kvh) * D;
     for (int g0 = 0; g0 < G; g0 += 4) {
       float d4[4] = {0.f, 0.f, 0.f, 0.f};
-      if (valid) dot_heads(qs, D, G, key, d4, g0);
+      if (valid) {
+        if (mine) dot_heads(qs, D, G, kn, d4, g0);
+        else dot_heads(qs, D, G, key, d4, g0);
+      }
       for (int i = 0; i < 4 && g0 + i < G; ++i) {
         float s = d4[i];
         if (a.softcap > 0) s = a.softcap * tanhf(s / a.softcap);
@@ -208,29 +251,55 @@ __global__ void __launch_bounds__(kDecThreads) attn_decode_kernel(AttnArgs a, Kv
       }
     }
     __syncthreads();
-    // Weighted V rows, 8 independent loads in flight (masked slots have p = 0 and finite, zero-initialized
-    // or stale, values).
-    const int64_t vstride = int64_t(KVH) * Dv;
+    // Weighted V rows (masked slots have p = 0 and finite, zero-initialized or stale, values).
+    if (vown) {
+      const float al = alpha[vg];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc8[e] *= al;
+      const float* pg = sc + vg * kChunk;
+      const KT* vcol = vbase + (int64_t(seq) * kv.cap + c0) * vstride + kvh * Dv + vd;
+#pragma unroll 4
+      for (int jj = vset; jj < cnt; jj += nsets) {
+        float v[8];
+        if (c0 + jj == s_cur) {
+#pragma unroll
+          for (int e = 0; e < 8; ++e) v[e] = vn[vd + e];
+        } else {
+          kv_load8(vcol + jj * vstride, v);
+        }
+        const float p = pg[jj];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc8[e] += p * v[e];
+      }
+    } else if (!vec) {
+#pragma unroll
+      for (int i = 0; i < kMaxAcc; ++i) {
+        const int idx = tid + i * kDecThreads;
+        if (idx >= G * Dv) break;
+        const int g = idx / Dv, dv = idx % Dv;
+        float s = acc[i] * alpha[g];
+        const float* pg = sc + g * kChunk;
+        const KT* vcol = vbase + (int64_t(seq) * kv.cap + c0) * vstride + kvh * Dv + dv;
+        for (int jj = 0; jj < cnt; ++jj)
+          s += pg[jj] * (c0 + jj == s_cur ? vn[dv] : kv_load(vcol + jj * vstride));
+        acc[i] = s;
+      }
+    }
+    __syncthreads();
+  }
+  if (vec) {  // sum the key subsets
+    if (vown)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) red[vset * G * Dv + vi * 8 + e] = acc8[e];
+    __syncthreads();
 #pragma unroll
     for (int i = 0; i < kMaxAcc; ++i) {
       const int idx = tid + i * kDecThreads;
-      if (idx >= G * Dv) break;
-      const int g = idx / Dv, dv = idx % Dv;
-      float s = acc[i] * alpha[g];
-      const float* pg = sc + g * kChunk;
-      const KT* vcol = vbase + (int64_t(seq) * kv.cap + c0) * vstride + kvh * Dv + dv;
-      int jj = 0;
-      for (; jj + 8 <= cnt; jj += 8) {
-        float v[8];
-#pragma unroll
-        for (int e = 0; e < 8; ++e) v[e] = kv_load(vcol + (jj + e) * vstride);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) s += pg[jj + e] * v[e];
-      }
-      for (; jj < cnt; ++jj) s += pg[jj] * kv_load(vcol + jj * vstride);
+      float s = 0.f;
+      if (idx < G * Dv)
+        for (int k = 0; k < nsets; ++k) s += red[k * G * Dv + idx];
       acc[i] = s;
     }
-    __syncthreads();
   }
 
   // One split: normalize and write. Several: publish the partial, the last block combines.
@@ -444,7 +513,7 @@ void launch_attention(const AttnArgs& a, const KvView& kv, const int32_t* positi
   }
   const int G = a.heads / kv.kv_heads;
   const int nsplit = decode_splits(a.T, kv.cap);
-  const size_t smem = size_t(G) * (kv.head_dim + kChunk) * 4;
+  const size_t smem = size_t(DecodeSmem(G, kv.head_dim, kv.v_head_dim).total) * 4;
   auto* k = attn_decode_kernel<KT>;
   allow_dynamic_smem(reinterpret_cast<const void*>(k), smem);
   launch(k, dim3(unsigned(a.T * kv.kv_heads), unsigned(nsplit)), kDecThreads, smem, s, "attention decode", a, kv,
@@ -481,7 +550,14 @@ void kv_truncate(const KvView& kv, int seq, int32_t n_past, cudaStream_t s) {
          kv.cap, n_past);
 }
 
-void attention(const AttnArgs& a, const KvView& kv, const int32_t* positions, const int32_t* seqs, cudaStream_t s) {
+void attention(const AttnArgs& args, const KvView& kv, const int32_t* positions, const int32_t* seqs, cudaStream_t s) {
+  AttnArgs a = args;
+  // A single token's cache write is fused into the decode kernel; larger steps write all their keys
+  // first (a query may see keys of the same step).
+  if (a.k_new && a.T != 1) {
+    kv_write(kv, a.k_new, a.v_new, a.T, positions, seqs, a.rope_k, s);
+    a.k_new = a.v_new = nullptr;
+  }
   if (kv.half) launch_attention<__half>(a, kv, positions, seqs, s);
   else launch_attention<float>(a, kv, positions, seqs, s);
 }

@@ -105,6 +105,11 @@ void kv_truncate(const KvView& kv, int seq, int32_t n_past, cudaStream_t s);
 struct AttnArgs {
   const float* q = nullptr;  // [T, heads * head_dim], rotated by rope_q first when given
   RopeArgs rope_q;
+  // The step's keys and values to store first (null: the attention only reads the cache); k is
+  // rotated by rope_k first when given.
+  const float* k_new = nullptr;
+  const float* v_new = nullptr;
+  RopeArgs rope_k;
   int T = 0, heads = 0;
   float scale = 1, softcap = 0;
   int window = 0;

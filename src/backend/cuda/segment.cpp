@@ -408,11 +408,12 @@ void CudaSegment::exec(size_t i, cudaStream_t s) {
   if (st.kind == Step::Kind::Attention) {
     const KvView& kv = p.kv->view;
     const int32_t q = st.rope_q >= 0 ? g_.nodes[size_t(st.rope_q)].inputs[0] : n.inputs[0];
-    if (n.attrs.i("write", 1)) {
-      const int32_t k = st.rope_k >= 0 ? g_.nodes[size_t(st.rope_k)].inputs[0] : n.inputs[1];
-      kv_write(kv, value(k), value(n.inputs[2]), int(T_), d_positions_, d_seqs_, p.rope_k, s);
-    }
     AttnArgs a;
+    if (n.attrs.i("write", 1)) {
+      a.k_new = value(st.rope_k >= 0 ? g_.nodes[size_t(st.rope_k)].inputs[0] : n.inputs[1]);
+      a.v_new = value(n.inputs[2]);
+      a.rope_k = p.rope_k;
+    }
     a.q = value(q);
     a.rope_q = p.rope_q;
     a.T = int(T_);
