@@ -48,13 +48,19 @@ greedy {j['tg_greedy_tps']:7.1f}  weights {j['weight_bytes']/2**20:6.0f} MiB  gp
 fi
 
 if [ "$WHAT" = profile ] || [ "$WHAT" = all ]; then
-  echo "== profile: one prefill of 512 tokens and one decode step, kernel by kernel (ncu)"
+  # Kernel by kernel (ncu, real clocks, warm caches): a prefill of 512 tokens, then decode steps.
   m=${PROFILE_MODEL:-llama3.2-1b}
   [ -d /tmp/models/$m ] || python3 "$BUNDLE/shared/tools/make_bench_model.py" "$m" /tmp/models/$m \
     --tokenizer "$BUNDLE/shared/tokenizers/smollm2"
   NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-  timeout 300 $NCU --graph-profiling node --metrics gpu__time_duration.sum --csv -c ${PROFILE_KERNELS:-280} \
-    "$BUNDLE/bin/elm-model-bench" -m /tmp/models/$m --backend cuda --quant ${PROFILE_QUANT:-int4} --act f16 \
-    --kv f16 -p 512 -n 2 -r 0 -c 1024 > "$OUT/ncu.csv" 2> "$OUT/ncu.err"
-  python3 "$BUNDLE/bench/ncu_summary.py" "$OUT/ncu.csv" | tee "$OUT/ncu_summary.txt" | head -60
+  for phase in ${PROFILE_PHASES:-prefill decode}; do
+    if [ $phase = prefill ]; then args="-p 512 -n 1"; count=320; else args="-p 8 -n 3"; count=280; fi
+    echo "== profile: $phase ($m ${PROFILE_QUANT:-int4})"
+    timeout 300 $NCU --clock-control none --cache-control none --graph-profiling node \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum --csv -c $count \
+      "$BUNDLE/bin/elm-model-bench" -m /tmp/models/$m --backend cuda --quant ${PROFILE_QUANT:-int4} --act f16 \
+      --kv f16 $args -r 0 -c 1024 > "$OUT/ncu_$phase.csv" 2> "$OUT/ncu_$phase.err"
+    python3 "$BUNDLE/bench/ncu_summary.py" "$OUT/ncu_$phase.csv" > "$OUT/ncu_$phase.txt"
+    grep -A14 "^step" "$OUT/ncu_$phase.txt" | head -${PROFILE_LINES:-40}
+  done
 fi

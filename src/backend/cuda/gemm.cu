@@ -32,6 +32,15 @@ __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float a, float b) {
   return *reinterpret_cast<uint32_t*>(&h);
 }
 
+__device__ __forceinline__ float gate_act(GateAct a, float g) {
+  switch (a) {
+    case GateAct::Silu: return g / (1.0f + expf(-g));
+    case GateAct::Gelu: return 0.5f * g * (1.0f + erff(g * 0.70710678118654752f));
+    case GateAct::GeluTanh: return 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
+    default: return g;
+  }
+}
+
 // ---- x to 16 bits ----
 
 // One block per row: out = x (normalized by RMSNorm with weights w when norm) in CT.
@@ -65,9 +74,10 @@ __global__ void __launch_bounds__(256) to_half_kernel(const float* x, int K, boo
 
 // ---- w to 16 bits ----
 
-// Rows [n0, n0 + rows) of w into out [rows, K], 8 values per thread.
+// Rows [n0, n0 + rows) of w into rows offset, offset + step, ... of out [*, K], 8 values per thread
+// (step 2 interleaves the gate and up rows of a gated MLP).
 template <DType WT, class CT>
-__global__ void dequant_kernel(DeviceWeight w, int64_t n0, int64_t rows, CT* out) {
+__global__ void dequant_kernel(DeviceWeight w, int64_t n0, int64_t rows, CT* out, int step, int64_t offset) {
   pdl_launch_dependents();
   pdl_wait();  // out may still be read by the previous product
   const int64_t K = w.cols;
@@ -103,7 +113,7 @@ __global__ void dequant_kernel(DeviceWeight w, int64_t n0, int64_t rows, CT* out
   }
   uint4 o;
   o.x = pack2<CT>(v[0], v[1]), o.y = pack2<CT>(v[2], v[3]), o.z = pack2<CT>(v[4], v[5]), o.w = pack2<CT>(v[6], v[7]);
-  reinterpret_cast<uint4*>(out)[i] = o;
+  reinterpret_cast<uint4*>(out + (offset + r * step) * K)[k / 8] = o;
 }
 
 // ---- the product ----
@@ -144,15 +154,24 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
   }
 }
 
+// Where columns [begin, next out's begin) of the product go: y [T, ldy] at columns col0 + (n - begin).
+struct GemmOut {
+  float* y = nullptr;
+  const float* bias = nullptr;      // indexed by the y column
+  const float* residual = nullptr;  // [T, ldy]
+  int64_t ldy = 0, begin = 0, col0 = 0;
+};
+
 struct GemmParams {
   const void* a;  // [T, K] CT
-  const void* b;  // [N, K] CT, the rows of this chunk
+  const void* b;  // [N, K] CT
   int T, K;
   int64_t N;      // rows of b
-  int64_t ldy, n_off;  // y [T, ldy]; this chunk's columns start at n_off
-  const float* bias;   // indexed by n_off + n
-  const float* residual;
-  float* y;
+  int nout;       // outputs over the columns (q, k, v)
+  GemmOut out[3];
+  GateAct gate;   // gated: b holds gate and up rows interleaved; out[0].y gets act(gate) * up per pair
+  const float* up_bias;
+  int ksplit;     // > 1: blocks split K and add their partial products into y (initialized before)
 };
 
 size_t gemm_smem(int bm) { return size_t(STAGES) * size_t(bm + BN) * LDS * 2; }
@@ -170,13 +189,16 @@ __global__ void __launch_bounds__(256) gemm_kernel(const GemmParams p) {
   const int wm = warp >> 2, wn = warp & 3;
   const int64_t n0 = int64_t(blockIdx.x) * BN;
   const int m0 = blockIdx.y * BM;
-  const int K = p.K, nk = K / BK;
+  const int K = p.K;
+  // This block's share of the k-tiles (all of them unless K is split).
+  const int kt0 = int(int64_t(K / BK) * blockIdx.z / p.ksplit), kt1 = int(int64_t(K / BK) * (blockIdx.z + 1) / p.ksplit);
+  const int nk = kt1 - kt0;
   const uint16_t* A = static_cast<const uint16_t*>(p.a);
   const uint16_t* B = static_cast<const uint16_t*>(p.b);
 
   // A stage: BM rows x 4 chunks of 16 bytes; B stage: BN rows x 4 chunks.
   auto load_stage = [&](int stage, int kt) {
-    const int k0 = kt * BK;
+    const int k0 = (kt0 + kt) * BK;
 #pragma unroll
     for (int i = 0; i < BM * 4 / 256; ++i) {
       const int c = tid + i * 256, r = c >> 2, q = c & 3;
@@ -233,67 +255,162 @@ __global__ void __launch_bounds__(256) gemm_kernel(const GemmParams p) {
   }
   cp_async_wait<0>();
 
+  // Epilogue: accumulator elements (e, e + 1) are columns n, n + 1 of one row (n even), which is what
+  // the gated form needs (a gate row and its up row are adjacent).
 #pragma unroll
   for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
     for (int ni = 0; ni < 4; ++ni)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int m = m0 + wm * (BM / 2) + mi * 16 + (lane >> 2) + (e >> 1) * 8;
-        const int64_t n = n0 + wn * 32 + ni * 8 + 2 * (lane & 3) + (e & 1);
+      for (int h = 0; h < 2; ++h) {
+        const int m = m0 + wm * (BM / 2) + mi * 16 + (lane >> 2) + h * 8;
+        const int64_t n = n0 + wn * 32 + ni * 8 + 2 * (lane & 3);
         if (m >= p.T || n >= p.N) continue;
-        const int64_t col = p.n_off + n, at = int64_t(m) * p.ldy + col;
-        float v = acc[mi][ni][e];
-        if (p.bias) v += p.bias[col];
-        if (p.residual) v += p.residual[at];
-        p.y[at] = v;
+        const float* c = &acc[mi][ni][2 * h];
+        if (p.gate != GateAct::None) {
+          const GemmOut& o = p.out[0];
+          const int64_t col = o.col0 + n / 2;
+          const float g = c[0] + (o.bias ? o.bias[col] : 0.f), u = c[1] + (p.up_bias ? p.up_bias[col] : 0.f);
+          o.y[int64_t(m) * o.ldy + col] = gate_act(p.gate, g) * u;
+          continue;
+        }
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int64_t nn = n + e;
+          if (nn >= p.N) continue;
+          int j = 0;
+          if (p.nout > 1 && nn >= p.out[1].begin) j = 1;
+          if (p.nout > 2 && nn >= p.out[2].begin) j = 2;
+          // (kernel parameters indexed at run time: copy the selected one by constant indices)
+          GemmOut o = p.out[0];
+          if (j == 1) o = p.out[1];
+          if (j == 2) o = p.out[2];
+          const int64_t col = o.col0 + nn - o.begin, at = int64_t(m) * o.ldy + col;
+          if (p.ksplit > 1) {
+            atomicAdd(o.y + at, c[e]);
+          } else {
+            float v = c[e];
+            if (o.bias) v += o.bias[col];
+            if (o.residual) v += o.residual[at];
+            o.y[at] = v;
+          }
+        }
       }
 }
 
+// y = residual + bias (or 0) before split-K blocks add their partial products.
+__global__ void init_out_kernel(GemmOut o, int T, int64_t cols) {
+  pdl_launch_dependents();
+  pdl_wait();
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= T * cols) return;
+  const int64_t m = i / cols, c = o.col0 + i % cols, at = m * o.ldy + c;
+  o.y[at] = (o.residual ? o.residual[at] : 0.f) + (o.bias ? o.bias[c] : 0.f);
+}
+
 template <class CT>
-void launch_gemm(const GemmParams& p, cudaStream_t s) {
-  const unsigned nb = unsigned((p.N + BN - 1) / BN);
-  // 128-row tiles unless that leaves SMs idle (o_proj, down_proj at prefill sizes): then 64.
-  if (int64_t(nb) * ((p.T + 127) / 128) >= sm_count()) {
+void launch_gemm(GemmParams p, cudaStream_t s) {
+  const int64_t nb = (p.N + BN - 1) / BN;
+  const int sms = sm_count();
+  // 128-row tiles unless that leaves SMs idle (o_proj, down_proj at prefill sizes): then 64; and when
+  // even that is under two blocks per SM, K is split (not for gated pairs: their epilogue is not linear).
+  const int bm = nb * ((p.T + 127) / 128) >= sms ? 128 : 64;
+  const int64_t blocks = nb * ((p.T + bm - 1) / bm);
+  p.ksplit = 1;
+  if (p.gate == GateAct::None && blocks < 2 * sms)
+    p.ksplit = int(std::min<int64_t>({4, (2 * sms + blocks - 1) / blocks, p.K / (BK * 16)}));
+  p.ksplit = std::max(1, p.ksplit);
+  if (p.ksplit > 1) {
+    for (int j = 0; j < p.nout; ++j) {
+      const int64_t end = j + 1 < p.nout ? p.out[j + 1].begin : p.N, cols = end - p.out[j].begin;
+      launch(init_out_kernel, blocks_for(int64_t(p.T) * cols, 256), 256, 0, s, "init_out", p.out[j], p.T, cols);
+    }
+  }
+  const dim3 grid(unsigned(nb), unsigned((p.T + bm - 1) / bm), unsigned(p.ksplit));
+  if (bm == 128) {
     allow_dynamic_smem(reinterpret_cast<const void*>(gemm_kernel<CT, 128>), gemm_smem(128));
-    launch(gemm_kernel<CT, 128>, dim3(nb, unsigned((p.T + 127) / 128)), 256, gemm_smem(128), s, "gemm", p);
+    launch(gemm_kernel<CT, 128>, grid, 256, gemm_smem(128), s, "gemm", p);
   } else {
     allow_dynamic_smem(reinterpret_cast<const void*>(gemm_kernel<CT, 64>), gemm_smem(64));
-    launch(gemm_kernel<CT, 64>, dim3(nb, unsigned((p.T + 63) / 64)), 256, gemm_smem(64), s, "gemm", p);
+    launch(gemm_kernel<CT, 64>, grid, 256, gemm_smem(64), s, "gemm", p);
   }
 }
 
 template <class CT>
-void launch_dequant(const DeviceWeight& w, int64_t n0, int64_t rows, void* out, cudaStream_t s) {
+void launch_dequant(const DeviceWeight& w, int64_t n0, int64_t rows, void* out, int step, int64_t offset,
+                    cudaStream_t s) {
   const int64_t n = rows * w.cols / 8;
   const unsigned blocks = blocks_for(n, 256);
   CT* o = static_cast<CT*>(out);
+#define ELM_DEQUANT(T_)                                                                                     \
+  return launch(dequant_kernel<T_, CT>, blocks, 256, 0, s, "dequant", w, n0, rows, o, step, offset)
   switch (w.dtype) {
-    case DType::F32: return launch(dequant_kernel<DType::F32, CT>, blocks, 256, 0, s, "dequant", w, n0, rows, o);
-    case DType::F16: return launch(dequant_kernel<DType::F16, CT>, blocks, 256, 0, s, "dequant", w, n0, rows, o);
-    case DType::BF16: return launch(dequant_kernel<DType::BF16, CT>, blocks, 256, 0, s, "dequant", w, n0, rows, o);
-    case DType::Q8: return launch(dequant_kernel<DType::Q8, CT>, blocks, 256, 0, s, "dequant", w, n0, rows, o);
-    case DType::Q4: return launch(dequant_kernel<DType::Q4, CT>, blocks, 256, 0, s, "dequant", w, n0, rows, o);
-    case DType::Q4M: return launch(dequant_kernel<DType::Q4M, CT>, blocks, 256, 0, s, "dequant", w, n0, rows, o);
+    case DType::F32: ELM_DEQUANT(DType::F32);
+    case DType::F16: ELM_DEQUANT(DType::F16);
+    case DType::BF16: ELM_DEQUANT(DType::BF16);
+    case DType::Q8: ELM_DEQUANT(DType::Q8);
+    case DType::Q4: ELM_DEQUANT(DType::Q4);
+    case DType::Q4M: ELM_DEQUANT(DType::Q4M);
     default: fail("cuda: cannot convert ", dtype_name(w.dtype), " weights");
   }
+#undef ELM_DEQUANT
 }
 
+GemmOut out_of(const MatmulArgs& a, int i, int64_t begin, int64_t col0) {
+  GemmOut o;
+  o.y = a.y[i], o.bias = a.bias[i], o.residual = a.residual[i];
+  o.ldy = a.w[i].rows, o.begin = begin, o.col0 = col0;
+  return o;
+}
+
+// All products of a step: gate and up interleaved in one product with the activation in its epilogue;
+// q, k, v concatenated in one product; weights converted to CT chunk by chunk into wh (weights stored
+// as CT are used in place).
 template <class CT>
-void product(const void* xh, int T, const DeviceWeight& w, const float* bias, const float* residual, float* y,
-             void* wh, cudaStream_t s) {
+void products(const MatmulArgs& a, const void* xh, void* wh, cudaStream_t s) {
   constexpr DType native = std::is_same_v<CT, __half> ? DType::F16 : DType::BF16;
-  GemmParams p{xh, nullptr, T, int(w.cols), 0, w.rows, 0, bias, residual, y};
-  if (w.dtype == native) {
-    p.b = w.data, p.N = w.rows;
-    return launch_gemm<CT>(p, s);
+  const int64_t chunk = gemm_weight_chunk_rows(a.K);
+  GemmParams p{};
+  p.a = xh, p.T = a.T, p.K = a.K, p.gate = GateAct::None;
+  if (a.gate != GateAct::None) {
+    const int64_t pairs = chunk / 2;
+    for (int64_t i0 = 0; i0 < a.w[0].rows; i0 += pairs) {
+      const int64_t cnt = std::min(pairs, a.w[0].rows - i0);
+      launch_dequant<CT>(a.w[0], i0, cnt, wh, 2, 0, s);
+      launch_dequant<CT>(a.w[1], i0, cnt, wh, 2, 1, s);
+      p.b = wh, p.N = 2 * cnt, p.nout = 1, p.gate = a.gate, p.up_bias = a.bias[1];
+      p.out[0] = out_of(a, 0, 0, i0);
+      launch_gemm<CT>(p, s);
+    }
+    return;
   }
-  const int64_t chunk = gemm_weight_chunk_rows(int(w.cols));
-  for (int64_t n0 = 0; n0 < w.rows; n0 += chunk) {
-    const int64_t rows = std::min(chunk, w.rows - n0);
-    launch_dequant<CT>(w, n0, rows, wh, s);
-    p.b = wh, p.N = rows, p.n_off = n0;
+  int64_t total = 0;
+  bool all_native = true;
+  for (int i = 0; i < a.n; ++i) total += a.w[i].rows, all_native = all_native && a.w[i].dtype == native;
+  if (!all_native && total <= chunk) {
+    p.b = wh, p.N = total, p.nout = a.n;
+    int64_t off = 0;
+    for (int i = 0; i < a.n; ++i) {
+      launch_dequant<CT>(a.w[i], 0, a.w[i].rows, wh, 1, off, s);
+      p.out[i] = out_of(a, i, off, 0);
+      off += a.w[i].rows;
+    }
     launch_gemm<CT>(p, s);
+    return;
+  }
+  for (int i = 0; i < a.n; ++i) {
+    p.nout = 1;
+    if (a.w[i].dtype == native) {
+      p.b = a.w[i].data, p.N = a.w[i].rows, p.out[0] = out_of(a, i, 0, 0);
+      launch_gemm<CT>(p, s);
+      continue;
+    }
+    for (int64_t n0 = 0; n0 < a.w[i].rows; n0 += chunk) {
+      const int64_t rows = std::min(chunk, a.w[i].rows - n0);
+      launch_dequant<CT>(a.w[i], n0, rows, wh, 1, 0, s);
+      p.b = wh, p.N = rows, p.out[0] = out_of(a, i, 0, n0);
+      launch_gemm<CT>(p, s);
+    }
   }
 }
 
@@ -314,10 +431,9 @@ void x_to_half(const float* x, int T, int K, bool bf16, const float* norm_w, boo
            static_cast<__half*>(out));
 }
 
-void half_product(const void* xh, int T, bool bf16, const DeviceWeight& w, const float* bias, const float* residual,
-                  float* y, void* wh, cudaStream_t s) {
-  if (bf16) product<__nv_bfloat16>(xh, T, w, bias, residual, y, wh, s);
-  else product<__half>(xh, T, w, bias, residual, y, wh, s);
+void half_products(const MatmulArgs& a, const void* xh, void* wh, cudaStream_t s) {
+  if (a.mma == MmaType::BF16) products<__nv_bfloat16>(a, xh, wh, s);
+  else products<__half>(a, xh, wh, s);
 }
 
 }  // namespace elm::cuda

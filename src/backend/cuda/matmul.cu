@@ -114,56 +114,42 @@ size_t align4(size_t n) { return (n + 3) / 4 * 4; }  // 16-byte boundaries betwe
 size_t matmul_scratch_floats(const MatmulArgs& a, int max_T) {
   if (max_T <= gemv_max_tokens(a.K)) return 0;
   const size_t T = size_t(max_T), K = size_t(a.K);
-  const size_t gated = a.gate != GateAct::None ? 2 * T * size_t(a.w[0].rows) : 0;
-  if (a.mma == MmaType::F32) return (a.norm ? T * K : 0) + gated;
+  if (a.mma == MmaType::F32) return (a.norm ? T * K : 0) + (a.gate != GateAct::None ? 2 * T * size_t(a.w[0].rows) : 0);
   int64_t rows = 0;
-  for (int i = 0; i < a.n; ++i) rows = std::max(rows, a.w[i].rows);
+  for (int i = 0; i < a.n; ++i) rows += a.w[i].rows;
   rows = std::min(rows, gemm_weight_chunk_rows(a.K));
-  return align4(T * K / 2 + 1) + align4(size_t(rows) * K / 2 + 1) + gated;
+  return align4(T * K / 2 + 1) + align4(size_t(rows) * K / 2 + 1);
 }
 
 void matmul(const MatmulArgs& a, cudaStream_t s) {
   if (a.T <= gemv_max_tokens(a.K)) return gemv(a, s);
-  ELM_CHECK(a.scratch, "cuda matmul: prefill products need scratch memory");
   const size_t T = size_t(a.T), K = size_t(a.K);
-  const int64_t gate_n = int64_t(T) * (a.gate != GateAct::None ? a.w[0].rows : 0);
   float* scratch = a.scratch;
-  // Gated products write gate and up here, then act(gate) * up goes to y.
-  float* g = nullptr;
-  float* u = nullptr;
-  if (a.mma == MmaType::F32) {
-    const float* x = a.x;
-    if (a.norm) {
-      rms_norm(a.x, a.T, a.K, a.norm_w, a.K, a.eps, a.norm_add_one, scratch, s);
-      x = scratch;
-      scratch += T * K;
-    }
-    g = scratch, u = scratch + gate_n;
-    if (a.gate != GateAct::None) {
-      exact_matmul(x, a.T, a.w[0], a.bias[0], nullptr, g, s);
-      exact_matmul(x, a.T, a.w[1], a.bias[1], nullptr, u, s);
-    } else {
-      for (int i = 0; i < a.n; ++i) exact_matmul(x, a.T, a.w[i], a.bias[i], a.residual[i], a.y[i], s);
-    }
-  } else {
-    const bool bf16 = a.mma == MmaType::BF16;
+  if (a.mma != MmaType::F32) {
+    ELM_CHECK(scratch, "cuda matmul: prefill products need scratch memory");
     void* xh = scratch;
-    x_to_half(a.x, a.T, a.K, bf16, a.norm_w, a.norm, a.eps, a.norm_add_one, xh, s);
-    scratch += align4(T * K / 2 + 1);
-    void* wh = scratch;
-    int64_t rows = 0;
-    for (int i = 0; i < a.n; ++i) rows = std::max(rows, a.w[i].rows);
-    scratch += align4(size_t(std::min(rows, gemm_weight_chunk_rows(a.K))) * K / 2 + 1);
-    g = scratch, u = scratch + gate_n;
-    if (a.gate != GateAct::None) {
-      half_product(xh, a.T, bf16, a.w[0], a.bias[0], nullptr, g, wh, s);
-      half_product(xh, a.T, bf16, a.w[1], a.bias[1], nullptr, u, wh, s);
-    } else {
-      for (int i = 0; i < a.n; ++i) half_product(xh, a.T, bf16, a.w[i], a.bias[i], a.residual[i], a.y[i], wh, s);
-    }
+    x_to_half(a.x, a.T, a.K, a.mma == MmaType::BF16, a.norm_w, a.norm, a.eps, a.norm_add_one, xh, s);
+    half_products(a, xh, scratch + align4(T * K / 2 + 1), s);
+    return;
   }
-  if (a.gate != GateAct::None)
-    launch(gate_mul_kernel, blocks_for(gate_n, 256), 256, 0, s, "gate_mul", a.gate, g, u, gate_n, a.y[0]);
+  const float* x = a.x;
+  if (a.norm) {
+    ELM_CHECK(scratch, "cuda matmul: a fused norm needs scratch memory");
+    rms_norm(a.x, a.T, a.K, a.norm_w, a.K, a.eps, a.norm_add_one, scratch, s);
+    x = scratch;
+    scratch += T * K;
+  }
+  if (a.gate == GateAct::None) {
+    for (int i = 0; i < a.n; ++i) exact_matmul(x, a.T, a.w[i], a.bias[i], a.residual[i], a.y[i], s);
+    return;
+  }
+  ELM_CHECK(scratch, "cuda matmul: a gated product needs scratch memory");
+  const int64_t n = int64_t(T) * a.w[0].rows;
+  float* g = scratch;
+  float* u = scratch + n;
+  exact_matmul(x, a.T, a.w[0], a.bias[0], nullptr, g, s);
+  exact_matmul(x, a.T, a.w[1], a.bias[1], nullptr, u, s);
+  launch(gate_mul_kernel, blocks_for(n, 256), 256, 0, s, "gate_mul", a.gate, g, u, n, a.y[0]);
 }
 
 }  // namespace elm::cuda

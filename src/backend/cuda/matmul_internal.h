@@ -11,12 +11,12 @@ void gemv(const MatmulArgs& a, cudaStream_t s);
 void exact_matmul(const float* x, int T, const DeviceWeight& w, const float* bias, const float* residual, float* y,
                   cudaStream_t s);
 
-// The tensor-core prefill path (gemm.cu): x to f16 / bf16 (RMSNorm fused when norm), then products
-// against weights converted chunk by chunk into `wh` (gemm_weight_chunk_rows(K) * K 16-bit values).
+// The tensor-core prefill path (gemm.cu): x to f16 / bf16 (RMSNorm fused when norm), then the step's
+// products (a.x ignored; xh instead) against weights converted chunk by chunk into `wh`
+// (gemm_weight_chunk_rows(K) * K 16-bit values).
 void x_to_half(const float* x, int T, int K, bool bf16, const float* norm_w, bool norm, float eps, bool add_one,
                void* out, cudaStream_t s);
-void half_product(const void* xh, int T, bool bf16, const DeviceWeight& w, const float* bias, const float* residual,
-                  float* y, void* wh, cudaStream_t s);
+void half_products(const MatmulArgs& a, const void* xh, void* wh, cudaStream_t s);
 int64_t gemm_weight_chunk_rows(int K);
 
 }  // namespace elm::cuda
