@@ -211,14 +211,15 @@ __global__ void __launch_bounds__(kDecThreads, 1) attn_decode_kernel(AttnArgs a,
   const int64_t vstride = int64_t(KVH) * Dv;
   for (int c0 = s_lo; c0 < s_hi; c0 += kChunk) {
     // Scores of this chunk's keys (one key per thread), -inf where masked.
+    // (The key is read whether or not it is visible, so its load does not wait for pos[].)
     const int j = c0 + tid;
-    const bool mine = j == s_cur;
+    const bool mine = j == s_cur, in = j < s_hi;
     bool valid = false;
-    if (j < s_hi) valid = mine || key_visible(pbase[j], pq, a.window);
+    if (in) valid = mine || key_visible(pbase[j], pq, a.window);
     const KT* key = kbase + ((int64_t(seq) * kv.cap + j) * KVH + kvh) * D;
     for (int g0 = 0; g0 < G; g0 += 4) {
       float d4[4] = {0.f, 0.f, 0.f, 0.f};
-      if (valid) {
+      if (in) {
         if (mine) dot_heads(qs, D, G, kn, d4, g0);
         else dot_heads(qs, D, G, key, d4, g0);
       }

@@ -135,91 +135,101 @@ __device__ __forceinline__ float gate_act(GateAct a, float g) {
   }
 }
 
-// Where the rows of one output unit are, and where its result goes.
+// One warp's group of P consecutive output units (rows of one weight, or gate rows and the up rows
+// with the same indices when R = 2): where their rows start and where the results go.
 template <int R>
-struct Rows {
-  const uint8_t* q[R];
-  const uint8_t* sc[R];
-  const uint8_t* mn[R];
-  int64_t row = 0, N = 0;
+struct Group {
+  const uint8_t* q[R];   // first row's quants of each of the R weights
+  const uint8_t* sc[R];  // ... and scales
+  const uint8_t* mn[R];  // ... and mins
+  int64_t row0 = 0, N = 0;
+  int valid = 0;  // units of the group that exist (the last group may be short)
   float* y = nullptr;
   const float* bias = nullptr;
   const float* residual = nullptr;
 };
 
 // Kernel parameters are only indexed with compile-time constants here (a run-time index would copy
-// them to local memory).
-template <DType WT, int R>
-__device__ __forceinline__ void locate(const GemvParams& p, int64_t unit, Rows<R>& o) {
+// them to local memory). Groups never straddle two weights (the host checks the row counts).
+template <DType WT, int R, int P>
+__device__ __forceinline__ void locate(const GemvParams& p, int64_t unit0, Group<R>& o) {
   constexpr bool quant = WT == DType::Q8 || WT == DType::Q4 || WT == DType::Q4M;
   const int64_t groups = p.K / (quant ? p.w[0].group : chunk_values<WT>());
   const int scale_bytes = p.w[0].scale_f32 ? 4 : 2;
 #pragma unroll
   for (int i = 0; i < 3; ++i) {
-    const bool mine = R == 2 ? i < 2 : (i < p.n && unit >= p.offs[i] && unit < p.offs[i + 1]);
+    const bool mine = R == 2 ? i < 2 : (i < p.n && unit0 >= p.offs[i] && unit0 < p.offs[i + 1]);
     if (!mine) continue;
     const int r = R == 2 ? i : 0;
-    if (R == 1) o.row = unit - p.offs[i], o.N = p.w[i].rows, o.y = p.y[i], o.bias = p.bias[i], o.residual = p.residual[i];
-    else o.row = unit;
-    o.q[r] = p.w[i].data + o.row * row_bytes<WT>(p.K);
-    o.sc[r] = p.w[i].data + p.w[i].scales_offset + o.row * groups * scale_bytes;
-    o.mn[r] = p.w[i].data + p.w[i].mins_offset + o.row * groups * scale_bytes;
+    if (R == 1) {
+      o.row0 = unit0 - p.offs[i], o.N = p.w[i].rows, o.y = p.y[i], o.bias = p.bias[i], o.residual = p.residual[i];
+    } else {
+      o.row0 = unit0, o.N = p.w[0].rows;
+    }
+    o.valid = int(o.N - o.row0 < P ? o.N - o.row0 : P);
+    o.q[r] = p.w[i].data + o.row0 * row_bytes<WT>(p.K);
+    o.sc[r] = p.w[i].data + p.w[i].scales_offset + o.row0 * groups * scale_bytes;
+    o.mn[r] = p.w[i].data + p.w[i].mins_offset + o.row0 * groups * scale_bytes;
   }
 }
 
-// U chunks (32 apart) of each of the R rows, in registers.
-template <int U, int R>
+// U chunks (32 apart) of each of the P x R rows of a group, in registers.
+template <int U, int RW>
 struct Chunks {
-  uint4 w[U][R];
-  float d[U][R], m[U][R];
+  uint4 w[U][RW];
+  float d[U][RW], m[U][RW];
 };
 
-template <DType WT, int U, int R>
-__device__ __forceinline__ void load_chunks(const Rows<R>& rows, int c0, int nchunks, int group, bool sf32,
-                                            Chunks<U, R>& b) {
+template <DType WT, int U, int R, int P>
+__device__ __forceinline__ void load_chunks(const Group<R>& g, int c0, int nchunks, int64_t rb, int64_t sb, int group,
+                                            bool sf32, Chunks<U, R * P>& b) {
   constexpr int VPC = chunk_values<WT>();
 #pragma unroll
   for (int u = 0; u < U; ++u) {
     const int c = c0 + 32 * u;
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
-      b.d[u][r] = 1.f, b.m[u][r] = 0.f;
-      if (c < nchunks) {
-        b.w[u][r] = __ldg(reinterpret_cast<const uint4*>(rows.q[r]) + c);
-        if constexpr (WT == DType::Q8 || WT == DType::Q4 || WT == DType::Q4M) {
-          const int gi = c * VPC / group;
-          b.d[u][r] = load_scale(rows.sc[r], gi, sf32);
-          if constexpr (WT == DType::Q4M) b.m[u][r] = load_scale(rows.mn[r], gi, sf32);
+    for (int j = 0; j < P; ++j)
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const int k = j * R + r;
+        b.d[u][k] = 1.f, b.m[u][k] = 0.f;
+        if (c < nchunks && j < g.valid) {
+          b.w[u][k] = __ldg(reinterpret_cast<const uint4*>(g.q[r] + j * rb) + c);
+          if constexpr (WT == DType::Q8 || WT == DType::Q4 || WT == DType::Q4M) {
+            const int gi = c * VPC / group;
+            b.d[u][k] = load_scale(g.sc[r] + j * sb, gi, sf32);
+            if constexpr (WT == DType::Q4M) b.m[u][k] = load_scale(g.mn[r] + j * sb, gi, sf32);
+          }
         }
       }
-    }
   }
 }
 
-// A persistent grid of warps, each streaming its output units (one weight row, or a gate and an up
-// row when R = 2) one after another: the next chunks (of this row or the next) are always in flight
-// while the current ones are decoded, so the loads never stop for a block's prologue or a reduction.
-template <DType WT, int NT, int R>
+// A persistent grid of warps; each takes groups of P output units (P x R weight rows) and streams
+// their rows together, U 16-byte chunks per lane and row in flight, so a warp keeps P x R x U x 512
+// bytes of loads outstanding even when rows are short (a 2048-wide Q4 row is only 1 KiB).
+template <DType WT, int NT, int R, int P>
 __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
   extern __shared__ float4 xs[];
   __shared__ float red[32];
-  constexpr int U = R == 1 ? kUnroll : kUnroll / 2;
+  constexpr int RW = R * P, U = 2;
   constexpr int VPC = chunk_values<WT>();
   constexpr bool quant = WT == DType::Q8 || WT == DType::Q4 || WT == DType::Q4M;
   pdl_launch_dependents();
   const int K = p.K, K4 = K / 4;
   const int lane = threadIdx.x & 31;
-  const int64_t stride = int64_t(gridDim.x) * kWarps;
-  int64_t unit = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  const int64_t stride = int64_t(gridDim.x) * kWarps * P;
+  int64_t unit = (int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5)) * P;
   const int group = quant ? p.w[0].group : VPC;
   const bool sf32 = p.w[0].scale_f32;
   const int nchunks = K / VPC;
+  const int64_t rb = row_bytes<WT>(K), sb = int64_t(K / group) * (sf32 ? 4 : 2);
 
-  Rows<R> cur;
-  Chunks<U, R> a;
+  Group<R> cur;
+  Chunks<U, RW> a;
   if (unit < p.units) {
-    locate<WT, R>(p, unit, cur);
-    load_chunks<WT, U, R>(cur, lane, nchunks, group, sf32, a);  // weights before x: overlaps the last kernel
+    locate<WT, R, P>(p, unit, cur);
+    load_chunks<WT, U, R, P>(cur, lane, nchunks, rb, sb, group, sf32, a);  // weights before x: overlaps the last kernel
   }
   pdl_wait();
 
@@ -244,52 +254,46 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
   }
   __syncthreads();
 
-  float acc[R][NT];
+  for (; unit < p.units; unit += stride) {
+    float acc[RW][NT];
 #pragma unroll
-  for (int r = 0; r < R; ++r)
+    for (int k = 0; k < RW; ++k)
 #pragma unroll
-    for (int t = 0; t < NT; ++t) acc[r][t] = 0.f;
-  int c0 = lane;
-  while (unit < p.units) {
-    // What comes next: more of this row, or the first chunks of the warp's next unit.
-    int next_c0 = c0 + 32 * U;
-    int64_t next_unit = unit;
-    Rows<R> nxt = cur;
-    if (next_c0 >= nchunks) {
-      next_c0 = lane, next_unit = unit + stride;
-      if (next_unit < p.units) locate<WT, R>(p, next_unit, nxt);
-    }
-    Chunks<U, R> b;
-    if (next_unit < p.units) load_chunks<WT, U, R>(nxt, next_c0, nchunks, group, sf32, b);
+      for (int t = 0; t < NT; ++t) acc[k][t] = 0.f;
+    for (int c0 = lane; c0 < nchunks; c0 += 32 * U) {
+      if (c0 != lane) load_chunks<WT, U, R, P>(cur, c0, nchunks, rb, sb, group, sf32, a);
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int c = c0 + 32 * u;
-      if (c < nchunks) {
+      for (int u = 0; u < U; ++u) {
+        const int c = c0 + 32 * u;
+        if (c < nchunks) {
 #pragma unroll
-        for (int r = 0; r < R; ++r) chunk_dot<WT, NT>(a.w[u][r], a.d[u][r], a.m[u][r], xs, K4, c, acc[r]);
+          for (int k = 0; k < RW; ++k) chunk_dot<WT, NT>(a.w[u][k], a.d[u][k], a.m[u][k], xs, K4, c, acc[k]);
+        }
       }
     }
-    if (next_unit != unit) {
 #pragma unroll
-      for (int r = 0; r < R; ++r)
+    for (int k = 0; k < RW; ++k)
 #pragma unroll
-        for (int t = 0; t < NT; ++t) acc[r][t] = warp_sum(acc[r][t]);
-      // Lane t writes token t (acc indices stay compile-time: select by unrolled comparison).
-      if (lane < NT && lane < p.T) {
+      for (int t = 0; t < NT; ++t) acc[k][t] = warp_sum(acc[k][t]);
+    // Lane t writes token t (acc indices stay compile-time: select by unrolled comparison).
+    if (lane < NT && lane < p.T) {
+      const int64_t t = lane;
+#pragma unroll
+      for (int j = 0; j < P; ++j) {
+        if (j >= cur.valid) break;
         float v[R];
 #pragma unroll
         for (int r = 0; r < R; ++r) {
-          v[r] = acc[r][0];
+          v[r] = acc[j * R + r][0];
 #pragma unroll
-          for (int t = 1; t < NT; ++t)
-            if (lane == t) v[r] = acc[r][t];
+          for (int tt = 1; tt < NT; ++tt)
+            if (lane == tt) v[r] = acc[j * R + r][tt];
         }
-        const int64_t t = lane, row = cur.row;
+        const int64_t row = cur.row0 + j;
         if constexpr (R == 2) {
-          const int64_t NG = p.w[0].rows;
           const float g = v[0] + (p.bias[0] ? p.bias[0][row] : 0.f);
           const float up = v[1] + (p.bias[1] ? p.bias[1][row] : 0.f);
-          p.y[0][t * NG + row] = gate_act(p.gate, g) * up;
+          p.y[0][t * cur.N + row] = gate_act(p.gate, g) * up;
         } else {
           float out = v[0];
           if (cur.bias) out += cur.bias[row];
@@ -297,33 +301,39 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
           cur.y[t * cur.N + row] = out;
         }
       }
-#pragma unroll
-      for (int r = 0; r < R; ++r)
-#pragma unroll
-        for (int t = 0; t < NT; ++t) acc[r][t] = 0.f;
     }
-    a = b, cur = nxt, unit = next_unit, c0 = next_c0;
+    // The next group's first chunks.
+    if (unit + stride < p.units) {
+      locate<WT, R, P>(p, unit + stride, cur);
+      load_chunks<WT, U, R, P>(cur, lane, nchunks, rb, sb, group, sf32, a);
+    }
   }
 }
 
-template <DType WT, int NT, int R>
+template <DType WT, int NT, int R, int P>
 void launch_gemv(const GemvParams& p, cudaStream_t s) {
   const size_t smem = size_t(NT) * size_t(p.K) * 4;
-  auto* k = gemv_kernel<WT, NT, R>;
+  auto* k = gemv_kernel<WT, NT, R, P>;
   allow_dynamic_smem(reinterpret_cast<const void*>(k), smem);
-  // As many blocks as fit on the GPU at once (each warp then loops over its units), fewer when there
-  // are not that many units.
-  const int64_t want = (p.units + kWarps - 1) / kWarps;
+  // As many blocks as fit on the GPU at once (each warp then loops over its groups), fewer when there
+  // are not that many groups.
+  const int64_t want = (p.units + kWarps * P - 1) / (kWarps * P);
   const int64_t fit = int64_t(blocks_per_sm(reinterpret_cast<const void*>(k), kThreads, smem)) * sm_count();
   launch(k, unsigned(std::max<int64_t>(1, std::min(want, fit))), kThreads, smem, s, "gemv", p);
 }
 
+// Units per warp: 4 rows in flight for single tokens (gated: 2 gate and 2 up rows); with more tokens
+// the accumulators take the registers, and rows go one (or one pair) per warp.
 template <DType WT, int R>
 void launch_nt(const GemvParams& p, cudaStream_t s) {
-  if (p.T <= 1) return launch_gemv<WT, 1, R>(p, s);
-  if (p.T <= 2) return launch_gemv<WT, 2, R>(p, s);
-  if (p.T <= 4) return launch_gemv<WT, 4, R>(p, s);
-  return launch_gemv<WT, 8, R>(p, s);
+  constexpr int P1 = R == 1 ? 4 : 2;
+  bool aligned = true;  // groups of P1 units never straddle two weights
+  for (int i = 0; i + 1 < p.n; ++i) aligned = aligned && p.offs[i + 1] % P1 == 0;
+  if (p.T <= 1 && aligned) return launch_gemv<WT, 1, R, P1>(p, s);
+  if (p.T <= 1) return launch_gemv<WT, 1, R, 1>(p, s);
+  if (p.T <= 2) return launch_gemv<WT, 2, R, 1>(p, s);
+  if (p.T <= 4) return launch_gemv<WT, 4, R, 1>(p, s);
+  return launch_gemv<WT, 8, R, 1>(p, s);
 }
 
 template <int R>
