@@ -63,4 +63,14 @@ if [ "$WHAT" = profile ] || [ "$WHAT" = all ]; then
     python3 "$BUNDLE/bench/ncu_summary.py" "$OUT/ncu_$phase.csv" > "$OUT/ncu_$phase.txt"
     grep -A14 "^step" "$OUT/ncu_$phase.txt" | head -${PROFILE_LINES:-40}
   done
+  if [ -n "${PROFILE_DETAIL:-}" ]; then
+    # Limiters of single kernels (throughputs, occupancy, stall reasons), e.g. PROFILE_DETAIL=gemv_kernel.
+    echo "== detail: $PROFILE_DETAIL"
+    timeout 240 $NCU --clock-control none --cache-control none --graph-profiling node -k regex:$PROFILE_DETAIL \
+      --launch-skip ${DETAIL_SKIP:-0} -c ${DETAIL_COUNT:-3} --section SpeedOfLight --section Occupancy \
+      --section WarpStateStats --section LaunchStats "$BUNDLE/bin/elm-model-bench" -m /tmp/models/$m --backend cuda \
+      --quant ${PROFILE_QUANT:-int4} --act f16 --kv f16 -p 8 -n 3 -r 0 -c 1024 > "$OUT/ncu_detail.txt" 2>&1
+    grep -E "gemv_kernel|attn_|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Stall|Warp Cycles Per Issued|Issued Warp" \
+      "$OUT/ncu_detail.txt" | grep -v "^    ---" | head -${DETAIL_LINES:-80}
+  fi
 fi

@@ -74,62 +74,46 @@ __global__ void __launch_bounds__(256) to_half_kernel(const float* x, int K, boo
 
 // ---- w to 16 bits ----
 
-// Rows [n0, n0 + rows) of w into rows offset, offset + step, ... of out [*, K], 32 values per thread
-// (one 16-byte chunk of a Q4 row; step 2 interleaves the gate and up rows of a gated MLP).
+// Rows [n0, n0 + rows) of w into rows offset, offset + step, ... of out [*, K], 8 values per thread
+// (step 2 interleaves the gate and up rows of a gated MLP).
 template <DType WT, class CT>
 __global__ void dequant_kernel(DeviceWeight w, int64_t n0, int64_t rows, CT* out, int step, int64_t offset) {
   pdl_launch_dependents();
   pdl_wait();  // out may still be read by the previous product
   const int64_t K = w.cols;
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= rows * K / 32) return;
-  const int64_t r = i / (K / 32), n = n0 + r, k = (i % (K / 32)) * 32;
-  float v[32];
+  if (i >= rows * K / 8) return;
+  const int64_t r = i / (K / 8), n = n0 + r, k = (i % (K / 8)) * 8;
+  float v[8];
   if constexpr (WT == DType::F32) {
     const float4* p = reinterpret_cast<const float4*>(reinterpret_cast<const float*>(w.data) + n * K + k);
-#pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      const float4 f = p[e];
-      v[4 * e] = f.x, v[4 * e + 1] = f.y, v[4 * e + 2] = f.z, v[4 * e + 3] = f.w;
-    }
+    const float4 a = p[0], b = p[1];
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
   } else if constexpr (WT == DType::F16 || WT == DType::BF16) {
-    const uint4* p = reinterpret_cast<const uint4*>(reinterpret_cast<const uint16_t*>(w.data) + n * K + k);
+    const uint4 u = *reinterpret_cast<const uint4*>(reinterpret_cast<const uint16_t*>(w.data) + n * K + k);
+    const uint16_t* h = reinterpret_cast<const uint16_t*>(&u);
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const uint4 u = p[e];
-      const uint16_t* h = reinterpret_cast<const uint16_t*>(&u);
-#pragma unroll
-      for (int f = 0; f < 8; ++f) v[8 * e + f] = WT == DType::F16 ? f16_bits_to_float(h[f]) : bf16_bits_to_float(h[f]);
-    }
+    for (int e = 0; e < 8; ++e) v[e] = WT == DType::F16 ? f16_bits_to_float(h[e]) : bf16_bits_to_float(h[e]);
   } else if constexpr (WT == DType::Q8) {
-    const int64_t gi = n * (K / w.group) + k / w.group;  // groups are multiples of 32: one scale
-    const float d = load_scale(w.data + w.scales_offset, gi, w.scale_f32);
-    const uint4* p = reinterpret_cast<const uint4*>(w.data + n * K + k);
+    const float d = load_scale(w.data + w.scales_offset, n * (K / w.group) + k / w.group, w.scale_f32);
+    const uint2 u = *reinterpret_cast<const uint2*>(w.data + n * K + k);
+    const int8_t* q = reinterpret_cast<const int8_t*>(&u);
 #pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const uint4 u = p[e];
-      const int8_t* q = reinterpret_cast<const int8_t*>(&u);
-#pragma unroll
-      for (int f = 0; f < 16; ++f) v[16 * e + f] = d * float(q[f]);
-    }
-  } else {  // Q4, Q4M: byte j of the chunk holds value j (low nibble) and j + 16 (high)
+    for (int e = 0; e < 8; ++e) v[e] = d * float(q[e]);
+  } else {  // Q4, Q4M: within each 32 values, byte j holds value j (low nibble) and j + 16 (high)
     const int64_t gi = n * (K / w.group) + k / w.group;
     const float d = load_scale(w.data + w.scales_offset, gi, w.scale_f32);
     const float m = WT == DType::Q4M ? load_scale(w.data + w.mins_offset, gi, w.scale_f32) : 0.f;
-    const uint4 u = *reinterpret_cast<const uint4*>(w.data + (n * K + k) / 2);
+    const int j = int(k & 31);
+    const uint2 u = *reinterpret_cast<const uint2*>(w.data + (n * K + (k & ~int64_t(31))) / 2 + (j & 15));
     const uint8_t* b = reinterpret_cast<const uint8_t*>(&u);
     const float off = WT == DType::Q4 ? -8.f : 0.f;
 #pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      v[j] = d * (float(b[j] & 15) + off) + m;
-      v[j + 16] = d * (float(b[j] >> 4) + off) + m;
-    }
+    for (int e = 0; e < 8; ++e) v[e] = d * (float(j < 16 ? b[e] & 15 : b[e] >> 4) + off) + m;
   }
-  uint4* o = reinterpret_cast<uint4*>(out + (offset + r * step) * K + k);
-#pragma unroll
-  for (int e = 0; e < 4; ++e)
-    o[e] = make_uint4(pack2<CT>(v[8 * e], v[8 * e + 1]), pack2<CT>(v[8 * e + 2], v[8 * e + 3]),
-                      pack2<CT>(v[8 * e + 4], v[8 * e + 5]), pack2<CT>(v[8 * e + 6], v[8 * e + 7]));
+  uint4 o;
+  o.x = pack2<CT>(v[0], v[1]), o.y = pack2<CT>(v[2], v[3]), o.z = pack2<CT>(v[4], v[5]), o.w = pack2<CT>(v[6], v[7]);
+  reinterpret_cast<uint4*>(out + (offset + r * step) * K)[k / 8] = o;
 }
 
 // ---- the product ----
@@ -355,7 +339,7 @@ void launch_gemm(GemmParams p, cudaStream_t s) {
 template <class CT>
 void launch_dequant(const DeviceWeight& w, int64_t n0, int64_t rows, void* out, int step, int64_t offset,
                     cudaStream_t s) {
-  const int64_t n = rows * w.cols / 32;
+  const int64_t n = rows * w.cols / 8;
   const unsigned blocks = blocks_for(n, 256);
   CT* o = static_cast<CT*>(out);
 #define ELM_DEQUANT(T_)                                                                                     \

@@ -16,7 +16,6 @@ namespace elm::cuda {
 namespace {
 
 constexpr int kThreads = 256, kWarps = kThreads / 32;
-constexpr int kUnroll = 4;               // 16-byte chunks in flight per lane and row
 constexpr size_t kMaxSmem = 96 * 1024;   // x rows in shared memory
 
 // Values in one 16-byte chunk of a weight row.
@@ -322,14 +321,16 @@ void launch_gemv(const GemvParams& p, cudaStream_t s) {
   launch(k, unsigned(std::max<int64_t>(1, std::min(want, fit))), kThreads, smem, s, "gemv", p);
 }
 
-// Units per warp: 4 rows in flight for single tokens (gated: 2 gate and 2 up rows); with more tokens
-// the accumulators take the registers, and rows go one (or one pair) per warp.
+// Units per warp: for single tokens over a large matrix (the output head, gated MLPs), 4 rows in flight
+// per warp (gated: 2 gate and 2 up rows); for smaller ones, rows spread one per warp over more SMs.
+// With more tokens the accumulators take the registers, and rows go one (or one pair) per warp.
 template <DType WT, int R>
 void launch_nt(const GemvParams& p, cudaStream_t s) {
   constexpr int P1 = R == 1 ? 4 : 2;
   bool aligned = true;  // groups of P1 units never straddle two weights
   for (int i = 0; i + 1 < p.n; ++i) aligned = aligned && p.offs[i + 1] % P1 == 0;
-  if (p.T <= 1 && aligned) return launch_gemv<WT, 1, R, P1>(p, s);
+  const bool large = p.units / (kWarps * P1) >= 2 * sm_count();
+  if (p.T <= 1 && aligned && large) return launch_gemv<WT, 1, R, P1>(p, s);
   if (p.T <= 1) return launch_gemv<WT, 1, R, 1>(p, s);
   if (p.T <= 2) return launch_gemv<WT, 2, R, 1>(p, s);
   if (p.T <= 4) return launch_gemv<WT, 4, R, 1>(p, s);
