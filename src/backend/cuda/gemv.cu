@@ -206,12 +206,13 @@ __device__ __forceinline__ void load_chunks(const Group<R>& g, int c0, int nchun
 
 // A persistent grid of warps; each takes groups of P output units (P x R weight rows) and streams
 // their rows together, U 16-byte chunks per lane and row in flight, so a warp keeps P x R x U x 512
-// bytes of loads outstanding even when rows are short (a 2048-wide Q4 row is only 1 KiB).
-template <DType WT, int NT, int R, int P>
+// bytes of loads outstanding even when rows are short (a 2048-wide Q4 row is only 1 KiB) and has a
+// long row's chunks all requested at once when U covers it (an 8192-wide row: U = 8).
+template <DType WT, int NT, int R, int P, int U>
 __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
   extern __shared__ float4 xs[];
   __shared__ float red[32];
-  constexpr int RW = R * P, U = 2;
+  constexpr int RW = R * P;
   constexpr int VPC = chunk_values<WT>();
   constexpr bool quant = WT == DType::Q8 || WT == DType::Q4 || WT == DType::Q4M;
   pdl_launch_dependents();
@@ -309,10 +310,10 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
   }
 }
 
-template <DType WT, int NT, int R, int P>
+template <DType WT, int NT, int R, int P, int U = 2>
 void launch_gemv(const GemvParams& p, cudaStream_t s) {
   const size_t smem = size_t(NT) * size_t(p.K) * 4;
-  auto* k = gemv_kernel<WT, NT, R, P>;
+  auto* k = gemv_kernel<WT, NT, R, P, U>;
   allow_dynamic_smem(reinterpret_cast<const void*>(k), smem);
   // As many blocks as fit on the GPU at once (each warp then loops over its groups), fewer when there
   // are not that many groups.
@@ -330,7 +331,10 @@ void launch_nt(const GemvParams& p, cudaStream_t s) {
   bool aligned = true;  // groups of P1 units never straddle two weights
   for (int i = 0; i + 1 < p.n; ++i) aligned = aligned && p.offs[i + 1] % P1 == 0;
   const bool large = p.units / (kWarps * P1) >= 2 * sm_count();
+  const bool long_rows = p.K / chunk_values<WT>() >= 32 * 4;  // 4+ chunks per lane: request them at once
   if (p.T <= 1 && aligned && large) return launch_gemv<WT, 1, R, P1>(p, s);
+  if constexpr (R == 1)
+    if (p.T <= 1 && long_rows) return launch_gemv<WT, 1, R, 1, 8>(p, s);
   if (p.T <= 1) return launch_gemv<WT, 1, R, 1>(p, s);
   if (p.T <= 2) return launch_gemv<WT, 2, R, 1>(p, s);
   if (p.T <= 4) return launch_gemv<WT, 4, R, 1>(p, s);
