@@ -35,6 +35,21 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
   return warp_sum(t);
 }
 
+// The activations of gated MLPs, formula for formula the CPU's (cpu/elementwise.cpp).
+__device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
+__device__ __forceinline__ float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+__device__ __forceinline__ float gelu_tanh(float x) {
+  return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+__device__ __forceinline__ float gate_act(GateAct a, float g) {
+  switch (a) {
+    case GateAct::Silu: return silu(g);
+    case GateAct::Gelu: return gelu(g);
+    case GateAct::GeluTanh: return gelu_tanh(g);
+    default: return g;
+  }
+}
+
 __device__ __forceinline__ float f16_bits_to_float(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 __device__ __forceinline__ float bf16_bits_to_float(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
 

@@ -12,45 +12,28 @@ void fail_cuda(cudaError_t e, const char* what, const char* file, int line) {
   fail("CUDA error: ", cudaGetErrorString(e), " (", what, " at ", file, ":", line, ")");
 }
 
-DeviceBuffer::DeviceBuffer(size_t bytes) : n_(bytes) {
-  if (bytes) {
-    cudaError_t e = cudaMalloc(&p_, bytes);
-    if (e != cudaSuccess) {
-      (void)cudaGetLastError();  // clear the sticky allocation error
-      fail("CUDA: cannot allocate ", bytes, " bytes of device memory (", cudaGetErrorString(e), ")");
-    }
+template <Memory M>
+Buffer<M>::Buffer(size_t bytes) : n_(bytes) {
+  if (!bytes) return;
+  const cudaError_t e = M == Memory::Device ? cudaMalloc(&p_, bytes) : cudaMallocHost(&p_, bytes);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the sticky allocation error
+    p_ = nullptr;
+    fail("CUDA: cannot allocate ", bytes, M == Memory::Device ? " bytes of device memory (" : " bytes of pinned memory (",
+         cudaGetErrorString(e), ")");
   }
 }
 
-DeviceBuffer::~DeviceBuffer() {
-  if (p_) cudaFree(p_);
+template <Memory M>
+void Buffer<M>::release() {
+  if (!p_) return;
+  if (M == Memory::Device) cudaFree(p_);
+  else cudaFreeHost(p_);
+  p_ = nullptr;
 }
 
-DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
-  if (this != &o) {
-    if (p_) cudaFree(p_);
-    p_ = std::exchange(o.p_, nullptr);
-    n_ = std::exchange(o.n_, 0);
-  }
-  return *this;
-}
-
-PinnedBuffer::PinnedBuffer(size_t bytes) : n_(bytes) {
-  if (bytes) ELM_CUDA_CHECK(cudaMallocHost(&p_, bytes));
-}
-
-PinnedBuffer::~PinnedBuffer() {
-  if (p_) cudaFreeHost(p_);
-}
-
-PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
-  if (this != &o) {
-    if (p_) cudaFreeHost(p_);
-    p_ = std::exchange(o.p_, nullptr);
-    n_ = std::exchange(o.n_, 0);
-  }
-  return *this;
-}
+template class Buffer<Memory::Device>;
+template class Buffer<Memory::Pinned>;
 
 Stream::Stream() { ELM_CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
 Stream::~Stream() {

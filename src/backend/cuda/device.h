@@ -24,16 +24,28 @@ namespace elm::cuda {
 
 namespace elm::cuda {
 
-// Device memory of `bytes` bytes (cudaMalloc), freed on destruction.
-class DeviceBuffer {
+// Where a Buffer's memory lives.
+enum class Memory { Device, Pinned };
+
+// `bytes` bytes of device memory (cudaMalloc) or page-locked host memory (cudaMallocHost: the source
+// or target of copies that a captured CUDA graph replays), freed on destruction.
+template <Memory M>
+class Buffer {
  public:
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(size_t bytes);
-  ~DeviceBuffer();
-  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
-  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  Buffer() = default;
+  explicit Buffer(size_t bytes);
+  ~Buffer() { release(); }
+  Buffer(Buffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+  Buffer& operator=(Buffer&& o) noexcept {
+    if (this != &o) {
+      release();
+      p_ = std::exchange(o.p_, nullptr);
+      n_ = std::exchange(o.n_, 0);
+    }
+    return *this;
+  }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
 
   void* get() const { return p_; }
   template <class T>
@@ -41,29 +53,12 @@ class DeviceBuffer {
   size_t size() const { return n_; }
 
  private:
+  void release();
   void* p_ = nullptr;
   size_t n_ = 0;
 };
-
-// Page-locked host memory: the source or target of copies that a captured CUDA graph replays.
-class PinnedBuffer {
- public:
-  PinnedBuffer() = default;
-  explicit PinnedBuffer(size_t bytes);
-  ~PinnedBuffer();
-  PinnedBuffer(PinnedBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
-  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept;
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-
-  template <class T>
-  T* as() const { return static_cast<T*>(p_); }
-  size_t size() const { return n_; }
-
- private:
-  void* p_ = nullptr;
-  size_t n_ = 0;
-};
+using DeviceBuffer = Buffer<Memory::Device>;
+using PinnedBuffer = Buffer<Memory::Pinned>;
 
 class Stream {
  public:

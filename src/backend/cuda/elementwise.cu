@@ -48,9 +48,9 @@ __global__ void rms_norm_kernel(const float* x, int C, const float* w, int group
 __device__ __forceinline__ float apply_unary(EwOp op, float x, float p) {
   switch (op) {
     case EwOp::Scale: return x * p;
-    case EwOp::Silu: return x / (1.0f + expf(-x));
-    case EwOp::Gelu: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-    case EwOp::GeluTanh: return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    case EwOp::Silu: return silu(x);
+    case EwOp::Gelu: return gelu(x);
+    case EwOp::GeluTanh: return gelu_tanh(x);
     case EwOp::Sigmoid: return 1.0f / (1.0f + expf(-x));
     case EwOp::Softplus: return x > 20.f ? x : log1pf(expf(x));
     case EwOp::Tanh: return tanhf(x);

@@ -32,14 +32,6 @@ __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float a, float b) {
   return *reinterpret_cast<uint32_t*>(&h);
 }
 
-__device__ __forceinline__ float gate_act(GateAct a, float g) {
-  switch (a) {
-    case GateAct::Silu: return g / (1.0f + expf(-g));
-    case GateAct::Gelu: return 0.5f * g * (1.0f + erff(g * 0.70710678118654752f));
-    case GateAct::GeluTanh: return 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
-    default: return g;
-  }
-}
 
 // ---- x to 16 bits ----
 

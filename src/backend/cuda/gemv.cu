@@ -125,14 +125,6 @@ __device__ __forceinline__ void chunk_dot(uint4 w, float d, float m, const float
   }
 }
 
-__device__ __forceinline__ float gate_act(GateAct a, float g) {
-  switch (a) {
-    case GateAct::Silu: return g / (1.0f + expf(-g));
-    case GateAct::Gelu: return 0.5f * g * (1.0f + erff(g * 0.70710678118654752f));
-    case GateAct::GeluTanh: return 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
-    default: return g;
-  }
-}
 
 // One warp's group of P consecutive output units (rows of one weight, or gate rows and the up rows
 // with the same indices when R = 2): where their rows start and where the results go.

@@ -83,12 +83,7 @@ __global__ void gate_mul_kernel(GateAct act, const float* g, const float* u, int
   pdl_wait();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
-  const float x = g[i];
-  float a = x;
-  if (act == GateAct::Silu) a = x / (1.0f + expf(-x));
-  else if (act == GateAct::Gelu) a = 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-  else if (act == GateAct::GeluTanh) a = 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-  y[i] = a * u[i];
+  y[i] = gate_act(act, g[i]) * u[i];
 }
 
 }  // namespace
