@@ -9,6 +9,8 @@
 #endif
 #include "cuda_harness.h"
 #include "fixture_check.h"
+#include "format/convert.h"
+#include "format/elm_compile.h"
 #include "runtime/sampler.h"
 #include "util.h"
 
@@ -84,7 +86,63 @@ TEST(CudaGreedy, DeviceArgmaxMatchesCpuLogits) {
 INSTANTIATE_TEST_SUITE_P(CoreFamilies, CudaFixture, testing::ValuesIn(kFixtures),
                          [](const testing::TestParamInfo<std::string>& i) { return i.param; });
 
+// The hybrid families (recurrent, stream and sparsity ops without CUDA kernels) alternate between CUDA
+// and CPU segments, values crossing through the host; their logits still match transformers.
+class CudaHybridFixture : public testing::TestWithParam<std::string> {};
+
+TEST_P(CudaHybridFixture, MatchesTransformersAcrossSegments) {
+  ELM_REQUIRE_CUDA();
+  const std::string rel = "fixtures/tiny/" + GetParam();
+  ELM_REQUIRE_SHARED(rel);
+  const std::string dir = shared(rel);
+  auto model = Model::load(dir);
+  FixtureRef ref = load_fixture_ref(dir);
+  SessionOptions o;
+  o.backends = {"cuda"};
+  o.runtime.max_batch = 64;
+  o.runtime.n_ctx = 256;
+  {
+    Session s(model, o);
+    const PartitionPlan& p = s.executor().plan();
+    int on_cuda = 0;
+    for (int b : p.node_backend) on_cuda += b == 0;
+    EXPECT_GT(on_cuda, 0);
+    EXPECT_GT(p.segments.size(), 1u) << "expected CUDA and CPU segments";
+  }
+  FixtureErrors e = fixture_errors(model, ref, o);
+  EXPECT_LT(e.prefill, 1e-4) << "prefill";
+  EXPECT_LT(e.stepwise, 1e-4) << "stepwise";
+}
+
+INSTANTIATE_TEST_SUITE_P(HybridFamilies, CudaHybridFixture, testing::Values("gemma3n", "gemma4", "qwen3_5"),
+                         [](const testing::TestParamInfo<std::string>& i) { return i.param; });
+
 #ifdef ELM_HAVE_CUDA
+// `elm compile --backends cuda,cpu` needs no GPU: the stored plan puts the supported nodes on CUDA
+// (slot 0) and the rest on the CPU, and the CUDA backend stores no artifact (it reads the weights in
+// their file layout).
+TEST(CudaCompile, PlansWithoutADevice) {
+  ELM_REQUIRE_SHARED("fixtures/tiny/qwen3_5");
+  const std::string elm = temp_dir() + "/cuda_compile.elm";
+  convert_to_elm(shared("fixtures/tiny/qwen3_5"), elm);
+  const CompileResult r = compile_elm(elm, elm, std::vector<std::string>{"cuda"});
+  EXPECT_EQ(r.backends, (std::vector<std::string>{"cuda", "cpu"}));
+  EXPECT_GT(r.segments, 1u);
+  for (size_t n : r.artifact_bytes) EXPECT_EQ(n, 0u);
+  auto model = Model::load(elm);
+  ASSERT_EQ(model->compiled.size(), 1u);
+  const Graph& g = model->graph;
+  int products_on_cuda = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const int b = model->compiled[0].node_backend[i];
+    if (g.nodes[i].op == Op::MatMul) products_on_cuda += b == 0;
+    if (g.nodes[i].op == Op::GatedDeltaRule || g.nodes[i].op == Op::CausalConv1d) {
+      EXPECT_EQ(b, 1) << "node " << i;
+    }
+  }
+  EXPECT_GT(products_on_cuda, 0);
+}
+
 // A Llama layer lowers to: one product over q, k, v with the input norm folded in; the cache write and
 // attention with both RoPEs folded in; o with the residual add; gate and up with SiLU * up; down with
 // the residual add. The head folds the final norm into the lm_head product.

@@ -8,7 +8,8 @@
 
 namespace elm {
 
-// Throws elm::Error when no CUDA device can be used here (the message says why).
+// The backend opens the device when it prepares its first segment; that throws elm::Error when no CUDA
+// device can be used here (the message says why). Partitioning and compiling need no device.
 std::unique_ptr<Backend> make_cuda_backend(const RuntimeConfig& config);
 
 // Number of usable CUDA devices (0 without a driver or GPU); never throws.
