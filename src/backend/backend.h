@@ -66,6 +66,12 @@ class Segment {
   // Runs the step: reads io[inputs], writes io[outputs] (rows: T, or Out for kRowsOut values).
   virtual void run(const Batch& batch, BoundaryValues& io) = 0;
   // Per-sequence state (KV caches, recurrent state) owned by this segment.
+  // Greedy decoding without copying logits: runs the step like run(), but for `logits` (the graph
+  // output, which this segment produces) writes only the argmax of every row (lowest id on ties) to
+  // `ids`. Returns false, having done nothing, when the backend cannot; the caller then uses run().
+  virtual bool run_argmax(const Batch& batch, BoundaryValues& io, int32_t logits, std::vector<int32_t>& ids) {
+    return false;
+  }
   virtual void seq_reset(int seq) = 0;                   // forget the sequence
   // Drops positions >= n_past. Recurrent state cannot always go back (see
   // RuntimeConfig::recurrent_snapshots): callers check seq_can_truncate on every segment first;

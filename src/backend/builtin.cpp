@@ -4,6 +4,9 @@
 #ifdef ELM_WITH_VULKAN
 #include "backend/vulkan/vulkan_backend.h"
 #endif
+#ifdef ELM_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 
 namespace elm {
 
@@ -11,6 +14,9 @@ void register_builtin_backends(std::map<std::string, BackendFactory>& r) {
   r["cpu"] = [](const RuntimeConfig& c) { return make_cpu_backend(c); };
 #ifdef ELM_WITH_VULKAN
   r["vulkan"] = [](const RuntimeConfig& c) { return make_vulkan_backend(c); };
+#endif
+#ifdef ELM_HAVE_CUDA
+  r["cuda"] = [](const RuntimeConfig& c) { return make_cuda_backend(c); };
 #endif
 }
 

@@ -1,6 +1,9 @@
 #include "runtime/executor.h"
 
+#include <algorithm>
+
 #include "core/error.h"
+#include "runtime/sampler.h"
 
 namespace elm {
 
@@ -56,7 +59,7 @@ void Executor::init() {
   }
 }
 
-const HostTensor& Executor::step(const Batch& batch) {
+void Executor::check(const Batch& batch) const {
   ELM_CHECK(batch.size() > 0, "empty batch");
   ELM_CHECK(batch.size() <= config_.max_batch, "batch of ", batch.size(), " tokens exceeds max_batch ",
             config_.max_batch);
@@ -68,8 +71,31 @@ const HostTensor& Executor::step(const Batch& batch) {
     ELM_CHECK(batch.tokens[size_t(t)] >= 0 && batch.tokens[size_t(t)] < model_->info.vocab_size, "token id ",
               batch.tokens[size_t(t)], " is outside the vocabulary (", model_->info.vocab_size, ")");
   }
+}
+
+const HostTensor& Executor::step(const Batch& batch) {
+  check(batch);
   for (auto& s : segments_) s->run(batch, io_);
   return io_.at(model_->graph.output);
+}
+
+std::vector<int32_t> Executor::step_argmax(const Batch& batch) {
+  check(batch);
+  const int32_t out = model_->graph.output;
+  std::vector<int32_t> ids;
+  for (size_t i = 0; i < segments_.size(); ++i) {
+    const auto& seg = plan_.segments[i];
+    const bool last = i + 1 == segments_.size();
+    if (last && std::find(seg.nodes.begin(), seg.nodes.end(), out) != seg.nodes.end() &&
+        segments_[i]->run_argmax(batch, io_, out, ids))
+      return ids;
+    segments_[i]->run(batch, io_);
+  }
+  const HostTensor& logits = io_.at(out);
+  ids.resize(size_t(logits.rows));
+  for (int64_t r = 0; r < logits.rows; ++r)
+    ids[size_t(r)] = argmax(std::span<const float>(logits.row(r), size_t(logits.cols)));
+  return ids;
 }
 
 void Executor::seq_reset(int seq) {

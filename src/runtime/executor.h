@@ -21,6 +21,9 @@ class Executor {
 
   // One forward step; returns logits [batch.n_outputs(), vocab].
   const HostTensor& step(const Batch& batch);
+  // One forward step for greedy decoding: the argmax of every requested row's logits (lowest id on
+  // ties), taken on the device when the backend can (then only the ids are copied back).
+  std::vector<int32_t> step_argmax(const Batch& batch);
 
   void seq_reset(int seq);
   void seq_truncate(int seq, int32_t n_past);
@@ -35,6 +38,7 @@ class Executor {
 
  private:
   void init();
+  void check(const Batch& batch) const;
   std::shared_ptr<const Model> model_;
   RuntimeConfig config_;
   std::vector<std::unique_ptr<Backend>> backends_;

@@ -31,8 +31,14 @@ GenerateResult generate(Session& s, int seq, const std::vector<int32_t>& prompt,
   Sampler sampler(o.sampling);
   for (int32_t t : prompt) sampler.accept(t);
 
+  // Greedy decoding without a repetition penalty needs only the argmax: the backend takes it (on the
+  // GPU, decoding then copies one id per token instead of the logits).
+  const bool argmax_only = o.sampling.temperature <= 0 && (o.sampling.repeat_penalty == 1.0f || o.sampling.repeat_last_n <= 0);
   auto t0 = Clock::now();
-  std::span<const float> logits = s.feed(seq, prompt);
+  std::span<const float> logits;
+  int32_t next = -1;
+  if (argmax_only) next = s.feed_argmax(seq, prompt);
+  else logits = s.feed(seq, prompt);
   r.prompt_ms = ms_since(t0);
 
   std::unique_ptr<StreamDecoder> stream;
@@ -57,7 +63,9 @@ GenerateResult generate(Session& s, int seq, const std::vector<int32_t>& prompt,
       r.reason = StopReason::Length;
       break;
     }
-    const int32_t tok = sampler.sample(logits);
+    int32_t tok = next;
+    if (argmax_only) sampler.accept(tok);
+    else tok = sampler.sample(logits);
     r.tokens.push_back(tok);
     if (o.stop_at_eos && m.info.is_eos(tok)) {
       r.tokens.pop_back();
@@ -91,7 +99,8 @@ GenerateResult generate(Session& s, int seq, const std::vector<int32_t>& prompt,
       break;
     }
     const int32_t one[1] = {tok};
-    logits = s.feed(seq, one);
+    if (argmax_only) next = s.feed_argmax(seq, one);
+    else logits = s.feed(seq, one);
   }
   if (stream && r.reason != StopReason::StopString) r.text += stream->flush();
   if (on_text && r.text.size() > emitted && r.reason != StopReason::Cancelled) on_text(r.text.substr(emitted));

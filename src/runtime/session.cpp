@@ -34,6 +34,22 @@ std::span<const float> Session::feed(int seq, std::span<const int32_t> tokens) {
   return last_;
 }
 
+int32_t Session::feed_argmax(int seq, std::span<const int32_t> tokens) {
+  ELM_CHECK(!tokens.empty(), "nothing to feed");
+  check_room(seq, tokens.size());
+  const int64_t step = executor_->config().max_batch;
+  Batch b;
+  int32_t next = -1;
+  for (size_t i = 0; i < tokens.size(); i += size_t(step)) {
+    const size_t end = std::min(tokens.size(), i + size_t(step));
+    b.clear();
+    for (size_t t = i; t < end; ++t) b.add(tokens[t], n_past_[size_t(seq)]++, seq, t + 1 == tokens.size());
+    if (end == tokens.size()) next = executor_->step_argmax(b).at(0);
+    else executor_->step(b);
+  }
+  return next;
+}
+
 std::vector<float> Session::feed_all(int seq, std::span<const int32_t> tokens) {
   check_room(seq, tokens.size());
   const int64_t step = executor_->config().max_batch, V = vocab();

@@ -22,6 +22,9 @@ class Session {
   // until the next call). Long inputs run in steps of max_batch tokens. Throws elm::Error when the
   // sequence would outgrow the context.
   std::span<const float> feed(int seq, std::span<const int32_t> tokens);
+  // Like feed, but returns the greedy next token (the argmax of the last logits, lowest id on ties),
+  // taken on the device when the backend can.
+  int32_t feed_argmax(int seq, std::span<const int32_t> tokens);
   // Like feed, but returns the logits after every token ([tokens.size(), vocab], row-major).
   std::vector<float> feed_all(int seq, std::span<const int32_t> tokens);
 

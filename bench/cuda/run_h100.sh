@@ -1,0 +1,76 @@
+#!/bin/bash
+# One batched run on the GPU machine: CUDA tests, then decode / prefill benchmarks of the random-weight
+# models (bench/cuda/README.md). Expects a bundle made by bench/cuda/make_bundle.sh:
+#   BUNDLE/bin/{elm,elm-model-bench,elm_tests}  BUNDLE/shared/{fixtures/tiny,tokenizers/smollm2,tools}
+#   run_h100.sh BUNDLE OUT [tests|bench|all] [models...]
+set -u
+BUNDLE=$(cd "$1" && pwd); OUT=$2; WHAT=${3:-all}; shift 3 2>/dev/null || shift $#
+MODELS=${*:-"llama3.2-1b smollm2-1.7b"}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
+export ELM_SHARED_DIR=$BUNDLE/shared
+
+if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
+  echo "== CUDA tests (one process per test, so a device fault stays with its test)"
+  cd "$BUNDLE"
+  ./bin/elm_tests --gtest_list_tests --gtest_filter="${TESTS:-*Cuda*}" | awk '/^[^ ]/{s=$1} /^  /{print s $1}' > "$OUT/tests.txt"
+  pass=0; fail=0
+  while read -r t; do
+    if timeout 120 ./bin/elm_tests --gtest_filter="$t" > "$OUT/t.log" 2>&1; then
+      pass=$((pass+1)); grep -q SKIPPED "$OUT/t.log" && echo "SKIP $t"
+    else
+      fail=$((fail+1)); echo "FAIL $t"; cat "$OUT/t.log" >> "$OUT/tests_failed.log"
+      grep -E "Failure|error|Expected|Which is|<|rel|CUDA" "$OUT/t.log" | head -12
+      if grep -q "CUDA error\|illegal\|misaligned" "$OUT/t.log"; then
+        timeout 240 compute-sanitizer --tool memcheck --print-limit 5 ./bin/elm_tests --gtest_filter="$t" \
+          > "$OUT/sanitizer_$fail.log" 2>&1; grep -A8 "=========" "$OUT/sanitizer_$fail.log" | head -30
+      fi
+    fi
+  done < "$OUT/tests.txt"
+  rm -f "$OUT/t.log"; cd - > /dev/null
+  echo "tests: $pass passed, $fail failed"
+fi
+
+if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
+  echo "== benchmarks"
+  for m in $MODELS; do
+    [ -d /tmp/models/$m ] || python3 "$BUNDLE/shared/tools/make_bench_model.py" "$m" /tmp/models/$m \
+      --tokenizer "$BUNDLE/shared/tokenizers/smollm2" || exit 1
+    for q in ${QUANTS:-int4 int8 int4-g32}; do
+      timeout 240 "$BUNDLE/bin/elm-model-bench" -m /tmp/models/$m --backend cuda --quant $q --act ${ACT:-f16} \
+        --kv f16 -p 512 -n 128 -r 5 -c 1024 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err" || echo "bench $m $q failed: $?"
+      tail -1 "$OUT/bench.jsonl" | python3 -c "import json,sys; j=json.loads(sys.stdin.read());
+print(f\"{j['model']:14s} {j['quant']:9s} pp512 {j['pp_tps']:9.0f} tok/s  tg128 {j['tg_tps']:7.1f} tok/s \
+greedy {j['tg_greedy_tps']:7.1f}  weights {j['weight_bytes']/2**20:6.0f} MiB  gpu mem {j['gpu_mem_elm']/2**20:6.0f} MiB\")"
+    done
+  done
+  python3 "$BUNDLE/bench/plot.py" "$OUT/bench.jsonl" "$OUT" || true
+fi
+
+if [ "$WHAT" = profile ] || [ "$WHAT" = all ]; then
+  # Kernel by kernel (ncu, real clocks, warm caches): a prefill of 512 tokens, then decode steps.
+  m=${PROFILE_MODEL:-llama3.2-1b}
+  [ -d /tmp/models/$m ] || python3 "$BUNDLE/shared/tools/make_bench_model.py" "$m" /tmp/models/$m \
+    --tokenizer "$BUNDLE/shared/tokenizers/smollm2"
+  NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  for phase in ${PROFILE_PHASES:-prefill decode}; do
+    if [ $phase = prefill ]; then args="-p 512 -n 1"; count=320; else args="-p 8 -n 3"; count=280; fi
+    echo "== profile: $phase ($m ${PROFILE_QUANT:-int4})"
+    timeout 300 $NCU --clock-control none --cache-control none --graph-profiling node \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum --csv -c $count \
+      "$BUNDLE/bin/elm-model-bench" -m /tmp/models/$m --backend cuda --quant ${PROFILE_QUANT:-int4} --act f16 \
+      --kv f16 $args -r 0 -c 1024 > "$OUT/ncu_$phase.csv" 2> "$OUT/ncu_$phase.err"
+    python3 "$BUNDLE/bench/ncu_summary.py" "$OUT/ncu_$phase.csv" > "$OUT/ncu_$phase.txt"
+    grep -A14 "^step" "$OUT/ncu_$phase.txt" | head -${PROFILE_LINES:-40}
+  done
+  if [ -n "${PROFILE_DETAIL:-}" ]; then
+    # Limiters of single kernels (throughputs, occupancy, stall reasons), e.g. PROFILE_DETAIL=gemv_kernel.
+    echo "== detail: $PROFILE_DETAIL"
+    timeout 240 $NCU --clock-control none --cache-control none --graph-profiling node -k regex:$PROFILE_DETAIL \
+      --launch-skip ${DETAIL_SKIP:-0} -c ${DETAIL_COUNT:-3} --section SpeedOfLight --section Occupancy \
+      --section WarpStateStats --section LaunchStats "$BUNDLE/bin/elm-model-bench" -m /tmp/models/$m --backend cuda \
+      --quant ${PROFILE_QUANT:-int4} --act f16 --kv f16 -p 8 -n 3 -r 0 -c 1024 > "$OUT/ncu_detail.txt" 2>&1
+    grep -E "gemv_kernel|attn_|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Stall|Warp Cycles Per Issued|Issued Warp" \
+      "$OUT/ncu_detail.txt" | grep -v "^    ---" | head -${DETAIL_LINES:-80}
+  fi
+fi

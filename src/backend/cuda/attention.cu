@@ -1,0 +1,566 @@
+// Attention over the device KV cache (ops.def Attention; the CPU reference is cpu/attention.cpp).
+//
+// - kv_write stores the step's k (rotated: RoPE is fused here) and v rows at slot_of(pos).
+// - Decode (any batch): flash-decoding. One block per (token, kv head, key split): the block scores its
+//   keys for all query heads of the group (GQA: K and V are read once per group), keeps a running
+//   max / sum / weighted V per head, and the last block of a (token, kv head) to finish combines the
+//   splits (a ticket counter, so one launch suffices and the captured graph stays one node per op).
+// - Prefill (one sequence, many tokens): 64 queries x 64 keys tiles in shared memory, float32
+//   arithmetic, online softmax per query row.
+// Masks follow the cache's pos[] (which position each slot holds): a key is visible when
+// 0 <= p_k <= p_q and (window == 0 or p_q - p_k < window), exactly the CPU's rule.
+#include <algorithm>
+#include <cfloat>
+
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/rope.cuh"
+
+namespace elm::cuda {
+
+namespace {
+
+template <class KT>
+__device__ __forceinline__ float kv_load(const KT* p) {
+  if constexpr (std::is_same_v<KT, float>) return *p;
+  else return __half2float(*p);
+}
+template <class KT>
+__device__ __forceinline__ KT kv_cast(float v) {
+  if constexpr (std::is_same_v<KT, float>) return v;
+  else return __float2half_rn(v);
+}
+
+__device__ __forceinline__ bool key_visible(int32_t pk, int32_t pq, int window) {
+  return pk >= 0 && pk <= pq && (window == 0 || pq - pk < window);
+}
+
+// Slots [lo, hi) that may hold keys visible to a query at pq.
+__device__ __forceinline__ void key_range(const KvView& kv, int32_t pq_min, int32_t pq_max, int window, int& lo,
+                                          int& hi) {
+  if (kv.ring) {
+    lo = 0, hi = kv.cap;
+  } else {
+    hi = min(pq_max + 1, kv.cap);
+    lo = window > 0 ? max(0, pq_min - window + 1) : 0;
+  }
+}
+
+template <class KT>
+__global__ void kv_write_kernel(KvView kv, const float* k, const float* v, const int32_t* positions, const int32_t* seqs,
+                                RopeArgs rk) {
+  pdl_launch_dependents();
+  pdl_wait();
+  const int t = blockIdx.x;
+  const int32_t pos = positions[t];
+  const int seq = seqs[t];
+  const int64_t slot = kv.ring ? pos % kv.cap : pos;
+  const int64_t row = int64_t(seq) * kv.cap + slot;
+  const int D = kv.head_dim, Dv = kv.v_head_dim, H = kv.kv_heads;
+  KT* kc = static_cast<KT*>(kv.k) + row * H * D;
+  KT* vc = static_cast<KT*>(kv.v) + row * H * Dv;
+  const float* kt = k + int64_t(t) * H * D;
+  const float* vt = v + int64_t(t) * H * Dv;
+  for (int i = threadIdx.x; i < H * D; i += blockDim.x) kc[i] = kv_cast<KT>(rope_value(kt + (i / D) * D, i % D, pos, rk));
+  for (int i = threadIdx.x; i < H * Dv; i += blockDim.x) vc[i] = kv_cast<KT>(vt[i]);
+  if (threadIdx.x == 0) kv.pos[row] = pos;
+}
+
+__global__ void kv_truncate_kernel(int32_t* pos, int cap, int32_t n_past) {
+  pdl_launch_dependents();
+  pdl_wait();
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < cap && pos[i] >= n_past) pos[i] = -1;
+}
+
+// ---- decode ----
+
+constexpr int kDecThreads = 256, kChunk = 256, kMaxAcc = 8, kMaxGroup = 32;
+constexpr int kDecodeMaxT = 16;  // larger mixed batches run one split per (token, kv head)
+constexpr int kMinKeys = 256;    // fewest keys worth a split of their own
+
+int decode_splits(int T, int cap) {
+  if (T > kDecodeMaxT) return 1;
+  return std::max(1, std::min(32, (cap + 255) / 256));
+}
+
+// Eight consecutive cache values (16- or 32-byte aligned when D is a multiple of 8).
+template <class KT>
+__device__ __forceinline__ void kv_load8(const KT* p, float (&v)[8]) {
+  if constexpr (std::is_same_v<KT, float>) {
+    const float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+  } else {
+    const uint4 u = *reinterpret_cast<const uint4*>(p);
+    const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 f = __half22float2(h[i]);
+      v[2 * i] = f.x, v[2 * i + 1] = f.y;
+    }
+  }
+}
+
+// out4[i] = dot(q of head g0 + i, key) for the (up to) 4 heads g0.. of the group; qs is [G][D].
+template <class KT>
+__device__ __forceinline__ void dot_heads(const float* qs, int D, int G, const KT* key, float (&out4)[4], int g0) {
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  const int ng = min(4, G - g0);
+  if (D % 8 == 0) {
+#pragma unroll 4
+    for (int d = 0; d < D; d += 8) {
+      float kd[8];
+      kv_load8(key + d, kd);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        if (i >= ng) break;
+        const float* q = qs + (g0 + i) * D + d;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[i] += q[e] * kd[e];
+      }
+    }
+  } else {
+    for (int d = 0; d < D; ++d) {
+      const float kd = kv_load(key + d);
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        if (i < ng) acc[i] += qs[(g0 + i) * D + d] * kd;
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) out4[i] = acc[i];
+}
+
+// Shared memory of the decode kernel, in floats (offsets kept 16-byte aligned).
+struct DecodeSmem {
+  int qs, sc, kn, vn, red, total;
+  __host__ __device__ DecodeSmem(int G, int D, int Dv) {
+    auto up4 = [](int n) { return (n + 3) / 4 * 4; };
+    qs = 0, sc = up4(G * D), kn = sc + G * kChunk, vn = kn + up4(D), red = vn + up4(Dv);
+    total = red + kDecThreads * 8;
+  }
+};
+
+template <class KT>
+__global__ void __launch_bounds__(kDecThreads, 1) attn_decode_kernel(AttnArgs a, KvView kv, const int32_t* positions,
+                                                                  const int32_t* seqs) {
+  pdl_launch_dependents();
+  extern __shared__ float smem[];
+  const int KVH = kv.kv_heads, D = kv.head_dim, Dv = kv.v_head_dim, H = a.heads, G = H / KVH;
+  const DecodeSmem L(G, D, Dv);
+  float* qs = smem + L.qs;  // [G][D] rotated, scaled queries
+  float* sc = smem + L.sc;  // [G][kChunk] scores, then probabilities
+  float* kn = smem + L.kn;  // [D] this token's rotated key (fused write)
+  float* vn = smem + L.vn;  // [Dv] this token's value (fused write)
+  float* red = smem + L.red;
+  __shared__ float m_run[kMaxGroup], l_run[kMaxGroup], alpha[kMaxGroup];
+  __shared__ bool last_block;
+
+  const int t = blockIdx.x / KVH, kvh = blockIdx.x % KVH, split = blockIdx.y, nsplit = gridDim.y;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  pdl_wait();  // positions and sequences come from the step's upload
+  const int seq = seqs[t];
+  const int32_t pq = positions[t];
+
+  int lo, hi;
+  key_range(kv, pq, pq, a.window, lo, hi);
+  // The grid has room for nsplit splits (fixed when a decode step is captured); short contexts use
+  // fewer, at least kMinKeys keys each, and the blocks beyond them leave at once.
+  const int n = max(0, hi - lo);
+  const int used = max(1, min(nsplit, (n + kMinKeys - 1) / kMinKeys));
+  if (split >= used) return;
+  const int per = (n + used - 1) / used;
+  const int s_lo = lo + split * per, s_hi = min(hi, s_lo + per);
+
+  for (int i = tid; i < G * D; i += kDecThreads) {
+    const int g = i / D, d = i % D;
+    qs[i] = rope_value(a.q + (int64_t(t) * H + kvh * G + g) * D, d, pq, a.rope_q) * a.scale;
+  }
+  // Fused cache write (single-token steps): this token's key and value come from the step's k and v,
+  // not from the cache, and the first split stores them there for later steps.
+  const int64_t s_cur = a.k_new ? (kv.ring ? pq % kv.cap : pq) : -1;
+  if (a.k_new) {
+    for (int d = tid; d < D; d += kDecThreads) kn[d] = rope_value(a.k_new + (int64_t(t) * KVH + kvh) * D, d, pq, a.rope_k);
+    for (int d = tid; d < Dv; d += kDecThreads) vn[d] = a.v_new[(int64_t(t) * KVH + kvh) * Dv + d];
+  }
+  if (tid < G) m_run[tid] = -INFINITY, l_run[tid] = 0.f;
+  float acc[kMaxAcc];
+#pragma unroll
+  for (int i = 0; i < kMaxAcc; ++i) acc[i] = 0.f;
+  __syncthreads();
+  if (a.k_new && split == 0) {
+    const int64_t row = int64_t(seq) * kv.cap + s_cur;
+    KT* kc = static_cast<KT*>(kv.k) + (row * KVH + kvh) * D;
+    KT* vc = static_cast<KT*>(kv.v) + (row * KVH + kvh) * Dv;
+    for (int d = tid; d < D; d += kDecThreads) kc[d] = kv_cast<KT>(kn[d]);
+    for (int d = tid; d < Dv; d += kDecThreads) vc[d] = kv_cast<KT>(vn[d]);
+    if (kvh == 0 && tid == 0) kv.pos[row] = pq;
+  }
+
+  // V accumulation layout: with Dv a multiple of 8, each thread owns 8 consecutive outputs (one head)
+  // of one subset of the keys (V8 vectors x nsets subsets), so a chunk's keys are summed in parallel.
+  const bool vec = Dv % 8 == 0;
+  const int V8 = G * Dv / 8, nsets = vec ? kDecThreads / V8 : 0;
+  const int vi = vec ? tid % V8 : 0, vset = vec ? tid / V8 : 0;
+  const bool vown = vec && vset < nsets;
+  const int vg = vi * 8 / (Dv > 0 ? Dv : 1), vd = vi * 8 % (Dv > 0 ? Dv : 1);
+  float acc8[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+
+  const KT* kbase = static_cast<const KT*>(kv.k);
+  const KT* vbase = static_cast<const KT*>(kv.v);
+  const int32_t* pbase = kv.pos + int64_t(seq) * kv.cap;
+  const int64_t vstride = int64_t(KVH) * Dv;
+  for (int c0 = s_lo; c0 < s_hi; c0 += kChunk) {
+    // Scores of this chunk's keys (one key per thread), -inf where masked.
+    // (The key is read whether or not it is visible, so its load does not wait for pos[].)
+    const int j = c0 + tid;
+    const bool mine = j == s_cur, in = j < s_hi;
+    bool valid = false;
+    if (in) valid = mine || key_visible(pbase[j], pq, a.window);
+    const KT* key = kbase + ((int64_t(seq) * kv.cap + j) * KVH + kvh) * D;
+    for (int g0 = 0; g0 < G; g0 += 4) {
+      float d4[4] = {0.f, 0.f, 0.f, 0.f};
+      if (in) {
+        if (mine) dot_heads(qs, D, G, kn, d4, g0);
+        else dot_heads(qs, D, G, key, d4, g0);
+      }
+      for (int i = 0; i < 4 && g0 + i < G; ++i) {
+        float s = d4[i];
+        if (a.softcap > 0) s = a.softcap * tanhf(s / a.softcap);
+        sc[(g0 + i) * kChunk + tid] = valid ? s : -INFINITY;
+      }
+    }
+    __syncthreads();
+    // Running max and sum per head; scores become probabilities (relative to the new max).
+    const int cnt = min(kChunk, s_hi - c0);
+    for (int g = warp; g < G; g += kDecThreads / 32) {
+      float mx = -INFINITY;
+      for (int i = lane; i < cnt; i += 32) mx = fmaxf(mx, sc[g * kChunk + i]);
+      mx = warp_max(mx);
+      const float m_old = m_run[g], m_new = fmaxf(m_old, mx);
+      float sum = 0.f;
+      for (int i = lane; i < cnt; i += 32) {
+        const float p = m_new == -INFINITY ? 0.f : expf(sc[g * kChunk + i] - m_new);
+        sc[g * kChunk + i] = p;
+        sum += p;
+      }
+      sum = warp_sum(sum);
+      if (lane == 0) {
+        const float al = m_new == -INFINITY ? 1.f : expf(m_old - m_new);
+        alpha[g] = al;
+        l_run[g] = l_run[g] * al + sum;
+        m_run[g] = m_new;
+      }
+    }
+    __syncthreads();
+    // Weighted V rows (masked slots have p = 0 and finite, zero-initialized or stale, values).
+    if (vown) {
+      const float al = alpha[vg];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc8[e] *= al;
+      const float* pg = sc + vg * kChunk;
+      const KT* vcol = vbase + (int64_t(seq) * kv.cap + c0) * vstride + kvh * Dv + vd;
+#pragma unroll 4
+      for (int jj = vset; jj < cnt; jj += nsets) {
+        float v[8];
+        if (c0 + jj == s_cur) {
+#pragma unroll
+          for (int e = 0; e < 8; ++e) v[e] = vn[vd + e];
+        } else {
+          kv_load8(vcol + jj * vstride, v);
+        }
+        const float p = pg[jj];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc8[e] += p * v[e];
+      }
+    } else if (!vec) {
+#pragma unroll
+      for (int i = 0; i < kMaxAcc; ++i) {
+        const int idx = tid + i * kDecThreads;
+        if (idx >= G * Dv) break;
+        const int g = idx / Dv, dv = idx % Dv;
+        float s = acc[i] * alpha[g];
+        const float* pg = sc + g * kChunk;
+        const KT* vcol = vbase + (int64_t(seq) * kv.cap + c0) * vstride + kvh * Dv + dv;
+        for (int jj = 0; jj < cnt; ++jj)
+          s += pg[jj] * (c0 + jj == s_cur ? vn[dv] : kv_load(vcol + jj * vstride));
+        acc[i] = s;
+      }
+    }
+    __syncthreads();
+  }
+  if (vec) {  // sum the key subsets
+    if (vown)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) red[vset * G * Dv + vi * 8 + e] = acc8[e];
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < kMaxAcc; ++i) {
+      const int idx = tid + i * kDecThreads;
+      float s = 0.f;
+      if (idx < G * Dv)
+        for (int k = 0; k < nsets; ++k) s += red[k * G * Dv + idx];
+      acc[i] = s;
+    }
+  }
+
+  // One split: normalize and write. Several: publish the partial, the last block combines.
+  float* out = a.out + int64_t(t) * H * Dv + int64_t(kvh) * G * Dv;  // heads kvh*G .. of token t
+  if (used == 1) {
+#pragma unroll
+    for (int i = 0; i < kMaxAcc; ++i) {
+      const int idx = tid + i * kDecThreads;
+      if (idx >= G * Dv) break;
+      const float l = l_run[idx / Dv];
+      out[idx] = l > 0.f ? acc[i] / l : 0.f;
+    }
+    return;
+  }
+  const int64_t stride = Dv + 2;  // per (token, head, split): acc[Dv], m, l
+  float* work = a.work + ((int64_t(t) * H + kvh * G) * nsplit) * stride;
+#pragma unroll
+  for (int i = 0; i < kMaxAcc; ++i) {
+    const int idx = tid + i * kDecThreads;
+    if (idx >= G * Dv) break;
+    const int g = idx / Dv, dv = idx % Dv;
+    work[(int64_t(g) * nsplit + split) * stride + dv] = acc[i];
+  }
+  if (tid < G) {
+    work[(int64_t(tid) * nsplit + split) * stride + Dv] = m_run[tid];
+    work[(int64_t(tid) * nsplit + split) * stride + Dv + 1] = l_run[tid];
+  }
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) {
+    int* counter = a.counters + blockIdx.x;
+    last_block = atomicAdd(counter, 1) == used - 1;
+    if (last_block) *counter = 0;  // ready for the next launch
+  }
+  __syncthreads();
+  if (!last_block) return;
+  __threadfence();
+  for (int idx = tid; idx < G * Dv; idx += kDecThreads) {
+    const int g = idx / Dv, dv = idx % Dv;
+    const float* wg = work + int64_t(g) * nsplit * stride;
+    float M = -INFINITY;
+    for (int s = 0; s < used; ++s) M = fmaxf(M, __ldcg(wg + s * stride + Dv));
+    float num = 0.f, den = 0.f;
+    if (M != -INFINITY) {
+      for (int s = 0; s < used; ++s) {
+        const float ms = __ldcg(wg + s * stride + Dv);
+        if (ms == -INFINITY) continue;
+        const float e = expf(ms - M);
+        num += e * __ldcg(wg + s * stride + dv);
+        den += e * __ldcg(wg + s * stride + Dv + 1);
+      }
+    }
+    out[idx] = den > 0.f ? num / den : 0.f;
+  }
+}
+
+// ---- prefill ----
+
+constexpr int PQ = 64, PK = 64;
+
+template <class KT, int DMAX>
+__global__ void __launch_bounds__(256) attn_prefill_kernel(AttnArgs a, KvView kv, const int32_t* positions,
+                                                           const int32_t* seqs) {
+  pdl_launch_dependents();
+  pdl_wait();
+  extern __shared__ float smem[];
+  constexpr int LD = DMAX + 1, NC = DMAX / 16;
+  float* Qs = smem;              // [PQ][LD]
+  float* Ks = Qs + PQ * LD;      // [PK][LD]
+  float* Vs = Ks + PK * LD;      // [PK][LD]
+  float* Ps = Vs + PK * LD;      // [PQ][PK + 1]
+  __shared__ int32_t qpos[PQ], kpos[PK];
+  __shared__ int32_t range[2];
+
+  const int KVH = kv.kv_heads, D = kv.head_dim, Dv = kv.v_head_dim, H = a.heads, G = H / KVH;
+  const int tid = threadIdx.x, ty = tid >> 4, tx = tid & 15;
+  const int q0 = blockIdx.x * PQ, h = blockIdx.y, kvh = h / G;
+  const int seq = seqs[0];
+
+  if (tid < PQ) qpos[tid] = q0 + tid < a.T ? positions[q0 + tid] : -1;
+  __syncthreads();
+  if (tid == 0) {
+    int32_t mn = INT32_MAX, mx = -1;
+    for (int r = 0; r < PQ; ++r)
+      if (qpos[r] >= 0) mn = min(mn, qpos[r]), mx = max(mx, qpos[r]);
+    range[0] = mn, range[1] = mx;
+  }
+  for (int i = tid; i < PQ * D; i += 256) {
+    const int r = i / D, d = i % D;
+    Qs[r * LD + d] = q0 + r < a.T
+                         ? rope_value(a.q + (int64_t(q0 + r) * H + h) * D, d, qpos[r], a.rope_q) * a.scale
+                         : 0.f;
+  }
+  __syncthreads();
+  int lo, hi;
+  key_range(kv, range[0], range[1], a.window, lo, hi);
+
+  float m[4], l[4], acc[4][NC];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    m[i] = -INFINITY, l[i] = 0.f;
+#pragma unroll
+    for (int c = 0; c < NC; ++c) acc[i][c] = 0.f;
+  }
+  const KT* kbase = static_cast<const KT*>(kv.k) + (int64_t(seq) * kv.cap * KVH + kvh) * D;
+  const KT* vbase = static_cast<const KT*>(kv.v) + (int64_t(seq) * kv.cap * KVH + kvh) * Dv;
+  const int32_t* pbase = kv.pos + int64_t(seq) * kv.cap;
+
+  for (int k0 = lo; k0 < hi; k0 += PK) {
+    for (int i = tid; i < PK * D; i += 256) {
+      const int j = i / D, d = i % D;
+      Ks[j * LD + d] = k0 + j < hi ? kv_load(kbase + int64_t(k0 + j) * KVH * D + d) : 0.f;
+    }
+    for (int i = tid; i < PK * Dv; i += 256) {
+      const int j = i / Dv, d = i % Dv;
+      Vs[j * LD + d] = k0 + j < hi ? kv_load(vbase + int64_t(k0 + j) * KVH * Dv + d) : 0.f;
+    }
+    if (tid < PK) kpos[tid] = k0 + tid < hi ? pbase[k0 + tid] : -1;
+    __syncthreads();
+
+    // Scores for rows ty*4 + i and keys tx + 16 j.
+    float s[4][4] = {};
+#pragma unroll 4
+    for (int d = 0; d < D; ++d) {
+      float qv[4], kv4[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) qv[i] = Qs[(ty * 4 + i) * LD + d];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) kv4[j] = Ks[(tx + 16 * j) * LD + d];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) s[i][j] += qv[i] * kv4[j];
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int32_t pq = qpos[ty * 4 + i];
+      float mx = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        float v = s[i][j];
+        if (a.softcap > 0) v = a.softcap * tanhf(v / a.softcap);
+        s[i][j] = pq >= 0 && key_visible(kpos[tx + 16 * j], pq, a.window) ? v : -INFINITY;
+        mx = fmaxf(mx, s[i][j]);
+      }
+#pragma unroll
+      for (int o = 8; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      const float m_new = fmaxf(m[i], mx);
+      const float al = m_new == -INFINITY ? 1.f : expf(m[i] - m_new);
+      float sum = 0.f;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float p = m_new == -INFINITY ? 0.f : expf(s[i][j] - m_new);
+        Ps[(ty * 4 + i) * (PK + 1) + tx + 16 * j] = p;
+        sum += p;
+      }
+#pragma unroll
+      for (int o = 8; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+      l[i] = l[i] * al + sum;
+      m[i] = m_new;
+#pragma unroll
+      for (int c = 0; c < NC; ++c) acc[i][c] *= al;
+    }
+    __syncthreads();
+    const int nk = min(PK, hi - k0);
+    for (int j = 0; j < nk; ++j) {
+      float pv[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) pv[i] = Ps[(ty * 4 + i) * (PK + 1) + j];
+#pragma unroll
+      for (int c = 0; c < NC; ++c) {
+        const float v = Vs[j * LD + tx + 16 * c];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[i][c] += pv[i] * v;
+      }
+    }
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int r = ty * 4 + i;
+    if (q0 + r >= a.T) continue;
+    float* o = a.out + (int64_t(q0 + r) * H + h) * Dv;
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+      const int d = tx + 16 * c;
+      if (d < Dv) o[d] = l[i] > 0.f ? acc[i][c] / l[i] : 0.f;
+    }
+  }
+}
+
+template <class KT, int DMAX>
+void launch_prefill(const AttnArgs& a, const KvView& kv, const int32_t* positions, const int32_t* seqs,
+                    cudaStream_t s) {
+  const size_t smem = (size_t(3) * 64 * (DMAX + 1) + size_t(PQ) * (PK + 1)) * 4;
+  auto* k = attn_prefill_kernel<KT, DMAX>;
+  allow_dynamic_smem(reinterpret_cast<const void*>(k), smem);
+  launch(k, dim3(unsigned((a.T + PQ - 1) / PQ), unsigned(a.heads)), 256, smem, s, "attention prefill", a, kv,
+         positions, seqs);
+}
+
+template <class KT>
+void launch_attention(const AttnArgs& a, const KvView& kv, const int32_t* positions, const int32_t* seqs,
+                      cudaStream_t s) {
+  const int dmax = std::max(kv.head_dim, kv.v_head_dim);
+  if (a.single_seq && a.T > kDecodeMaxT) {
+    if (dmax <= 64) return launch_prefill<KT, 64>(a, kv, positions, seqs, s);
+    if (dmax <= 128) return launch_prefill<KT, 128>(a, kv, positions, seqs, s);
+    return launch_prefill<KT, 256>(a, kv, positions, seqs, s);
+  }
+  const int G = a.heads / kv.kv_heads;
+  const int nsplit = decode_splits(a.T, kv.cap);
+  const size_t smem = size_t(DecodeSmem(G, kv.head_dim, kv.v_head_dim).total) * 4;
+  auto* k = attn_decode_kernel<KT>;
+  allow_dynamic_smem(reinterpret_cast<const void*>(k), smem);
+  launch(k, dim3(unsigned(a.T * kv.kv_heads), unsigned(nsplit)), kDecThreads, smem, s, "attention decode", a, kv,
+         positions, seqs);
+}
+
+}  // namespace
+
+size_t attention_work_floats(int max_T, int heads, int v_head_dim, int cap) {
+  const int T = std::min(max_T, kDecodeMaxT);
+  return size_t(T) * size_t(heads) * size_t(decode_splits(T, cap)) * size_t(v_head_dim + 2);
+}
+
+size_t attention_counters(int max_T, int heads) { return size_t(max_T) * size_t(heads); }
+
+bool attention_supported(int heads, int kv_heads, int head_dim, int v_head_dim) {
+  if (kv_heads <= 0 || heads % kv_heads) return false;
+  const int G = heads / kv_heads;
+  return G <= kMaxGroup && G * v_head_dim <= kDecThreads * kMaxAcc && head_dim <= 256 && v_head_dim <= 256;
+}
+
+void kv_write(const KvView& kv, const float* k, const float* v, int T, const int32_t* positions, const int32_t* seqs,
+              const RopeArgs& rope_k, cudaStream_t s) {
+  if (kv.half) launch(kv_write_kernel<__half>, unsigned(T), 256, 0, s, "kv_write", kv, k, v, positions, seqs, rope_k);
+  else launch(kv_write_kernel<float>, unsigned(T), 256, 0, s, "kv_write", kv, k, v, positions, seqs, rope_k);
+}
+
+void kv_reset(const KvView& kv, int seq, cudaStream_t s) {
+  ELM_CUDA_CHECK(cudaMemsetAsync(kv.pos + int64_t(seq) * kv.cap, 0xFF, size_t(kv.cap) * 4, s));
+}
+
+void kv_truncate(const KvView& kv, int seq, int32_t n_past, cudaStream_t s) {
+  launch(kv_truncate_kernel, blocks_for(kv.cap, 256), 256, 0, s, "kv_truncate", kv.pos + int64_t(seq) * kv.cap,
+         kv.cap, n_past);
+}
+
+void attention(const AttnArgs& args, const KvView& kv, const int32_t* positions, const int32_t* seqs, cudaStream_t s) {
+  AttnArgs a = args;
+  // A single token's cache write is fused into the decode kernel; larger steps write all their keys
+  // first (a query may see keys of the same step).
+  if (a.k_new && a.T != 1) {
+    kv_write(kv, a.k_new, a.v_new, a.T, positions, seqs, a.rope_k, s);
+    a.k_new = a.v_new = nullptr;
+  }
+  if (kv.half) launch_attention<__half>(a, kv, positions, seqs, s);
+  else launch_attention<float>(a, kv, positions, seqs, s);
+}
+
+}  // namespace elm::cuda

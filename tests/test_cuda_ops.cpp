@@ -1,0 +1,292 @@
+// The CUDA backend's ops against the CPU reference on random shapes: every op, every weight type, the
+// decode (matrix-vector) and prefill (tiled) paths, the fused patterns, and the KV cache over many
+// steps (ring buffers, mixed sequences, truncation). Skips without a CUDA device.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "core/error.h"
+#include "cuda_harness.h"
+#include "util.h"
+
+using namespace elm;
+using namespace elm::test;
+
+namespace {
+
+const QuantSpec kF32{DType::F32, 0, DType::F16};
+
+std::vector<QuantSpec> all_weight_types() {
+  return {{DType::F32, 0, DType::F16},  {DType::F16, 0, DType::F16},  {DType::BF16, 0, DType::F16},
+          {DType::Q8, 32, DType::F16},  {DType::Q8, 64, DType::F32},  {DType::Q4, 32, DType::F16},
+          {DType::Q4, 128, DType::F16}, {DType::Q4M, 32, DType::F16}, {DType::Q4M, 64, DType::F32}};
+}
+
+// Tolerance of a product against the CPU's float32 arithmetic: float32 paths differ by summation
+// order only; the tensor-core paths round x (and decoded w) to 16 bits.
+double product_tolerance(DType act, DType weight, int64_t T) {
+  const bool gemv = T <= 8;
+  if (gemv) return 2e-5;
+  if (act == DType::F32 && !is_quantized(weight)) return 2e-5;
+  return act == DType::BF16 || weight == DType::BF16 ? 2e-2 : 4e-3;
+}
+
+}  // namespace
+
+TEST(CudaOps, MatMulEveryWeightTypeDecodeAndPrefillShapes) {
+  ELM_REQUIRE_CUDA();
+  std::mt19937 rng(42);
+  for (const QuantSpec& type : all_weight_types()) {
+    for (DType act : {DType::F32, DType::BF16}) {
+      for (int64_t T : {1, 3, 8, 9, 70, 130}) {
+        const int64_t K = 32 * (1 + rng() % 12) * (type.group > 32 ? type.group / 32 : 1);
+        const int64_t N = 1 + rng() % 300;
+        const bool bias = rng() % 2;
+        CudaCase c;
+        NodeId x = c.input("x", T, K);
+        NodeId w = c.weight("w", N, K, type, 0.5f);
+        NodeId y = c.b.matmul(x, w, bias ? c.weight("b", 0, N) : kNone);
+        c.finish(y);
+        RuntimeConfig cfg;
+        cfg.max_batch = 256, cfg.act_dtype = act;
+        CudaPair p(c.model, cfg);
+        p.expect_all_on_cuda();
+        const double err = p.step(make_batch(T));
+        EXPECT_LT(err, product_tolerance(act, type.type, T))
+            << dtype_name(type.type) << " g" << type.group << " act " << dtype_name(act) << " T " << T << " K " << K
+            << " N " << N;
+      }
+    }
+  }
+}
+
+// A Llama-style block: the fused norm prologue, q/k/v siblings with bias, gated MLP, residual adds;
+// on the decode path and the prefill path, fused and (ELM_CUDA_FUSE=0) unfused.
+TEST(CudaOps, FusedBlockPatternsMatchTheCpu) {
+  ELM_REQUIRE_CUDA();
+  for (const char* fuse : {"1", "0"}) {
+    setenv("ELM_CUDA_FUSE", fuse, 1);
+    for (const QuantSpec& type : {QuantSpec{DType::F32, 0, DType::F16}, QuantSpec{DType::Q4, 32, DType::F16}}) {
+      for (int64_t T : {1, 5, 40}) {
+        const int64_t H = 128, I = 192;
+        CudaCase c;
+        NodeId x = c.input("x", T, H);
+        NodeId h = c.b.rms_norm(x, c.weight("n1", 0, H), 1e-5);
+        NodeId q = c.b.matmul(h, c.weight("wq", H, H, type, 0.2f), c.weight("bq", 0, H));
+        NodeId k = c.b.matmul(h, c.weight("wk", 64, H, type, 0.2f), c.weight("bk", 0, 64));
+        NodeId v = c.b.matmul(h, c.weight("wv", 64, H, type, 0.2f));
+        NodeId a = c.b.concat({q, k, v});
+        a = c.b.matmul(a, c.weight("wo", H, H + 128, type, 0.1f));
+        x = c.b.add(x, a);
+        h = c.b.rms_norm(x, c.weight("n2", 0, H), 1e-5, /*add_one=*/true);
+        NodeId g = c.b.matmul(h, c.weight("wg", I, H, type, 0.2f));
+        NodeId u = c.b.matmul(h, c.weight("wu", I, H, type, 0.2f));
+        NodeId m = c.b.mul(c.b.unary(Op::GeluTanh, g), u);
+        x = c.b.add(x, c.b.matmul(m, c.weight("wd", H, I, type, 0.1f)));
+        c.finish(x);
+        RuntimeConfig cfg;
+        cfg.max_batch = 64;
+        CudaPair p(c.model, cfg);
+        p.expect_all_on_cuda();
+        const double tol = T > 8 && is_quantized(type.type) ? 4e-3 : 2e-5;
+        EXPECT_LT(p.step(make_batch(T)), tol) << "fuse " << fuse << " " << dtype_name(type.type) << " T " << T;
+      }
+    }
+  }
+  unsetenv("ELM_CUDA_FUSE");
+}
+
+TEST(CudaOps, RmsNormGroupsAddOneAndWeights) {
+  ELM_REQUIRE_CUDA();
+  for (int64_t group : {int64_t(0), int64_t(16), int64_t(96)}) {
+    for (bool add_one : {false, true}) {
+      for (bool with_w : {false, true}) {
+        CudaCase c;
+        const int64_t T = 7, C = 192, G = group ? group : C;
+        NodeId x = c.input("x", T, C, 3.0f);
+        c.finish(c.b.rms_norm(x, with_w ? c.weight("w", 0, G) : kNone, 1e-6, add_one, group));
+        CudaPair p(c.model, {});
+        p.expect_all_on_cuda();
+        EXPECT_LT(p.step(make_batch(T)), 1e-5) << "group " << group << " add_one " << add_one << " w " << with_w;
+      }
+    }
+  }
+}
+
+TEST(CudaOps, ElementwiseUnaryAndBroadcast) {
+  ELM_REQUIRE_CUDA();
+  const int64_t T = 6, C = 50;
+  for (Op op : {Op::Silu, Op::Gelu, Op::GeluTanh, Op::Sigmoid, Op::Softplus, Op::Tanh}) {
+    CudaCase c;
+    c.finish(c.b.unary(op, c.input("x", T, C, 8.0f)));
+    CudaPair p(c.model, {});
+    p.expect_all_on_cuda();
+    EXPECT_LT(p.step(make_batch(T)), 1e-6) << op_name(op);
+  }
+  for (Op op : {Op::Add, Op::Mul}) {
+    for (bool broadcast : {false, true}) {
+      CudaCase c;
+      NodeId a = c.input("a", T, C);
+      NodeId b = broadcast ? c.weight("b", 0, C) : c.input("b", T, C);
+      c.finish(op == Op::Add ? c.b.add(a, b) : c.b.mul(a, b));
+      CudaPair p(c.model, {});
+      p.expect_all_on_cuda();
+      EXPECT_LT(p.step(make_batch(T)), 1e-7) << op_name(op) << " broadcast " << broadcast;
+    }
+  }
+  CudaCase c;
+  c.finish(c.b.softcap(c.b.scale(c.input("x", T, C), 7.5), 3.0));
+  CudaPair p(c.model, {});
+  EXPECT_LT(p.step(make_batch(T)), 1e-6) << "scale, softcap";
+}
+
+TEST(CudaOps, SliceConcatAndOutputRows) {
+  ELM_REQUIRE_CUDA();
+  const int64_t T = 9;
+  CudaCase c;
+  NodeId x = c.input("x", T, 40);
+  NodeId y = c.input("y", T, 13);
+  c.finish(c.b.concat({c.b.slice(x, 7, 20), y, c.b.slice(x, 0, 3)}));
+  CudaPair p(c.model, {});
+  p.expect_all_on_cuda();
+  Batch b = make_batch(T);
+  for (int64_t t = 0; t < T; ++t) b.want_output[size_t(t)] = t % 3 == 1;
+  EXPECT_EQ(p.step(b), 0.0);
+  EXPECT_EQ(p.gpu->step(b).rows, 3);
+}
+
+TEST(CudaOps, RopeBothPairConventionsPartialAndScaled) {
+  ELM_REQUIRE_CUDA();
+  for (bool pairs : {false, true}) {
+    for (int64_t F : {int64_t(32), int64_t(12)}) {
+      for (int64_t T : {1, 21}) {
+        CudaCase c;
+        const int64_t D = 64, H = 3;
+        NodeId x = c.input("x", T, H * D);
+        NodeId f = c.b.constant("freq", rope_inv_freq(10000.0, 2 * F));
+        c.finish(c.b.rope(x, f, D, pairs, 0.9));
+        CudaPair p(c.model, {});
+        p.expect_all_on_cuda();
+        EXPECT_LT(p.step(make_batch(T, 1000)), 1e-5) << "pairs " << pairs << " F " << F << " T " << T;
+      }
+    }
+  }
+}
+
+namespace {
+
+// q, k, v inputs (k rotated through a fused RoPE when `rope`), one attention over kv state.
+struct AttnCase {
+  CudaCase c;
+  AttnCase(int64_t rows, int64_t H, int64_t KVH, int64_t D, int64_t window, double softcap, bool rope) {
+    NodeId q = c.input("q", rows, H * D), k = c.input("k", rows, KVH * D), v = c.input("v", rows, KVH * D);
+    if (rope) {
+      NodeId f = c.b.constant("freq", rope_inv_freq(10000.0, D));
+      q = c.b.rope(q, f, D), k = c.b.rope(k, f, D);
+    }
+    GraphBuilder::AttentionSpec s;
+    s.heads = H, s.kv_heads = KVH, s.head_dim = D, s.scale = 1.0 / std::sqrt(double(D)), s.window = window;
+    s.softcap = softcap;
+    c.finish(c.b.attention(q, k, v, s));
+  }
+};
+
+}  // namespace
+
+TEST(CudaOps, AttentionPrefillGqaWindowSoftcapRope) {
+  ELM_REQUIRE_CUDA();
+  for (int64_t D : {int64_t(16), int64_t(64), int64_t(128), int64_t(256)}) {
+    for (int64_t T : {int64_t(5), int64_t(100)}) {  // decode kernel / tiled prefill kernel
+      for (int64_t window : {int64_t(0), int64_t(17)}) {
+        for (double softcap : {0.0, 30.0}) {
+          for (bool rope : {false, true}) {
+            for (DType kv : {DType::F32, DType::F16}) {
+              AttnCase a(T, 8, 2, D, window, softcap, rope);
+              RuntimeConfig cfg;
+              cfg.max_batch = 128, cfg.n_ctx = 512, cfg.kv_dtype = kv;
+              CudaPair p(a.c.model, cfg);
+              p.expect_all_on_cuda();
+              EXPECT_LT(p.step(make_batch(T)), kv == DType::F16 ? 3e-3 : 2e-5)
+                  << "D " << D << " T " << T << " window " << window << " softcap " << softcap << " rope " << rope
+                  << " kv " << dtype_name(kv);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// The CPU test's scenario on both backends: sequences fed in steps of 1..3 tokens, mixed in one batch
+// at different positions, a sliding window small enough for a ring buffer; then truncation and reset.
+TEST(CudaOps, AttentionStepwiseRingBufferSequencesTruncateReset) {
+  ELM_REQUIRE_CUDA();
+  for (int64_t window : {int64_t(0), int64_t(6)}) {
+    const int64_t T = 40;
+    AttnCase a(T, 4, 1, 32, window, 0.0, true);
+    RuntimeConfig cfg;
+    cfg.max_batch = 4, cfg.n_ctx = 256, cfg.max_seqs = 3;
+    CudaPair p(a.c.model, cfg);
+    p.expect_all_on_cuda();
+    int32_t p0 = 0, p1 = 0;
+    for (int step = 0; p1 < T; ++step) {
+      Batch b;
+      const int n0 = std::min<int>(1 + step % 3, int(T - p0));
+      for (int i = 0; i < n0; ++i, ++p0) b.add(p0, p0, 0, true);
+      if (step > 0 && p1 < T) b.add(p1, p1, 2, true), ++p1;
+      if (b.size() == 0) continue;
+      ASSERT_LT(p.step(b), 2e-5) << "window " << window << " step " << step;
+    }
+    for (Executor* e : {p.gpu.get(), p.cpu.get()}) e->seq_truncate(0, int32_t(T - 5));
+    Batch b = make_batch(3, int32_t(T - 5), 0, int32_t(T - 5));
+    EXPECT_LT(p.step(b), 2e-5) << "after truncate";
+    for (Executor* e : {p.gpu.get(), p.cpu.get()}) e->seq_reset(2);
+    EXPECT_LT(p.step(make_batch(4, 0, 2, 7)), 2e-5) << "after reset";
+  }
+}
+
+// Decoding deep into a long context: the key range is split over many blocks (flash-decoding).
+TEST(CudaOps, AttentionLongContextDecodeSplits) {
+  ELM_REQUIRE_CUDA();
+  const int64_t T = 1200;
+  AttnCase a(T, 6, 2, 64, 0, 0.0, true);
+  RuntimeConfig cfg;
+  cfg.max_batch = 512, cfg.n_ctx = 2048;
+  CudaPair p(a.c.model, cfg);
+  int32_t pos = 0;
+  while (pos < T - 4) {
+    const int64_t n = std::min<int64_t>(512, T - 4 - pos);
+    EXPECT_LT(p.step(make_batch(n, pos, 0, pos)), 2e-5) << "prefill at " << pos;
+    pos += int32_t(n);
+  }
+  for (; pos < T; ++pos) EXPECT_LT(p.step(make_batch(1, pos, 0, pos)), 2e-5) << "decode at " << pos;
+}
+
+TEST(CudaOps, EmbedEveryTableType) {
+  ELM_REQUIRE_CUDA();
+  for (const QuantSpec& type : all_weight_types()) {
+    CudaCase c;
+    const int64_t V = 50, C = 128;
+    c.finish(c.b.embed(c.weight("table", V, C, type), c.b.token_ids()));
+    CudaPair p(c.model, {});
+    p.expect_all_on_cuda();
+    Batch b;
+    for (int32_t id : {49, 0, 17, 17, 3}) b.add(id, int32_t(b.size()), 0, true);
+    EXPECT_EQ(p.step(b), 0.0) << dtype_name(type.type);
+  }
+}
+
+// Decode steps replay captured graphs: many identical-shape steps give the CPU's results, and a
+// token outside the table is an elm::Error before anything runs.
+TEST(CudaOps, GraphReplayAndBadTokens) {
+  ELM_REQUIRE_CUDA();
+  AttnCase a(64, 4, 2, 32, 0, 0.0, true);
+  RuntimeConfig cfg;
+  cfg.max_batch = 8, cfg.n_ctx = 128;
+  CudaPair p(a.c.model, cfg);
+  for (int32_t pos = 0; pos < 20; ++pos) ASSERT_LT(p.step(make_batch(1, pos, 0, pos)), 2e-5) << pos;
+  Batch bad = make_batch(1, 20, 0, 64);  // the input tables have 64 rows
+  EXPECT_THROW(p.gpu->step(bad), Error);
+  EXPECT_LT(p.step(make_batch(1, 20, 0, 20)), 2e-5) << "after the rejected step";
+}
