@@ -5,10 +5,12 @@ namespace elm::cli {
 
 void register_run(CLI::App& app, Registry& r);
 void register_logits(CLI::App& app, Registry& r);
+void register_serve(CLI::App& app, Registry& r);
 
 void register_all(CLI::App& app, Registry& r) {
   register_run(app, r);
   register_logits(app, r);
+  register_serve(app, r);
 }
 
 }  // namespace elm::cli

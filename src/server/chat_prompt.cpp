@@ -1,0 +1,36 @@
+#include "server/chat_prompt.h"
+
+#include "server/api_error.h"
+
+namespace elm::server {
+
+std::string transcript_prompt(const std::vector<ChatMessage>& messages) {
+  std::string system, turns;
+  for (const ChatMessage& m : messages) {
+    if (m.role == "system" || m.role == "developer") {
+      if (!system.empty()) system += "\n";
+      system += m.content;
+    } else {
+      turns += m.role == "assistant" ? "Assistant: " : m.role == "tool" ? "Tool: " : "User: ";
+      turns += m.content;
+      turns += "\n";
+    }
+  }
+  std::string out;
+  if (!system.empty()) out = system + "\n\n";
+  return out + turns + "Assistant:";
+}
+
+ChatPrompt build_chat_prompt(const Model& model, const std::vector<ChatMessage>& messages) {
+  if (!model.tokenizer)
+    throw ApiError(400, cat("model '", model.info.name,
+                            "' has no tokenizer, so it cannot chat: send token ids to /v1/completions"),
+                   "model");
+  ChatPrompt p;
+  p.format = "transcript";
+  p.ids = model.tokenizer->encode(transcript_prompt(messages), /*add_special=*/true);
+  p.stop = {"\nUser:"};
+  return p;
+}
+
+}  // namespace elm::server
