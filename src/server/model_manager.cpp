@@ -81,7 +81,7 @@ std::shared_ptr<Scheduler> ModelManager::get(const std::string& requested) {
   std::shared_ptr<Scheduler> sched;
   std::string error;
   try {
-    std::shared_ptr<Model> model = Model::load(path);
+    std::shared_ptr<Model> model = config_.load_model ? config_.load_model(path) : Model::load(path);
     model->info.name = id;
     SchedulerOptions o;
     const int64_t model_ctx = model->info.context_length > 0 ? model->info.context_length : 4096;

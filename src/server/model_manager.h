@@ -4,6 +4,7 @@
 // loaded model has its own Scheduler.
 #pragma once
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -33,6 +34,8 @@ struct ServeConfig {
   DType kv_dtype = DType::F32;
   std::vector<std::string> backends = {"cpu"};
   int max_queue = 1024;
+  // How a model file or directory becomes a Model; empty: Model::load. Tests put their own here.
+  std::function<std::shared_ptr<Model>(const std::string& path)> load_model;
 };
 
 class ModelManager {
