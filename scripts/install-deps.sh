@@ -8,10 +8,16 @@ PKGS="build-essential cmake ninja-build pkg-config git \
   nlohmann-json3-dev libpcre2-dev libutf8proc-dev libcli11-dev libcpp-httplib-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
   libvulkan-dev glslc mesa-vulkan-drivers spirv-tools \
-  python3-numpy"
+  python3-numpy chromium"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+# Node.js and npm for the end-to-end tests (tests/e2e): Debian's, unless a Node.js is already there
+# (mixing Debian's npm with another nodejs build breaks apt).
+if ! command -v npm >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi
