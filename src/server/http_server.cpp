@@ -1,10 +1,12 @@
 #include "server/http_server.h"
 
 #include <httplib.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <thread>
 
 #include "server/api_error.h"
@@ -49,6 +51,20 @@ std::string required_string(const json& body, const char* key) {
   return it->get<std::string>();
 }
 
+// The process's resident memory and the bytes malloc has handed out and not got back: the first can grow
+// with fragmentation and thread stacks, the second only with what the program holds (a leak shows here).
+json memory_json() {
+  json m = json::object();
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmRSS:", 0) == 0) m["rss_bytes"] = std::stoll(line.substr(6)) * 1024;
+#ifdef __GLIBC__
+  const struct mallinfo2 mi = mallinfo2();
+  m["heap_in_use_bytes"] = mi.uordblks + mi.hblkhd;  // small chunks in all arenas + mmapped blocks
+#endif
+  return m;
+}
+
 // What /v1/chat/completions and /v1/completions have in common once the body is parsed.
 struct GenerationCall {
   std::string model_id;
@@ -82,9 +98,9 @@ void HttpServer::Impl::routes() {
   // Streaming clients hold a connection thread each, so size the pool for the slots of a few models and
   // clients waiting in the queues: these threads mostly sleep, they do not compete for the cores.
   const size_t threads = options.threads > 0 ? size_t(options.threads)
-                                             : size_t(std::max(64, 4 * models.config().parallel + 16));
+                                             : size_t(std::max(64, 2 * models.config().parallel + 16));
   http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  http.set_keep_alive_timeout(30);
+  http.set_keep_alive_timeout(5);  // an idle keep-alive connection holds a connection thread
   http.set_write_timeout(30);
 
   // Routes that fall through (unknown path, body over the limit, ...) get an OpenAI-shaped body too.
@@ -107,7 +123,7 @@ void HttpServer::Impl::routes() {
     });
 
   http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
-    guarded(res, [&] { send_json(res, 200, {{"status", "ok"}, {"models", models.list()}}); });
+    guarded(res, [&] { send_json(res, 200, {{"status", "ok"}, {"models", models.list()}, {"memory", memory_json()}}); });
   });
 
   http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {

@@ -29,7 +29,7 @@ struct HttpOptions {
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free port (see HttpServer::port)
   size_t max_body = size_t(8) << 20;  // larger request bodies get 413
-  int threads = 0;  // connection threads; 0: enough for every slot of 4 models plus waiting clients
+  int threads = 0;  // connection threads; 0: max(64, 2 * parallel + 16), the slots plus waiting clients
   bool log = false;  // one line per request on stderr
 };
 
