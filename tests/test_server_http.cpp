@@ -35,9 +35,13 @@ class ServerHttp : public ::testing::Test {
     c.models_dir = dir_.string();
     c.parallel = 2;
     c.threads = 2;
-    c.load_model = [](const std::string&) { return stories_with_char_tokenizer(); };
+    c.load_model = [](const std::string& path) {  // any format, with the predictable tokenizer
+      auto m = Model::load(path);
+      m->tokenizer = std::make_shared<CharTokenizer>();
+      return m;
+    };
     models_ = std::make_unique<ModelManager>(c);
-    tasks_ = std::make_unique<ConvertTasks>(c.models_dir, nullptr);
+    tasks_ = std::make_unique<ConvertTasks>(c.models_dir, elm_converter());
     HttpOptions h;
     h.port = 0;
     h.max_body = 1 << 20;
@@ -248,11 +252,34 @@ TEST_F(ServerHttp, ModelManagement) {
   EXPECT_EQ(get("/api/models").second["models"][1]["state"], "unloaded");
   EXPECT_EQ(post("/api/models/unload", R"({"model": "stories-b"})").first, 409);
 
-  // Converting needs `elm convert`, which this server was not given.
-  auto [s4, conv] = post("/api/models/convert", R"({"model": "stories"})");
-  EXPECT_EQ(s4, 501);
-  EXPECT_EQ(conv["error"]["code"], "convert_unavailable");
-  EXPECT_EQ(get("/api/tasks/convert-1").first, 404);
+  EXPECT_EQ(get("/api/tasks/convert-9").first, 404);
+}
+
+TEST_F(ServerHttp, ConvertsACheckpointThatThenServesTheSameTokens) {
+  EXPECT_EQ(post("/api/models/convert", R"({"model": "notes.txt"})").first, 404);
+  EXPECT_EQ(post("/api/models/convert", R"({"model": "stories", "output": "../escape"})").first, 400);
+  auto [status, task] = post("/api/models/convert", R"({"model": "stories", "quant": "f32"})");
+  ASSERT_EQ(status, 202) << task.dump();
+  EXPECT_EQ(task["output"], "stories-f32.elm");
+  json t;
+  for (int i = 0; i < 600; ++i) {
+    t = get("/api/tasks/" + task["id"].get<std::string>()).second;
+    if (t["state"] != "running") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(t["state"], "done") << t.dump();
+  EXPECT_EQ(t["progress"], 1.0);
+  EXPECT_EQ(post("/api/models/convert", R"({"model": "stories", "quant": "f32"})").first, 409);  // exists
+  const json list = get("/api/models").second["models"];
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[1]["id"], "stories-f32.elm");
+  EXPECT_EQ(list[1]["format"], "elm");
+  // float32 keeps the weights exactly: the converted model continues greedily like the checkpoint.
+  const std::string req = R"({"prompt": [1], "max_tokens": 20, "temperature": 0, "model": ")";
+  const json a = post("/v1/completions", req + "stories\"}").second;
+  const json b = post("/v1/completions", req + "stories-f32.elm\"}").second;
+  ASSERT_TRUE(b.contains("choices")) << b.dump();
+  EXPECT_EQ(a["choices"][0]["text"], b["choices"][0]["text"]);
 }
 
 TEST_F(ServerHttp, ServesTheWebGui) {

@@ -1,5 +1,6 @@
 #include "server/chat_prompt.h"
 
+#include "chat/chat.h"
 #include "server/api_error.h"
 
 namespace elm::server {
@@ -27,6 +28,13 @@ ChatPrompt build_chat_prompt(const Model& model, const std::vector<ChatMessage>&
                             "' has no tokenizer, so it cannot chat: send token ids to /v1/completions"),
                    "model");
   ChatPrompt p;
+  if (!model.chat_template.empty()) {
+    elm::ChatRequest r;
+    for (const ChatMessage& m : messages) r.messages.push_back({{"role", m.role}, {"content", m.content}});
+    p.format = "template";
+    p.ids = tokenize_chat(model, r);  // template errors (e.g. roles out of order) are elm::Error: 400
+    return p;
+  }
   p.format = "transcript";
   p.ids = model.tokenizer->encode(transcript_prompt(messages), /*add_special=*/true);
   p.stop = {"\nUser:"};

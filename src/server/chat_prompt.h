@@ -1,5 +1,7 @@
-// A chat conversation -> the prompt tokens for a model. Models with a chat template render it; models
-// without one (base models such as the bundled stories260k) get a plain transcript:
+// A chat conversation -> the prompt tokens for a model. Models with a chat template render it
+// (chat/chat.h, shared with `elm chat`); models without one (base models such as the bundled
+// stories260k) get a plain transcript rather than chat.h's ChatML fallback, whose markup a base model
+// has never seen:
 //
 //   <system text>\n\n            (when there is a system/developer message)
 //   User: <text>\n

@@ -2,11 +2,24 @@
 
 #include <filesystem>
 
+#include "format/convert.h"
 #include "server/api_error.h"
 
 namespace elm::server {
 
 namespace fs = std::filesystem;
+
+Converter elm_converter() {
+  return [](const std::string& input, const std::string& output, const std::string& quant,
+            const ConvertProgress& progress) {
+    ConvertOptions o;
+    o.quant = quant;
+    o.progress = [&](uint64_t done, uint64_t total, const std::string& tensor) {
+      progress(total ? double(done) / double(total) : 0.0, tensor);
+    };
+    convert_to_elm(input, output, o);
+  };
+}
 
 ConvertTasks::ConvertTasks(std::string models_dir, Converter converter)
     : dir_(std::move(models_dir)), converter_(std::move(converter)) {}
@@ -26,10 +39,11 @@ std::string ConvertTasks::start(const std::string& id, const std::string& quant,
   for (const auto& e : entries)
     if (e.id == id) entry = &e;
   if (!entry) throw ApiError(404, cat("model '", id, "' does not exist"), "model", "model_not_found");
-  if (entry->format != "hf")
-    throw ApiError(400, cat("model '", id, "' is already a .", entry->format, " file; only Hugging Face directories convert"),
-                   "model");
-  const std::string name = output.empty() ? id + "-" + quant : output;
+  if (entry->format == "elm") throw ApiError(400, cat("model '", id, "' is already a .elm file"), "model");
+  const std::string stem = entry->format == "gguf" ? fs::path(id).stem().string() : id;
+  // convert_to_elm's defaults: int4 for checkpoints, the file's own formats for GGUF.
+  const std::string policy = quant.empty() ? (entry->format == "gguf" ? "keep" : "int4") : quant;
+  const std::string name = output.empty() ? stem + "-" + policy : output;
   if (name.empty() || name.find('/') != std::string::npos || name.find('\\') != std::string::npos || name[0] == '.')
     throw ApiError(400, cat("'output' must be a plain file name, got '", name, "'"), "output");
   const fs::path out = fs::path(dir_) / (name + ".elm");
@@ -44,7 +58,7 @@ std::string ConvertTasks::start(const std::string& id, const std::string& quant,
   auto task = std::make_unique<Task>();
   task->id = "convert-" + std::to_string(++next_);
   task->model = id;
-  task->quant = quant;
+  task->quant = policy;
   task->output = out.filename().string();
   Task* t = task.get();
   const std::string hf_dir = entry->path;

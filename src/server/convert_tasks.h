@@ -1,8 +1,8 @@
-// Converting a Hugging Face directory of the models directory into a .elm file beside it, as a
-// background task whose progress clients poll (POST /api/models/convert, GET /api/tasks/{id}). The
-// file is written under a temporary name and renamed when complete, so a half-written model is never
-// listed. The conversion itself is a Converter supplied by `elm serve` (`elm convert`'s code); a
-// server without one answers 501.
+// Converting a Hugging Face directory or GGUF file of the models directory into a .elm file beside it,
+// as a background task whose progress clients poll (POST /api/models/convert, GET /api/tasks/{id}).
+// The file is written under a temporary name and renamed when complete, so a half-written model is
+// never listed. The conversion itself is a Converter: `elm convert`'s (convert_to_elm) by default; a
+// server given none answers 501.
 #pragma once
 #include <atomic>
 #include <functional>
@@ -22,14 +22,17 @@ using ConvertProgress = std::function<void(double fraction, const std::string& w
 using Converter = std::function<void(const std::string& hf_dir, const std::string& out_path,
                                      const std::string& quant, const ConvertProgress& progress)>;
 
+// convert_to_elm with its byte counts turned into a fraction.
+Converter elm_converter();
+
 class ConvertTasks {
  public:
   ConvertTasks(std::string models_dir, Converter converter);
   ~ConvertTasks();  // abandons running conversions and waits for them
 
-  // Starts converting model `id` (an HF directory) into <models_dir>/<output>.elm (default: <id>-<quant>).
-  // Returns the task id. ApiError: 501 without a converter, 404 unknown model, 400 not an HF
-  // directory or a bad output name, 409 when the output exists or is being written.
+  // Starts converting model `id` (an HF directory or a GGUF file) into <models_dir>/<output>.elm
+  // (default: <id stem>-<quant>). Returns the task id. ApiError: 501 without a converter, 404 unknown
+  // model, 400 for a .elm model or a bad output name, 409 when the output exists or is being written.
   std::string start(const std::string& id, const std::string& quant, const std::string& output);
   nlohmann::json get(const std::string& task) const;  // ApiError 404 for an unknown task
   nlohmann::json list() const;

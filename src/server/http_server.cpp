@@ -172,7 +172,7 @@ void HttpServer::Impl::routes() {
     guarded(res, [&] {
       const json body = parse_body(req.body);
       const std::string id = required_string(body, "model");
-      const std::string quant = body.contains("quant") ? required_string(body, "quant") : "int4";
+      const std::string quant = body.contains("quant") ? required_string(body, "quant") : "";  // elm convert's default
       const std::string output = body.contains("output") ? required_string(body, "output") : "";
       const std::string task = tasks.start(id, quant, output);
       send_json(res, 202, tasks.get(task));

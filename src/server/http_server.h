@@ -7,7 +7,7 @@
 //   GET  /api/models                 every model with its state (unloaded, loading, loaded, failed) and load
 //   POST /api/models/load            {"model": id}
 //   POST /api/models/unload          {"model": id}
-//   POST /api/models/convert         {"model": id, "quant": "int4"} -> 202 {"task": ...}: HF dir -> .elm
+//   POST /api/models/convert         {"model": id, "quant": "int8"} -> 202 {task}: HF dir / GGUF -> .elm
 //   GET  /api/tasks/{task}           a conversion's state and progress
 //   GET  /, /app.js, ...             the web GUI
 // Errors use OpenAI's shape; a handler's failure never takes the server down.

@@ -5,6 +5,8 @@
 #include "cli.h"
 #include "core/error.h"
 #include "options.h"
+#include "process_stats.h"
+#include "progress.h"
 
 namespace elm::cli {
 
@@ -24,6 +26,13 @@ int run(const RunArgs& a) {
   const std::string path = a.model.model.empty() ? bundled_model_path() : a.model.model;
   ELM_CHECK(!path.empty(), "no model given (-m) and no bundled model found");
   std::shared_ptr<Model> m = Model::load(path);
+  if (a.model.verbose) {
+    const double load_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
+    std::fprintf(stderr, "loaded %s in %.1f ms: resident %s (peak %s), weights %s\n", path.c_str(), load_ms,
+                 human_bytes(rss_bytes()).c_str(), human_bytes(peak_rss_bytes()).c_str(),
+                 human_bytes(m->weights.total_bytes()).c_str());
+  }
 
   std::vector<int32_t> prompt;
   if (!a.prompt_ids.empty()) {
@@ -34,7 +43,9 @@ int run(const RunArgs& a) {
   }
   ELM_CHECK(!prompt.empty(), "the prompt is empty");
   Session session(m, a.model.session(*m));
-  if (a.model.verbose) std::fprintf(stderr, "%s", session.executor().plan_summary().c_str());
+  if (a.model.verbose)
+    std::fprintf(stderr, "%s%s", session.executor().used_compiled_plan() ? "using the compiled plan\n" : "",
+                 session.executor().plan_summary().c_str());
 
   GenerateOptions g;
   g.max_tokens = a.n_predict;
@@ -46,6 +57,8 @@ int run(const RunArgs& a) {
   }
   double ttft_ms = 0;
   bool first = true;
+  const double gen_start_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
   GenerateResult r = generate(session, 0, prompt, g, [&](const std::string& piece) {
     if (first) {
       ttft_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
@@ -55,6 +68,7 @@ int run(const RunArgs& a) {
     std::fflush(stdout);
     return true;
   });
+  if (first) ttft_ms = gen_start_ms + r.prompt_ms;  // no text streamed: the first token follows the prefill
   if (!m->tokenizer) {
     for (int32_t t : r.tokens) std::printf("%d ", t);
   }
@@ -63,7 +77,10 @@ int run(const RunArgs& a) {
     std::fprintf(stderr, "[stopped: the context of %lld tokens is full]\n", (long long)session.n_ctx());
   std::fprintf(stderr, "prompt: %d tokens, %.1f tok/s | generated: %zu tokens, %.1f tok/s | stop: %s\n", r.n_prompt,
                r.prompt_tps(), r.tokens.size(), r.gen_tps(), stop_reason_name(r.reason));
-  if (a.model.verbose) std::fprintf(stderr, "time to first token: %.1f ms (from process start)\n", ttft_ms);
+  if (a.model.verbose) {
+    std::fprintf(stderr, "time to first token: %.1f ms (from process start)\n", ttft_ms);
+    std::fprintf(stderr, "peak resident memory: %s\n", human_bytes(peak_rss_bytes()).c_str());
+  }
   return 0;
 }
 }  // namespace

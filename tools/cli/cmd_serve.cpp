@@ -35,7 +35,7 @@ int run(ServeArgs& a) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   server::ModelManager models(a.serve);
-  server::ConvertTasks tasks(a.serve.models_dir, nullptr);  // TODO(#3): pass `elm convert` once it lands
+  server::ConvertTasks tasks(a.serve.models_dir, server::elm_converter());
   for (const auto& id : a.preload) {
     std::fprintf(stderr, "loading %s\n", id.c_str());
     models.load(id);
