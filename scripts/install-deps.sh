@@ -11,7 +11,7 @@ PKGS="build-essential cmake ninja-build pkg-config git \
   libgtest-dev libgmock-dev libbenchmark-dev \
   libvulkan-dev glslc mesa-vulkan-drivers spirv-tools \
   python3-numpy \
-  clang-14 libclang-rt-14-dev"
+  clang-14 libclang-rt-14-dev chromium"
 if [ "${1:-}" = --aarch64 ] && [ "$(dpkg --print-architecture)" = amd64 ]; then
   PKGS="$PKGS g++-aarch64-linux-gnu qemu-user libpcre2-dev:arm64 libutf8proc-dev:arm64 libgtest-dev:arm64"
   if ! dpkg --print-foreign-architectures | grep -qx arm64; then
@@ -26,4 +26,10 @@ if [ -n "$missing" ] || [ -n "${NEED_UPDATE:-}" ]; then
 fi
 if [ -n "$missing" ]; then
   $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+# Node.js and npm for the end-to-end tests (tests/e2e): Debian's, unless a Node.js is already there
+# (mixing Debian's npm with another nodejs build breaks apt).
+if ! command -v npm >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi

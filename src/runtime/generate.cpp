@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "runtime/text_stream.h"
 
 namespace elm {
 
@@ -41,23 +42,8 @@ GenerateResult generate(Session& s, int seq, const std::vector<int32_t>& prompt,
   else logits = s.feed(seq, prompt);
   r.prompt_ms = ms_since(t0);
 
-  std::unique_ptr<StreamDecoder> stream;
-  if (m.tokenizer) stream = std::make_unique<StreamDecoder>(*m.tokenizer);
-  size_t emitted = 0;  // bytes of r.text already passed to on_text
-  // Text is held back while it could still be the start of a stop string.
-  auto held_back = [&]() -> size_t {
-    size_t hold = 0;
-    for (const auto& st : o.stop)
-      for (size_t k = std::min(st.size() - 1, r.text.size()); k > 0; --k)
-        if (r.text.compare(r.text.size() - k, k, st, 0, k) == 0) {
-          hold = std::max(hold, k);
-          break;
-        }
-    return hold;
-  };
-
+  TextStream text(m.tokenizer.get(), o.stop);
   auto t1 = Clock::now();
-  bool cancelled = false;
   for (;;) {
     if (o.max_tokens >= 0 && int(r.tokens.size()) >= o.max_tokens) {
       r.reason = StopReason::Length;
@@ -72,25 +58,12 @@ GenerateResult generate(Session& s, int seq, const std::vector<int32_t>& prompt,
       r.reason = StopReason::Eos;
       break;
     }
-    if (stream) r.text += stream->push(tok);
-    bool stopped = false;
-    for (const auto& st : o.stop) {
-      const size_t at = st.empty() ? std::string::npos : r.text.find(st, emitted > st.size() ? emitted - st.size() : 0);
-      if (at != std::string::npos) {
-        r.text.resize(at);
-        stopped = true;
-      }
-    }
-    if (stopped) {
+    if (text.push(tok)) {
       r.reason = StopReason::StopString;
       break;
     }
-    const size_t ready = r.text.size() - held_back();
-    if (on_text && ready > emitted) {
-      if (!on_text(r.text.substr(emitted, ready - emitted))) cancelled = true;
-      emitted = ready;
-    }
-    if (cancelled) {
+    const std::string piece = text.take();
+    if (on_text && !piece.empty() && !on_text(piece)) {
       r.reason = StopReason::Cancelled;
       break;
     }
@@ -102,8 +75,12 @@ GenerateResult generate(Session& s, int seq, const std::vector<int32_t>& prompt,
     if (argmax_only) next = s.feed_argmax(seq, one);
     else logits = s.feed(seq, one);
   }
-  if (stream && r.reason != StopReason::StopString) r.text += stream->flush();
-  if (on_text && r.text.size() > emitted && r.reason != StopReason::Cancelled) on_text(r.text.substr(emitted));
+  if (r.reason != StopReason::Cancelled) {
+    text.finish();
+    const std::string rest = text.take();
+    if (on_text && !rest.empty()) on_text(rest);
+  }
+  r.text = text.text();
   r.gen_ms = ms_since(t1);
   return r;
 }

@@ -11,6 +11,7 @@ void register_inspect(CLI::App& app, Registry& r);
 void register_tokenize(CLI::App& app, Registry& r);
 void register_chat(CLI::App& app, Registry& r);
 void register_bench(CLI::App& app, Registry& r);
+void register_serve(CLI::App& app, Registry& r);
 
 void register_all(CLI::App& app, Registry& r) {
   register_run(app, r);
@@ -21,6 +22,7 @@ void register_all(CLI::App& app, Registry& r) {
   register_tokenize(app, r);
   register_chat(app, r);
   register_bench(app, r);
+  register_serve(app, r);
 }
 
 }  // namespace elm::cli

@@ -1,0 +1,303 @@
+#include "server/scheduler.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "runtime/text_stream.h"
+#include "server/api_error.h"
+
+namespace elm::server {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::Stop: return "stop";
+    case FinishReason::Length: return "length";
+    case FinishReason::Cancelled: return "cancelled";
+    case FinishReason::Error: return "error";
+  }
+  return "?";
+}
+
+namespace {
+double ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+}  // namespace
+
+// ---- Job ----
+
+Job::Update Job::next(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, timeout, [&] { return !pending_.empty() || finished_; });
+  Update u;
+  u.text.swap(pending_);
+  u.finished = finished_;
+  return u;
+}
+
+void Job::wait_finished() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return finished_; });
+}
+
+void Job::emit(std::string text) {
+  if (text.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_ += text;
+  }
+  cv_.notify_all();
+}
+
+void Job::finish(FinishReason r, std::string text, std::vector<int32_t> tokens, JobStats s, std::string error) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    finished_ = true;
+    reason_ = r;
+    text_ = std::move(text);
+    tokens_ = std::move(tokens);
+    stats_ = s;
+    error_ = std::move(error);
+  }
+  cv_.notify_all();
+}
+
+FinishReason Job::reason() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return reason_;
+}
+std::string Job::error() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return error_;
+}
+std::string Job::text() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return text_;
+}
+std::vector<int32_t> Job::tokens() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return tokens_;
+}
+JobStats Job::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+// ---- Scheduler ----
+
+// A sequence slot of the executor's caches and the request occupying it.
+struct Scheduler::Slot {
+  std::shared_ptr<Job> job;
+  uint64_t order = 0;     // admission order: earlier prompts are read first
+  size_t n_fed = 0;       // prompt tokens already in the cache
+  int32_t n_past = 0;     // positions in the cache
+  int32_t next = -1;      // sampled token still to be fed (decoding), -1 while reading the prompt
+  std::optional<Sampler> sampler;
+  std::optional<TextStream> text;
+  std::vector<int32_t> generated;
+  Clock::time_point admitted, first_token;
+  bool reading_prompt() const { return n_fed < job->prompt_.size(); }
+};
+
+Scheduler::Scheduler(std::shared_ptr<const Model> model, SchedulerOptions options)
+    : model_(std::move(model)), options_(std::move(options)) {
+  ELM_CHECK(options_.runtime.max_seqs >= 1, "the scheduler needs at least one slot");
+  exec_ = std::make_unique<Executor>(model_, options_.runtime, options_.backends);
+  slots_.resize(size_t(options_.runtime.max_seqs));
+  thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() { shutdown("the server is shutting down"); }
+
+void Scheduler::shutdown(const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_ && !thread_.joinable()) return;
+    stop_ = true;
+    stop_reason_ = why;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::shared_ptr<Job> Scheduler::submit(std::vector<int32_t> prompt, GenerationParams params) {
+  if (prompt.empty()) throw ApiError(400, "the prompt is empty", "messages");
+  const int64_t vocab = model_->info.vocab_size;
+  for (int32_t t : prompt)
+    if (t < 0 || t >= vocab) throw ApiError(400, cat("token id ", t, " is outside the vocabulary (", vocab, ")"), "prompt");
+  // The first generated token needs a position too.
+  if (int64_t(prompt.size()) >= n_ctx())
+    throw ApiError(400,
+                   cat("the prompt has ", prompt.size(), " tokens but the context holds ", n_ctx(),
+                       " (the prompt plus at least one generated token must fit): shorten the conversation"),
+                   "messages", "context_length_exceeded");
+  auto job = std::make_shared<Job>();
+  job->prompt_ = std::move(prompt);
+  job->params_ = std::move(params);
+  job->submitted_ = Clock::now();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) throw ApiError(503, cat("model '", model_->info.name, "' is not available: ", stop_reason_));
+    if (int(queue_.size()) >= options_.max_queue)
+      throw ApiError(503, cat("the server is busy: ", queue_.size(), " requests are already waiting"), "",
+                     "queue_full");
+    queue_.push_back(job);
+  }
+  wake_.notify_all();
+  return job;
+}
+
+Scheduler::Stats Scheduler::stats() const {
+  Stats s;
+  s.slots = int(slots_.size());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s.active = busy_;
+    s.queued = int(queue_.size());
+  }
+  s.steps = steps_;
+  s.tokens_generated = generated_;
+  s.prompt_tokens = prompt_tokens_;
+  s.requests_done = done_;
+  return s;
+}
+
+bool Scheduler::admit() {
+  std::unique_lock<std::mutex> lock(mu_);
+  wake_.wait(lock, [&] { return stop_ || !queue_.empty() || busy_ > 0; });
+  if (stop_) return false;
+  for (size_t s = 0; s < slots_.size() && !queue_.empty(); ++s) {
+    if (slots_[s].job) continue;
+    std::shared_ptr<Job> job = std::move(queue_.front());
+    queue_.pop_front();
+    Slot& sl = slots_[s];
+    sl = Slot{};
+    sl.job = std::move(job);
+    sl.order = next_order_++;
+    sl.admitted = Clock::now();
+    sl.sampler.emplace(sl.job->params_.sampling);
+    for (int32_t t : sl.job->prompt_) sl.sampler->accept(t);
+    sl.text.emplace(model_->tokenizer.get(), sl.job->params_.stop);
+    ++busy_;
+  }
+  return true;
+}
+
+void Scheduler::loop() {
+  while (admit()) {
+    for (size_t s = 0; s < slots_.size(); ++s)
+      if (slots_[s].job && slots_[s].job->cancelled()) release(int(s), FinishReason::Cancelled);
+    step();
+  }
+  // Stopping: nothing queued or running will be served.
+  std::deque<std::shared_ptr<Job>> queued;
+  std::string why;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queued.swap(queue_);
+    why = stop_reason_;
+  }
+  for (size_t s = 0; s < slots_.size(); ++s)
+    if (slots_[s].job) release(int(s), FinishReason::Error, why);
+  for (auto& j : queued) j->finish(FinishReason::Error, "", {}, {}, why);
+}
+
+void Scheduler::step() {
+  const int64_t max_batch = options_.runtime.max_batch;
+  Batch batch;
+  std::vector<int> out_slot;  // slot of each logits row, in row order
+  std::vector<int> decoding;  // slots feeding their last sampled token
+  // Every generating sequence advances by one token each step...
+  for (size_t s = 0; s < slots_.size(); ++s) {
+    Slot& sl = slots_[s];
+    if (!sl.job || sl.reading_prompt() || batch.size() >= max_batch) continue;
+    batch.add(sl.next, sl.n_past, int32_t(s), true);
+    out_slot.push_back(int(s));
+    decoding.push_back(int(s));
+  }
+  // ...and the rest of the batch reads prompts, oldest request first.
+  std::vector<int> readers;
+  for (size_t s = 0; s < slots_.size(); ++s)
+    if (slots_[s].job && slots_[s].reading_prompt()) readers.push_back(int(s));
+  std::sort(readers.begin(), readers.end(), [&](int a, int b) { return slots_[size_t(a)].order < slots_[size_t(b)].order; });
+  std::vector<std::pair<int, size_t>> fed;  // (slot, prompt tokens added this step)
+  for (int s : readers) {
+    Slot& sl = slots_[size_t(s)];
+    const auto& prompt = sl.job->prompt_;
+    const size_t n = std::min(prompt.size() - sl.n_fed, size_t(max_batch - batch.size()));
+    if (n == 0) break;
+    for (size_t i = 0; i < n; ++i) {
+      const size_t t = sl.n_fed + i;
+      const bool last = t + 1 == prompt.size();
+      batch.add(prompt[t], sl.n_past + int32_t(i), s, last);
+      if (last) out_slot.push_back(s);
+    }
+    fed.emplace_back(s, n);
+  }
+  if (batch.size() == 0) return;
+
+  const HostTensor* logits = nullptr;
+  try {
+    std::unique_lock<std::mutex> compute;
+    if (options_.compute_lock) compute = std::unique_lock<std::mutex>(*options_.compute_lock);
+    logits = &exec_->step(batch);
+  } catch (const std::exception& e) {
+    // Nothing in this batch can continue; the other slots were not touched.
+    for (int64_t t = 0; t < batch.size(); ++t) {
+      const int s = batch.seqs[size_t(t)];
+      if (slots_[size_t(s)].job) release(s, FinishReason::Error, cat("generation failed: ", e.what()));
+    }
+    return;
+  }
+  ++steps_;
+  for (auto [s, n] : fed) {
+    slots_[size_t(s)].n_fed += n;
+    slots_[size_t(s)].n_past += int32_t(n);
+    prompt_tokens_ += n;
+  }
+  for (int s : decoding) ++slots_[size_t(s)].n_past;  // its token is in the cache now
+  for (size_t r = 0; r < out_slot.size(); ++r) advance(out_slot[r], logits->row(int64_t(r)));
+}
+
+void Scheduler::advance(int s, const float* logits) {
+  Slot& sl = slots_[size_t(s)];
+  const GenerationParams& p = sl.job->params_;
+  const int32_t tok = sl.sampler->sample(std::span<const float>(logits, size_t(model_->info.vocab_size)));
+  if (sl.generated.empty()) sl.first_token = Clock::now();
+  if (p.stop_at_eos && model_->info.is_eos(tok)) return release(s, FinishReason::Stop);
+  sl.generated.push_back(tok);
+  ++generated_;
+  const bool hit_stop = sl.text->push(tok);
+  sl.job->emit(sl.text->take());
+  if (hit_stop) return release(s, FinishReason::Stop);
+  if (p.max_tokens >= 0 && int(sl.generated.size()) >= p.max_tokens) return release(s, FinishReason::Length);
+  if (sl.n_past >= n_ctx()) return release(s, FinishReason::Length);  // no position left for it
+  sl.next = tok;
+}
+
+void Scheduler::release(int s, FinishReason r, const std::string& error) {
+  Slot& sl = slots_[size_t(s)];
+  const Clock::time_point now = Clock::now();
+  JobStats st;
+  st.prompt_tokens = int(sl.job->prompt_.size());
+  st.completion_tokens = int(sl.generated.size());
+  st.queue_ms = ms_between(sl.job->submitted_, sl.admitted);
+  const bool started = sl.first_token != Clock::time_point{};
+  if (started) {
+    st.prompt_ms = ms_between(sl.admitted, sl.first_token);
+    st.ttft_ms = ms_between(sl.job->submitted_, sl.first_token);
+    st.gen_ms = ms_between(sl.first_token, now);
+  }
+  if (r != FinishReason::Cancelled && r != FinishReason::Error) {
+    sl.text->finish();
+    sl.job->emit(sl.text->take());
+  }
+  sl.job->finish(r, sl.text->text(), std::move(sl.generated), st, error);
+  exec_->seq_reset(s);  // the slot is free for the next request right away
+  sl = Slot{};
+  ++done_;
+  std::lock_guard<std::mutex> lock(mu_);
+  --busy_;
+}
+
+}  // namespace elm::server
