@@ -292,12 +292,19 @@ void Scheduler::release(int s, FinishReason r, const std::string& error) {
     sl.text->finish();
     sl.job->emit(sl.text->take());
   }
-  sl.job->finish(r, sl.text->text(), std::move(sl.generated), st, error);
+  // The slot is freed and counted before the job is told it finished, so whoever waits on the job
+  // sees the scheduler's statistics without it.
+  std::shared_ptr<Job> job = std::move(sl.job);
+  std::string text = sl.text->text();
+  std::vector<int32_t> generated = std::move(sl.generated);
   exec_->seq_reset(s);  // the slot is free for the next request right away
   sl = Slot{};
   ++done_;
-  std::lock_guard<std::mutex> lock(mu_);
-  --busy_;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --busy_;
+  }
+  job->finish(r, std::move(text), std::move(generated), st, error);
 }
 
 }  // namespace elm::server
