@@ -12,6 +12,7 @@ namespace {
 struct RunArgs {
   ModelOptions model;
   SamplingOptions sampling;
+  SpeculativeCliOptions spec;
   std::string prompt;
   std::string prompt_ids;
   int n_predict = 128;
@@ -33,8 +34,11 @@ int run(const RunArgs& a) {
     prompt = m->tokenizer->encode(a.prompt, /*add_special=*/!a.no_bos);  // BOS as the tokenizer defines it
   }
   ELM_CHECK(!prompt.empty(), "the prompt is empty");
-  Session session(m, a.model.session(*m));
+  const SessionOptions session_options = a.model.session(*m);
+  Session session(m, session_options);
   if (a.model.verbose) std::fprintf(stderr, "%s", session.executor().plan_summary().c_str());
+  std::unique_ptr<Speculator> spec;
+  if (a.spec.enabled()) spec = a.spec.make(*m, session_options, a.sampling.c.seed);
 
   GenerateOptions g;
   g.max_tokens = a.n_predict;
@@ -46,7 +50,7 @@ int run(const RunArgs& a) {
   }
   double ttft_ms = 0;
   bool first = true;
-  GenerateResult r = generate(session, 0, prompt, g, [&](const std::string& piece) {
+  auto on_text = [&](const std::string& piece) {
     if (first) {
       ttft_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
       first = false;
@@ -54,7 +58,8 @@ int run(const RunArgs& a) {
     std::fputs(piece.c_str(), stdout);
     std::fflush(stdout);
     return true;
-  });
+  };
+  GenerateResult r = spec ? spec->generate(session, 0, prompt, g, on_text) : generate(session, 0, prompt, g, on_text);
   if (!m->tokenizer) {
     for (int32_t t : r.tokens) std::printf("%d ", t);
   }
@@ -64,6 +69,14 @@ int run(const RunArgs& a) {
   std::fprintf(stderr, "prompt: %d tokens, %.1f tok/s | generated: %zu tokens, %.1f tok/s | stop: %s\n", r.n_prompt,
                r.prompt_tps(), r.tokens.size(), r.gen_tps(), stop_reason_name(r.reason));
   if (a.model.verbose) std::fprintf(stderr, "time to first token: %.1f ms (from process start)\n", ttft_ms);
+  if (spec && a.model.verbose) {
+    const SpeculativeStats& st = spec->stats();
+    std::fprintf(stderr,
+                 "speculative (%s): acceptance %.1f%% (%lld of %lld drafted), %.2f tokens per target pass, "
+                 "est. speedup %.2fx (plain step %.1f ms; draft %.0f ms, verify %.0f ms)\n",
+                 st.source.c_str(), 100 * st.acceptance_rate(), (long long)st.accepted, (long long)st.drafted,
+                 st.tokens_per_pass(), st.est_speedup(), st.plain_step_ms, st.draft_ms, st.verify_ms);
+  }
   return 0;
 }
 }  // namespace
@@ -73,6 +86,7 @@ void register_run(CLI::App& app, Registry& reg) {
   CLI::App* sub = app.add_subcommand("run", "generate text from a prompt");
   a->model.add(sub);
   a->sampling.add(sub);
+  a->spec.add(sub);
   sub->add_option("-p,--prompt", a->prompt, "prompt text");
   sub->add_option("--prompt-ids", a->prompt_ids, "prompt as comma-separated token ids");
   sub->add_option("-n,--n-predict", a->n_predict, "tokens to generate (-1: until EOS or full context)");

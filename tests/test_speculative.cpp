@@ -1,0 +1,261 @@
+// Speculative decoding, greedy: the output must be token for token what decoding without a draft
+// gives. References: transformers' greedy continuations of ref-28m (reference.json) and the float64
+// llama2.c-math continuation of stories260k, with ref-draft-14m, prompt lookup and a model drafting for
+// itself as draft sources; plain generate() for the sequence state left behind. Also: cache rollback
+// (truncate + re-feed equals a fresh prefix, sliding windows included), the n-gram lookup rule, the
+// draft-length policy, vocabulary checks.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "runtime/draft_length.h"
+#include "runtime/draft_model.h"
+#include "runtime/prompt_lookup.h"
+#include "runtime/speculative.h"
+#include "util.h"
+
+using namespace elm;
+using namespace elm::test;
+
+namespace {
+
+struct GreedyRef {
+  std::vector<int32_t> prompt, ids;
+};
+
+std::vector<GreedyRef> ref28m_greedy() {
+  std::ifstream f(shared("models/ref-28m/reference.json"));
+  const nlohmann::json j = nlohmann::json::parse(f);
+  std::vector<GreedyRef> refs;
+  for (const auto& g : j["greedy"])
+    refs.push_back({g["prompt_ids"].get<std::vector<int32_t>>(), g["greedy_ids"].get<std::vector<int32_t>>()});
+  return refs;
+}
+
+GenerateOptions greedy(int max_tokens) {
+  GenerateOptions g;
+  g.max_tokens = max_tokens;
+  g.sampling.temperature = 0;
+  g.stop_at_eos = false;
+  return g;
+}
+
+SessionOptions session_options(int n_ctx = 256, int max_batch = 16) {
+  SessionOptions o;
+  o.runtime.n_ctx = n_ctx;
+  o.runtime.max_batch = max_batch;
+  return o;
+}
+
+Speculator with_draft(std::shared_ptr<const Model> target, std::shared_ptr<const Model> draft, const SessionOptions& so,
+                      int k, bool adaptive) {
+  auto draft_session = std::make_shared<Session>(std::move(draft), so);
+  return Speculator(std::make_unique<DraftModel>(draft_session, 0, *target, 1234), {k, adaptive});
+}
+
+Speculator with_lookup(int n, int k, bool adaptive) { return Speculator(std::make_unique<PromptLookup>(n), {k, adaptive}); }
+
+}  // namespace
+
+TEST(Speculative, DraftModelGreedyEqualsTransformersGreedy) {
+  ELM_REQUIRE_SHARED("models/ref-28m/reference.json");
+  ELM_REQUIRE_SHARED("models/ref-draft-14m");
+  auto target = Model::load(shared("models/ref-28m"));
+  auto draft = Model::load(shared("models/ref-draft-14m"));
+  const auto refs = ref28m_greedy();
+  // A fixed length drafts every round; the adaptive policy (which on the reference CPU kernels mostly
+  // decodes plainly, probing now and then) must not change the output either.
+  for (bool adaptive : {false, true}) {
+    const GreedyRef& ref = refs[adaptive ? 2 : 0];
+    Session s(target, session_options());
+    Speculator spec = with_draft(target, draft, session_options(), 3, adaptive);
+    const GenerateResult r = spec.generate(s, 0, ref.prompt, greedy(int(ref.ids.size())));
+    EXPECT_EQ(r.tokens, ref.ids) << "adaptive " << adaptive;
+    EXPECT_EQ(s.n_past(0), int32_t(ref.prompt.size() + ref.ids.size()));
+    const SpeculativeStats& st = spec.stats();
+    EXPECT_GT(st.drafted, 0);
+    EXPECT_EQ(st.generated + 1, int64_t(ref.ids.size()));  // the first token comes from the prompt's logits
+    if (!adaptive) {
+      EXPECT_LT(st.rounds, int64_t(ref.ids.size()) - 1) << "no draft token was ever accepted";
+    }
+  }
+}
+
+TEST(Speculative, PromptLookupGreedyEqualsTransformersGreedy) {
+  ELM_REQUIRE_SHARED("models/ref-28m/reference.json");
+  auto target = Model::load(shared("models/ref-28m"));
+  // The first and last continuations repeat themselves ("...with the same authority. The United
+  // States has been able to do with the same authority..."), which is what lookup predicts.
+  const auto refs = ref28m_greedy();
+  for (size_t i : {size_t(0), refs.size() - 1}) {
+    const GreedyRef& ref = refs[i];
+    Session s(target, session_options());
+    Speculator spec = with_lookup(3, 4, false);
+    const GenerateResult r = spec.generate(s, 0, ref.prompt, greedy(int(ref.ids.size())));
+    EXPECT_EQ(r.tokens, ref.ids);
+    EXPECT_GT(spec.stats().accepted, 4);
+    EXPECT_EQ(s.n_past(0), int32_t(ref.prompt.size() + ref.ids.size()));
+  }
+}
+
+TEST(Speculative, SelfDraftAcceptsEverythingAndKeepsTheReference) {
+  // A model drafting for itself is always right under greedy decoding: every round accepts all k
+  // drafts and adds the bonus token from the last row of the verification pass.
+  ELM_REQUIRE_SHARED("models/stories260k/reference_greedy.json");
+  std::ifstream f(shared("models/stories260k/reference_greedy.json"));
+  const nlohmann::json ref = nlohmann::json::parse(f);
+  const auto prompt = ref["prompt_ids"].get<std::vector<int32_t>>();
+  const auto want = ref["greedy_ids"].get<std::vector<int32_t>>();
+  auto model = Model::load(shared("models/stories260k/hf"));
+  for (int k : {1, 4, 7}) {
+    Session s(model, session_options());
+    Speculator spec = with_draft(model, model, session_options(), k, false);
+    const GenerateResult r = spec.generate(s, 0, prompt, greedy(int(want.size())));
+    EXPECT_EQ(r.tokens, want) << "k " << k;
+    const SpeculativeStats& st = spec.stats();
+    EXPECT_EQ(st.accepted, st.drafted) << "k " << k;
+    // ceil((n - 1) / (k + 1)) rounds: every round but possibly the last makes k + 1 tokens.
+    EXPECT_EQ(st.rounds, (int64_t(want.size()) - 1 + k) / (k + 1)) << "k " << k;
+  }
+}
+
+TEST(Speculative, LeavesTheSequenceAsPlainDecodingDoes) {
+  // Stop by length, by EOS, by a full context, then a second turn on the same sequence: tokens,
+  // reason and the number of positions the sequence holds afterwards all match generate().
+  ELM_REQUIRE_SHARED("models/stories260k/hf");
+  std::shared_ptr<Model> model = Model::load(shared("models/stories260k/hf"));
+  const std::vector<int32_t> prompt = {1, 403, 407, 261}, turn2 = {286, 261, 376};
+  struct Case {
+    const char* name;
+    int n_ctx, max_tokens;
+    int32_t eos;
+  };
+  // Token 410 is the 18th token of the greedy continuation of `prompt` (reference_greedy.json).
+  for (const Case& c : {Case{"length", 256, 40, -1}, Case{"eos", 256, 60, 410}, Case{"context", 40, 80, -1}}) {
+    model->info.eos_token_ids = c.eos >= 0 ? std::vector<int32_t>{c.eos} : std::vector<int32_t>{};
+    GenerateOptions g = greedy(c.max_tokens);
+    g.stop_at_eos = c.eos >= 0;
+    for (int source = 0; source < 2; ++source) {
+      SCOPED_TRACE(std::string(c.name) + (source == 0 ? " draft" : " lookup"));
+      const SessionOptions so = session_options(c.n_ctx, 8);
+      Session plain(model, so), s(model, so);
+      Speculator spec = source == 0 ? with_draft(model, model, so, 5, false) : with_lookup(2, 5, false);
+      const GenerateResult want = generate(plain, 0, prompt, g);
+      const GenerateResult got = spec.generate(s, 0, prompt, g);
+      EXPECT_EQ(got.tokens, want.tokens);
+      EXPECT_EQ(got.reason, want.reason);
+      EXPECT_EQ(s.n_past(0), plain.n_past(0));
+      if (c.eos >= 0) {
+        EXPECT_EQ(want.tokens.size(), 17u);
+      }
+      if (c.n_ctx == 256) {  // room for a second turn
+        const GenerateResult want2 = generate(plain, 0, turn2, greedy(20));
+        const GenerateResult got2 = spec.generate(s, 0, turn2, greedy(20));
+        EXPECT_EQ(got2.tokens, want2.tokens);
+        EXPECT_EQ(s.n_past(0), plain.n_past(0));
+      }
+    }
+  }
+}
+
+TEST(Speculative, RollbackThenRefeedEqualsAFreshPrefix) {
+  // truncate() must forget rolled-back positions exactly, also in sliding-window ring caches (gemma3:
+  // window 16, ring of window + max_batch slots) when the rollback reaches max_batch + 1 positions, the
+  // most speculation ever rolls back.
+  for (const char* fixture : {"llama", "gemma3"}) {
+    const std::string rel = std::string("fixtures/tiny/") + fixture;
+    ELM_REQUIRE_SHARED(rel);
+    auto model = Model::load(shared(rel));
+    const int max_batch = 4;
+    std::vector<int32_t> prefix, junk, cont;
+    for (int i = 0; i < 22; ++i) prefix.push_back((i * 37 + 11) % 512);
+    for (int i = 0; i < max_batch + 1; ++i) junk.push_back((i * 101 + 7) % 512);
+    for (int i = 0; i < 12; ++i) cont.push_back((i * 53 + 29) % 512);
+
+    Session rolled(model, session_options(64, max_batch)), fresh(model, session_options(64, max_batch));
+    rolled.feed(0, prefix);
+    for (int32_t t : junk) rolled.feed(0, std::span<const int32_t>(&t, 1));  // as a draft model would
+    rolled.truncate(0, int32_t(prefix.size()));
+    fresh.feed(0, prefix);
+    const std::vector<float> a = rolled.feed_all(0, cont), b = fresh.feed_all(0, cont);
+    EXPECT_LT(rel_max_err(a.data(), b.data(), b.size()), 1e-6) << fixture;
+    // Rolling back a batched pass (as the target does) and re-reading part of it.
+    rolled.truncate(0, int32_t(prefix.size() + 3));
+    fresh.truncate(0, int32_t(prefix.size() + 3));
+    const std::vector<float> c = rolled.feed_all(0, junk), d = fresh.feed_all(0, junk);
+    EXPECT_LT(rel_max_err(c.data(), d.data(), d.size()), 1e-6) << fixture;
+  }
+}
+
+TEST(Speculative, RejectsADraftWithAnotherVocabulary) {
+  ELM_REQUIRE_SHARED("models/ref-28m");
+  ELM_REQUIRE_SHARED("models/stories260k/hf");
+  auto target = Model::load(shared("models/ref-28m"));
+  auto draft = Model::load(shared("models/stories260k/hf"));
+  try {
+    check_draft_compatible(*target, *draft);
+    FAIL() << "a 512-token draft was accepted for a 49152-token target";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("vocabulary has 512 tokens, the target's 49152"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_NO_THROW(check_draft_compatible(*target, *Model::load(shared("models/ref-draft-14m"))));
+}
+
+TEST(PromptLookup, ProposesWhatFollowedTheLatestLongestMatch) {
+  PromptLookup lookup(3);
+  Sampler sampler(SamplerConfig{});
+  Draft d;
+  // Suffix [7 8 9] occurred at 1 (followed by 1 2) and at 6 (followed by 4 5 6): the latest wins.
+  const std::vector<int32_t> h = {0, 7, 8, 9, 1, 2, 7, 8, 9, 4, 5, 6, 3, 7, 8, 9};
+  lookup.propose(h, 2, sampler, d);
+  EXPECT_EQ(d.tokens, (std::vector<int32_t>{4, 5}));
+  EXPECT_EQ(d.q.size(), 2u);
+  EXPECT_TRUE(d.q[0].empty());  // deterministic proposals
+  lookup.propose(h, 10, sampler, d);
+  EXPECT_EQ(d.tokens, (std::vector<int32_t>{4, 5, 6, 3, 7, 8, 9}));  // up to the end of the history
+  // Only a 1-gram matches: [.. 5 9] -> 9 was followed by 1 (at 3) and by 4 (at 8).
+  const std::vector<int32_t> h2 = {0, 7, 8, 9, 1, 2, 7, 8, 9, 4, 5, 9};
+  lookup.propose(h2, 3, sampler, d);
+  EXPECT_EQ(d.tokens, (std::vector<int32_t>{4, 5, 9}));
+  PromptLookup bigrams(3, 2);  // no 1-gram fallback
+  bigrams.propose(h2, 3, sampler, d);
+  EXPECT_TRUE(d.tokens.empty());
+  lookup.propose(std::vector<int32_t>{1, 2, 3, 4}, 3, sampler, d);
+  EXPECT_TRUE(d.tokens.empty());
+}
+
+TEST(DraftLength, FollowsAcceptanceAndCosts) {
+  // GPU-like: a pass costs the same for 1 or 9 tokens, drafting is cheap, drafts are mostly right:
+  // draft the most. CPU-reference-like: every verified token costs a full step: decode plainly, but
+  // try a draft again every few rounds.
+  DraftLength gpu(8);
+  EXPECT_EQ(gpu.next(), 0);  // the first round measures a plain step
+  gpu.record(0, 0, 0, 1, 10.0);
+  for (int i = 0; i < 30; ++i) {
+    const int k = gpu.next();
+    ASSERT_GE(k, 1);
+    gpu.record(k, i % 10 == 9 ? k / 2 : k, 0.1 * k, k + 1, 10.0);  // one round in ten half-accepted
+  }
+  EXPECT_EQ(gpu.next(), 8);
+  EXPECT_GT(gpu.acceptance(), 0.9);
+
+  DraftLength cpu(8);
+  cpu.record(0, 0, 0, 1, 10.0);
+  cpu.record(4, 1, 20.0, 5, 50.0);  // 4 drafts at 5 ms each, 1 accepted; the pass cost 5 steps
+  int plain = 0, probes = 0;
+  for (int i = 0; i < 24; ++i) {
+    const int k = cpu.next();
+    (k == 0 ? plain : probes) += 1;
+    cpu.record(k, k ? 1 : 0, 5.0 * k, k + 1, 10.0 * (k + 1));
+  }
+  EXPECT_GE(plain, 20);
+  EXPECT_GE(probes, 2);
+  EXPECT_NEAR(cpu.plain_step_ms(), 10.0, 0.5);
+
+  DraftLength fixed(5, /*adaptive=*/false);
+  fixed.record(5, 0, 50, 6, 60);
+  EXPECT_EQ(fixed.next(), 5);
+}
