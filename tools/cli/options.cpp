@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "runtime/draft_model.h"
 #include "runtime/prompt_lookup.h"
+#include "runtime/self_draft.h"
 
 namespace elm::cli {
 
@@ -45,12 +46,17 @@ void SamplingOptions::add(CLI::App* app) {
 
 void SpeculativeCliOptions::add(CLI::App* app) {
   auto* d = app->add_option("--draft", draft, "draft model for speculative decoding (same tokenizer as the model)");
+  auto* sd = app->add_option("--self-draft", self_draft,
+                             "speculate with a sub-model of the model itself, e.g. 'layers=0-3;ffn=0.5' (MatFormer "
+                             "style: kept layers, share of FFN neurons)")
+                 ->excludes(d);
   app->add_option("--draft-max", draft_max, "most tokens drafted per step (the length adapts below it)")
       ->check(CLI::Range(1, 64));
   app->add_flag("--draft-fixed", draft_fixed, "always draft --draft-max tokens (sampling reproducible from the seed)");
   app->add_option("--lookup", lookup, "speculate by prompt lookup: match the last N tokens earlier in the text")
       ->check(CLI::Range(1, 64))
-      ->excludes(d);
+      ->excludes(d)
+      ->excludes(sd);
 }
 
 std::unique_ptr<Speculator> SpeculativeCliOptions::make(const Model& target, const SessionOptions& session,
@@ -59,8 +65,10 @@ std::unique_ptr<Speculator> SpeculativeCliOptions::make(const Model& target, con
   o.draft_max = draft_max;
   o.adaptive = !draft_fixed;
   if (lookup > 0) return std::make_unique<Speculator>(std::make_unique<PromptLookup>(lookup), o);
-  ELM_CHECK(!draft.empty(), "speculative decoding needs --draft or --lookup");
-  auto draft_session = std::make_shared<Session>(Model::load(draft), session);
+  ELM_CHECK(!draft.empty() || !self_draft.empty(), "speculative decoding needs --draft, --self-draft or --lookup");
+  std::shared_ptr<Model> draft_model =
+      draft.empty() ? make_self_draft(target, SubModelSpec::parse(self_draft)) : Model::load(draft);
+  auto draft_session = std::make_shared<Session>(draft_model, session);
   // The draft's draws use a stream of their own, apart from the target's.
   const uint64_t draft_seed = seed ^ 0x9e3779b97f4a7c15ull;
   return std::make_unique<Speculator>(std::make_unique<DraftModel>(draft_session, 0, target, draft_seed), o);

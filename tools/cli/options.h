@@ -28,15 +28,17 @@ struct SamplingOptions {
   void add(CLI::App* app);
 };
 
-// Speculative decoding: a draft model (--draft, --draft-max, --draft-fixed) or prompt lookup (--lookup).
+// Speculative decoding: a draft model (--draft), a self-draft carved out of the model (--self-draft) or
+// prompt lookup (--lookup); --draft-max, --draft-fixed.
 struct SpeculativeCliOptions {
   std::string draft;
+  std::string self_draft;
   int draft_max = 8;
   bool draft_fixed = false;
   int lookup = 0;
 
   void add(CLI::App* app);
-  bool enabled() const { return !draft.empty() || lookup > 0; }
+  bool enabled() const { return !draft.empty() || !self_draft.empty() || lookup > 0; }
   // The speculator for one sequence of a target model; a draft model runs with the target's session
   // options. Throws elm::Error when the draft cannot draft for the target.
   std::unique_ptr<Speculator> make(const Model& target, const SessionOptions& session, uint64_t seed) const;
