@@ -177,7 +177,7 @@ TEST(SpeculativeSampling, SecondTokenHasTheTargetsMarginal) {
     g.sampling = config;
     std::map<int32_t, int64_t> second;
     int64_t drafted = 0, accepted = 0;
-    const int n = 2500;
+    const int n = 2000;
     for (int i = 0; i < n; ++i) {
       s.truncate(0, held);
       g.sampling.seed = uint64_t(i);
