@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
 #include "runtime/draft_length.h"
 #include "runtime/draft_model.h"
@@ -158,6 +159,39 @@ TEST(Speculative, LeavesTheSequenceAsPlainDecodingDoes) {
         EXPECT_EQ(s.n_past(0), plain.n_past(0));
       }
     }
+  }
+}
+
+// Runs everything but attention (on a CPU backend underneath), so the graph splits into segments that
+// alternate with the CPU fallback, which owns the KV caches: the shape of a GPU backend lacking an op.
+class NoAttentionBackend : public Backend {
+ public:
+  explicit NoAttentionBackend(const RuntimeConfig& c) : cpu_(make_cpu_backend(c)) {}
+  std::string name() const override { return "test-no-attention"; }
+  bool supports(const Graph& g, const WeightStore&, int32_t node) const override {
+    return g.nodes[size_t(node)].op != Op::Attention;
+  }
+  std::unique_ptr<Segment> prepare(const SegmentSpec& spec) override { return cpu_->prepare(spec); }
+
+ private:
+  std::unique_ptr<Backend> cpu_;
+};
+
+TEST(Speculative, WorksOnAnyBackendList) {
+  ELM_REQUIRE_SHARED("models/stories260k/hf");
+  register_backend("test-no-attention", [](const RuntimeConfig& c) { return std::make_unique<NoAttentionBackend>(c); });
+  auto model = Model::load(shared("models/stories260k/hf"));
+  SessionOptions split = session_options();
+  split.backends = {"test-no-attention"};
+  Session plain(model, session_options());
+  const std::vector<int32_t> prompt = {1, 403, 407};
+  const GenerateResult want = generate(plain, 0, prompt, greedy(30));
+  for (int source = 0; source < 2; ++source) {
+    Session s(model, split);
+    ASSERT_GT(s.executor().plan().segments.size(), 5u);
+    Speculator spec = source == 0 ? with_draft(model, model, split, 4, false) : with_lookup(2, 4, false);
+    EXPECT_EQ(spec.generate(s, 0, prompt, greedy(30)).tokens, want.tokens) << (source == 0 ? "draft" : "lookup");
+    EXPECT_GT(spec.stats().drafted, 0);
   }
 }
 
