@@ -195,6 +195,61 @@ TEST(Speculative, WorksOnAnyBackendList) {
   }
 }
 
+TEST(Speculative, RoundsOfSeveralSequencesShareOnePass) {
+  // The step API as a server would use it: two sequences (one drafting by lookup, one with a draft
+  // model) verified in the same executor step, each then rolled back on its own.
+  ELM_REQUIRE_SHARED("models/stories260k/hf");
+  auto model = Model::load(shared("models/stories260k/hf"));
+  const std::vector<std::vector<int32_t>> prompts = {{1, 403, 407, 261, 378}, {1, 286, 261}};
+  const int n_tokens = 40;
+  RuntimeConfig rc = session_options().runtime;
+  rc.max_seqs = 2;
+  Executor ex(model, rc);
+  std::vector<Speculator> specs;
+  specs.push_back(with_lookup(2, 4, false));
+  specs.push_back(with_draft(model, model, session_options(), 3, false));
+  std::vector<Sampler> samplers(2, Sampler(greedy(0).sampling));
+  std::vector<int32_t> n_past(2), pending(2);
+  std::vector<std::vector<int32_t>> out(2);
+  for (int q = 0; q < 2; ++q) {
+    Batch b;
+    for (size_t i = 0; i < prompts[size_t(q)].size(); ++i)
+      b.add(prompts[size_t(q)][i], int32_t(i), q, i + 1 == prompts[size_t(q)].size());
+    const HostTensor& logits = ex.step(b);
+    specs[size_t(q)].fed(prompts[size_t(q)]);
+    n_past[size_t(q)] = int32_t(prompts[size_t(q)].size());
+    pending[size_t(q)] = samplers[size_t(q)].sample(std::span<const float>(logits.row(0), size_t(logits.cols)));
+    out[size_t(q)].push_back(pending[size_t(q)]);
+  }
+  while (out[0].size() < size_t(n_tokens) || out[1].size() < size_t(n_tokens)) {
+    Batch b;
+    std::vector<size_t> first_row(2), n_rows(2);
+    for (int q = 0; q < 2; ++q) {
+      const int limit = std::min(4, n_tokens - int(out[size_t(q)].size()) - 1);
+      const std::vector<int32_t>& feed = specs[size_t(q)].draft(pending[size_t(q)], std::max(limit, 0), samplers[size_t(q)]);
+      first_row[size_t(q)] = size_t(b.n_outputs());
+      n_rows[size_t(q)] = feed.size();
+      for (size_t j = 0; j < feed.size(); ++j) b.add(feed[j], n_past[size_t(q)] + int32_t(j), q, true);
+    }
+    const HostTensor& logits = ex.step(b);
+    for (int q = 0; q < 2; ++q) {
+      const auto rows = std::span<const float>(logits.row(int64_t(first_row[size_t(q)])), n_rows[size_t(q)] * size_t(logits.cols));
+      const SpeculativeRound& r = specs[size_t(q)].verify(rows, samplers[size_t(q)]);
+      n_past[size_t(q)] += r.keep;
+      ex.seq_truncate(q, n_past[size_t(q)]);
+      out[size_t(q)].insert(out[size_t(q)].end(), r.tokens.begin(), r.tokens.end());
+      pending[size_t(q)] = r.tokens.back();
+    }
+  }
+  for (int q = 0; q < 2; ++q) {
+    Session plain(model, session_options());
+    const GenerateResult want = generate(plain, 0, prompts[size_t(q)], greedy(n_tokens));
+    out[size_t(q)].resize(size_t(n_tokens));
+    EXPECT_EQ(out[size_t(q)], want.tokens) << "sequence " << q;
+    EXPECT_GT(specs[size_t(q)].stats().drafted, 0) << "sequence " << q;
+  }
+}
+
 TEST(Speculative, RollbackThenRefeedEqualsAFreshPrefix) {
   // truncate() must forget rolled-back positions exactly, also in sliding-window ring caches (gemma3:
   // window 16, ring of window + max_batch slots) when the rollback reaches max_batch + 1 positions, the

@@ -5,6 +5,7 @@
 // what generate() produces; sampled output has exactly the target's distribution. Only Session is used,
 // so it runs on any backend list.
 #pragma once
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -42,28 +43,56 @@ struct SpeculativeStats {
   nlohmann::json to_json() const;
 };
 
-// Generates with speculation on one sequence of a target session. Keep one Speculator per sequence for
-// as long as the sequence lives: it mirrors the tokens the sequence holds (drafts look them up or
-// resynchronize on them) and keeps what it learned about acceptance and costs.
+// What one round produced: the tokens to emit (the accepted drafts, then the target's own token) and
+// how many of the tokens the target read this round stay in its sequence (pending + accepted drafts).
+struct SpeculativeRound {
+  std::vector<int32_t> tokens;
+  int32_t keep = 0;
+};
+
+// Speculation on one sequence of a target session. Keep one Speculator per sequence for as long as
+// the sequence lives: it mirrors the tokens the sequence holds (drafts look them up or resynchronize on
+// them) and keeps what it learned about acceptance and costs.
 class Speculator {
  public:
   explicit Speculator(std::unique_ptr<DraftSource> source, SpeculativeOptions options = {});
 
-  // generate() with speculation: the same arguments, stop rules, streaming and result. The sequence
-  // must hold only tokens fed through this Speculator (or be truncated/reset since; then it follows).
+  // generate() with speculation: the same arguments, stop rules, streaming and result, and the sequence
+  // is left holding what generate() would leave. The sequence must hold only tokens fed through this
+  // Speculator (or be truncated/reset since; then it follows).
   GenerateResult generate(Session& target, int seq, const std::vector<int32_t>& prompt, const GenerateOptions& o,
                           const std::function<bool(const std::string& text)>& on_text = {});
 
-  const SpeculativeStats& stats() const { return stats_; }  // of the last generate()
+  // Round by round, for loops that put several sequences into one target pass (the server):
+  //   const auto& feed = spec.draft(pending, limit, sampler);  // [pending, d1..dk], k <= limit
+  //   rows = the target's logits after each of them, read at positions n_past, n_past + 1, ...
+  //   const SpeculativeRound& r = spec.verify(rows, sampler);
+  //   truncate the sequence to n_past + r.keep; emit r.tokens; the last one is the next `pending`.
+  // `pending` is the newest token: emitted, not yet read by the target. limit caps the draft by the
+  // context left (n_ctx - n_past - 1), the step size (max_batch - 1, which also keeps rollbacks within
+  // what sliding-window caches undo) and the tokens still wanted (minus one).
+  const std::vector<int32_t>& draft(int32_t pending, int limit, const Sampler& sampler);
+  const SpeculativeRound& verify(std::span<const float> rows, Sampler& sampler);
+  void fed(std::span<const int32_t> tokens);  // the sequence read these outside rounds (a prompt)
+  void truncated(int32_t n_past);             // the sequence was rolled back to n_past tokens
+
+  const SpeculativeStats& stats() const { return stats_; }  // since the last generate() / reset_stats()
+  void reset_stats();
   const DraftSource& source() const { return *source_; }
-  void reset() { history_.clear(); }  // call after resetting the sequence behind its back
 
  private:
   std::unique_ptr<DraftSource> source_;
   SpeculativeOptions options_;
   DraftLength length_;
-  std::vector<int32_t> history_;  // the tokens the target's sequence holds
+  std::vector<int32_t> history_;  // the tokens the target's sequence holds (+ pending during a round)
   SpeculativeStats stats_;
+  // The round in flight.
+  Draft draft_;
+  std::vector<int32_t> feed_;
+  double draft_ms_ = 0;
+  std::chrono::steady_clock::time_point verify_start_;
+  Distribution p_;
+  SpeculativeRound round_;
 };
 
 }  // namespace elm
