@@ -1,5 +1,7 @@
 #include "op_harness.h"
 
+#include <cmath>
+
 namespace elm::test {
 
 std::vector<float> random_vector(size_t n, uint32_t seed, float scale) {
@@ -8,6 +10,16 @@ std::vector<float> random_vector(size_t n, uint32_t seed, float scale) {
   std::vector<float> v(n);
   for (float& x : v) x = d(rng);
   return v;
+}
+
+void expect_close(const float* got, const std::vector<double>& want, double tol, const std::string& what) {
+  for (size_t i = 0; i < want.size(); ++i)
+    ASSERT_NEAR(got[i], want[i], tol * (1 + std::fabs(want[i]))) << what << " at " << i;
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<double>& want, double tol) {
+  ASSERT_EQ(got.size(), want.size());
+  expect_close(got.data(), want, tol);
 }
 
 NodeId OpHarness::weight(const std::string& name, int64_t rows, int64_t cols, const std::vector<float>& values) {

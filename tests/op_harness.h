@@ -17,6 +17,10 @@ namespace elm::test {
 
 std::vector<float> random_vector(size_t n, uint32_t seed, float scale = 1.0f);
 
+// |got - want| <= tol * (1 + |want|) elementwise (a test failure naming the first index otherwise).
+void expect_close(const float* got, const std::vector<double>& want, double tol, const std::string& what = "");
+void expect_close(const std::vector<float>& got, const std::vector<double>& want, double tol);
+
 struct OpHarness {
   std::shared_ptr<Model> model = std::make_shared<Model>();
   GraphBuilder b{model->weights};

@@ -26,3 +26,8 @@ TEST_P(Fixture, MatchesTransformersPrefillAndStepwise) {
 INSTANTIATE_TEST_SUITE_P(CoreFamilies, Fixture,
                          testing::Values("llama", "llama3", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "gemma3"),
                          [](const testing::TestParamInfo<std::string>& i) { return i.param; });
+
+// Per-layer embeddings, AltUp, Laurel, activation sparsity, KV sharing (Gemma 3n); per-layer head
+// geometry, proportional RoPE (Gemma 4); conv and delta-rule recurrent state (Qwen3.5).
+INSTANTIATE_TEST_SUITE_P(HybridFamilies, Fixture, testing::Values("gemma3n", "gemma4", "qwen3_5"),
+                         [](const testing::TestParamInfo<std::string>& i) { return i.param; });

@@ -10,16 +10,6 @@
 using namespace elm;
 using namespace elm::test;
 
-namespace {
-
-void expect_close(const std::vector<float>& got, const std::vector<double>& want, double tol) {
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i)
-    ASSERT_NEAR(got[i], want[i], tol * (1 + std::fabs(want[i]))) << "at " << i;
-}
-
-}  // namespace
-
 TEST(Ops, EmbedCopiesTableRows) {
   OpHarness h;
   std::vector<float> x;

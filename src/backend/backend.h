@@ -26,6 +26,10 @@ struct RuntimeConfig {
   int threads = 0;       // CPU threads; 0 = one per core
   DType kv_dtype = DType::F32;   // F32, F16 or I8 cache entries
   DType act_dtype = DType::F32;  // activations between ops: F32, BF16 or F16
+  // Recurrent layers (conv, delta rule) keep their state after each of the last this-many tokens of
+  // every step, so a sequence can be truncated back that far (speculative decoding: draft length + 1).
+  // 0: truncation of a recurrent model only to its current length or to 0.
+  int recurrent_snapshots = 0;
 };
 
 // A float32 matrix in host memory: a value crossing a segment boundary, or the logits.
@@ -59,7 +63,11 @@ class Segment {
   virtual void run(const Batch& batch, BoundaryValues& io) = 0;
   // Per-sequence state (KV caches, recurrent state) owned by this segment.
   virtual void seq_reset(int seq) = 0;                   // forget the sequence
-  virtual void seq_truncate(int seq, int32_t n_past) = 0;  // drop positions >= n_past
+  // Drops positions >= n_past. Recurrent state cannot always go back (see
+  // RuntimeConfig::recurrent_snapshots): callers check seq_can_truncate on every segment first;
+  // seq_truncate throws elm::Error, changing nothing, when it cannot.
+  virtual void seq_truncate(int seq, int32_t n_past) = 0;
+  virtual bool seq_can_truncate(int seq, int32_t n_past) const { return true; }
   virtual size_t state_bytes() const { return 0; }       // memory held for states
 };
 

@@ -30,6 +30,17 @@ void WeightStore::add_owned_bytes(const std::string& name, TensorView view, std:
   add(name, view);
 }
 
+void WeightStore::reshape(const std::string& name, Shape shape) {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) fail("missing tensor '", name, "'");
+  TensorView v = it->second;
+  const int64_t rows = v.rows(), cols = v.cols();
+  v.shape = std::move(shape);
+  ELM_CHECK(v.rows() == rows && v.cols() == cols, "tensor '", name, "' cannot be reshaped from ",
+            shape_str(it->second.shape), " to ", shape_str(v.shape));
+  it->second = v;
+}
+
 const TensorView& WeightStore::get(const std::string& name) const {
   auto it = tensors_.find(name);
   if (it == tensors_.end()) fail("missing tensor '", name, "'");

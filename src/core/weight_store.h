@@ -18,6 +18,9 @@ class WeightStore {
   void add_owned(const std::string& name, Shape shape, std::vector<float> values);
   // Stores raw bytes the store owns, described by `view` (view.data is replaced).
   void add_owned_bytes(const std::string& name, TensorView view, std::vector<uint8_t> bytes);
+  // Gives a tensor a new shape with the same matrix layout (rows() and cols() unchanged), e.g. a
+  // Conv1d kernel [C, 1, K] as [C, K]. Throws elm::Error otherwise.
+  void reshape(const std::string& name, Shape shape);
   void keep_alive(std::shared_ptr<const void> owner) { owners_.push_back(std::move(owner)); }
 
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }

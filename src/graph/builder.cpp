@@ -88,6 +88,12 @@ NodeId GraphBuilder::slice(NodeId x, int64_t start, int64_t len) {
   return node(Op::Slice, {x}, at(x).rows, len, Attrs().set("start", start).set("len", len));
 }
 
+NodeId GraphBuilder::slice_groups(NodeId x, int64_t group, int64_t start, int64_t len) {
+  const int64_t groups = group > 0 ? cols(x) / group : 0;
+  return node(Op::SliceGroups, {x}, at(x).rows, groups * len,
+              Attrs().set("group", group).set("start", start).set("len", len));
+}
+
 NodeId GraphBuilder::concat(const std::vector<NodeId>& parts) {
   int64_t c = 0;
   for (NodeId p : parts) c += cols(p);
@@ -102,6 +108,40 @@ NodeId GraphBuilder::rope(NodeId x, NodeId inv_freq, int64_t head_dim, bool pair
   if (pairs) a.set("pairs", true);
   if (attn_factor != 1.0) a.set("attn_factor", attn_factor);
   return node(Op::Rope, {x, positions(), inv_freq}, at(x).rows, cols(x), a);
+}
+
+NodeId GraphBuilder::rms_rescale(NodeId x, NodeId ref, double floor) {
+  return node(Op::RmsRescale, {x, ref}, at(x).rows, cols(x), Attrs().set("floor", floor));
+}
+
+NodeId GraphBuilder::gaussian_topk(NodeId x, double std_mult) {
+  return node(Op::GaussianTopK, {x}, at(x).rows, cols(x), Attrs().set("std_mult", std_mult));
+}
+
+NodeId GraphBuilder::stream_mix(NodeId x, NodeId coefs, int64_t streams) {
+  const int64_t width = streams > 0 ? cols(x) / streams : 0, out_streams = streams > 0 ? cols(coefs) / streams : 0;
+  return node(Op::StreamMix, {x, coefs}, at(x).rows, out_streams * width, Attrs().set("streams", streams));
+}
+
+NodeId GraphBuilder::causal_conv1d(NodeId x, NodeId w) {
+  StateDecl st;
+  st.kind = "conv";
+  st.attrs.set("channels", cols(x)).set("kernel", cols(w));
+  const int32_t state = add_state(std::move(st));
+  return node(Op::CausalConv1d, {x, w}, at(x).rows, cols(x), Attrs().set("state", int64_t(state)));
+}
+
+NodeId GraphBuilder::gated_delta_rule(NodeId q, NodeId k, NodeId v, NodeId g, NodeId beta, const DeltaRuleSpec& s) {
+  const int64_t dv = s.v_head_dim ? s.v_head_dim : s.head_dim;
+  StateDecl st;
+  st.kind = "delta";
+  st.attrs.set("heads", s.v_heads).set("k_head_dim", s.head_dim).set("v_head_dim", dv);
+  const int32_t state = add_state(std::move(st));
+  Attrs a;
+  a.set("k_heads", s.k_heads).set("v_heads", s.v_heads).set("head_dim", s.head_dim).set("v_head_dim", dv);
+  a.set("scale", s.scale).set("state", int64_t(state));
+  if (s.l2norm) a.set("l2norm", true);
+  return node(Op::GatedDeltaRule, {q, k, v, g, beta}, at(q).rows, s.v_heads * dv, a);
 }
 
 int32_t GraphBuilder::add_state(StateDecl s) {

@@ -38,9 +38,13 @@ class GraphBuilder {
   NodeId unary(Op op, NodeId x);  // Silu, Gelu, GeluTanh, Sigmoid, Softplus, Tanh
   NodeId softcap(NodeId x, double cap);
   NodeId slice(NodeId x, int64_t start, int64_t len);
+  NodeId slice_groups(NodeId x, int64_t group, int64_t start, int64_t len);
   NodeId concat(const std::vector<NodeId>& parts);
   NodeId output_rows(NodeId x);
   NodeId rope(NodeId x, NodeId inv_freq, int64_t head_dim, bool pairs = false, double attn_factor = 1.0);
+  NodeId rms_rescale(NodeId x, NodeId ref, double floor);
+  NodeId gaussian_topk(NodeId x, double std_mult);
+  NodeId stream_mix(NodeId x, NodeId coefs, int64_t streams);
 
   struct AttentionSpec {
     int64_t heads = 0, kv_heads = 0, head_dim = 0, v_head_dim = 0;  // v_head_dim 0 = head_dim
@@ -52,6 +56,15 @@ class GraphBuilder {
   NodeId attention(NodeId q, NodeId k, NodeId v, const AttentionSpec& spec, int32_t* state_out = nullptr);
   // Attends over the kv state another layer wrote (KV sharing); writes nothing.
   NodeId attention_shared(NodeId q, int32_t state, const AttentionSpec& spec);
+
+  // Recurrent layers: each declares its own per-sequence state.
+  NodeId causal_conv1d(NodeId x, NodeId w);  // w [channels, kernel]
+  struct DeltaRuleSpec {
+    int64_t k_heads = 0, v_heads = 0, head_dim = 0, v_head_dim = 0;
+    double scale = 0;
+    bool l2norm = false;
+  };
+  NodeId gated_delta_rule(NodeId q, NodeId k, NodeId v, NodeId g, NodeId beta, const DeltaRuleSpec& spec);
 
   // Appends a node of any op with explicit shape and attrs (new ops use this before growing helpers).
   NodeId node(Op op, std::vector<NodeId> inputs, int64_t rows, int64_t cols, Attrs attrs = {},

@@ -81,7 +81,10 @@ struct Node {
 
 // Per-sequence state the runtime keeps between steps.
 //   kind "kv":    attention cache. attrs: kv_heads, head_dim, v_head_dim, window (0 = full context)
-//   others are declared by the ops that use them (see ops.def).
+//   kind "conv":  the last kernel - 1 inputs of a causal conv1d. attrs: channels, kernel
+//   kind "delta": gated delta-rule matrices, one [k_head_dim, v_head_dim] per head. attrs: heads,
+//                 k_head_dim, v_head_dim
+// Recurrent states (conv, delta) are written by exactly one node.
 struct StateDecl {
   std::string kind;
   Attrs attrs;

@@ -42,6 +42,14 @@ struct Checker {
           b.rows, ", ", b.cols, "] do not match");
   }
 
+  // The attributes of the state this node names, which must be of `kind`.
+  const Attrs& state_of(const char* kind) const {
+    const int64_t s = g.nodes[id].attrs.i("state", -1);
+    check(s >= 0 && s < int64_t(g.states.size()) && g.states[size_t(s)].kind == kind, "state ", s, " is not a ",
+          kind, " state");
+    return g.states[size_t(s)].attrs;
+  }
+
   void run() {
     const Node& n = g.nodes[id];
     check(n.cols > 0 && n.cols <= kMaxCols, "column count ", n.cols, " out of range");
@@ -124,6 +132,63 @@ struct Checker {
         check(n.rows == in(0).rows && n.cols == total, "output must be [rows, ", total, "]");
         return;
       }
+      case Op::SliceGroups: {
+        arity(1, 1), require(0), activation(0);
+        const int64_t group = a.i("group", 0), start = a.i("start", -1), len = a.i("len", -1);
+        check(group > 0 && in(0).cols % group == 0, "group ", group, " does not divide ", in(0).cols, " columns");
+        check(start >= 0 && len > 0 && start + len <= group, "slice [", start, ", +", len, ") outside a group of ",
+              group);
+        check(n.rows == in(0).rows && n.cols == in(0).cols / group * len, "output must be [x.rows, ",
+              in(0).cols / group * len, "]");
+        return;
+      }
+      case Op::RmsRescale:
+        arity(2, 2), require(0), require(1), activation(0), activation(1);
+        check(in(1).rows == in(0).rows, "x and ref rows differ");
+        check(a.f("floor", -1) >= 0, "floor must be given and non-negative");
+        check(n.rows == in(0).rows && n.cols == in(0).cols, "output shape must equal input shape");
+        return;
+      case Op::GaussianTopK:
+        arity(1, 1), require(0), activation(0);
+        check(a.has("std_mult"), "missing attribute 'std_mult'");
+        check(n.rows == in(0).rows && n.cols == in(0).cols, "output shape must equal input shape");
+        return;
+      case Op::StreamMix: {
+        arity(2, 2), require(0), require(1), activation(0);
+        const int64_t streams = a.i("streams", 0);
+        check(streams > 0 && in(0).cols % streams == 0, "streams ", streams, " does not divide ", in(0).cols,
+              " columns");
+        check(in(1).rows == in(0).rows || in(1).rows == 1, "coefs must have x's rows or one broadcast row");
+        check(in(1).cols % streams == 0, "coefs width ", in(1).cols, " is not a multiple of streams ", streams);
+        check(n.rows == in(0).rows && n.cols == in(1).cols / streams * (in(0).cols / streams),
+              "output must be [x.rows, out_streams * stream width]");
+        return;
+      }
+      case Op::CausalConv1d: {
+        arity(2, 2), require(0), require(1), activation(0);
+        check(in(0).rows == kRowsT, "x must have one row per token");
+        check(in(1).op == Op::Weight && in(1).rows == in(0).cols, "w must be a weight [channels, kernel]");
+        const Attrs& sa = state_of("conv");
+        check(sa.i("channels") == in(0).cols && sa.i("kernel") == in(1).cols, "conv state shape does not match");
+        check(n.rows == kRowsT && n.cols == in(0).cols, "output shape must equal input shape");
+        return;
+      }
+      case Op::GatedDeltaRule: {
+        arity(5, 5);
+        for (size_t k = 0; k < 5; ++k) require(k), activation(k), check(in(k).rows == kRowsT, "inputs must be [T, .]");
+        const int64_t hk = a.i("k_heads"), hv = a.i("v_heads"), dk = a.i("head_dim"), dv = a.i("v_head_dim", dk);
+        check(hk > 0 && hv > 0 && hv % hk == 0, "v_heads ", hv, " must be a multiple of k_heads ", hk);
+        check(dk > 0 && dv > 0, "head dims must be positive");
+        check(in(0).cols == hk * dk && in(1).cols == hk * dk, "q and k must have k_heads * head_dim columns");
+        check(in(2).cols == hv * dv, "v must have v_heads * v_head_dim columns");
+        check(in(3).cols == hv && in(4).cols == hv, "g and beta must have one column per value head");
+        check(a.has("scale"), "missing attribute 'scale'");
+        const Attrs& sa = state_of("delta");
+        check(sa.i("heads") == hv && sa.i("k_head_dim") == dk && sa.i("v_head_dim") == dv,
+              "delta state shape does not match the heads");
+        check(n.rows == kRowsT && n.cols == hv * dv, "output must be [T, v_heads * v_head_dim]");
+        return;
+      }
       case Op::OutputRows:
         arity(1, 1), require(0);
         check(in(0).rows == kRowsT && n.rows == kRowsOut && n.cols == in(0).cols, "must map [T, C] to [Out, C]");
@@ -170,16 +235,36 @@ struct Checker {
 void Graph::validate(const std::map<std::string, std::vector<int64_t>>& weight_shapes) const {
   ELM_CHECK(!nodes.empty(), "graph has no nodes");
   ELM_CHECK(nodes.size() < (size_t(1) << 24), "graph has too many nodes");
+  // Recurrent states are allocated per sequence at load: bound each dim and the whole block (1 GiB).
+  constexpr int64_t kMaxStateDim = int64_t(1) << 20, kMaxStateFloats = int64_t(1) << 28;
+  auto dim_ok = [&](const Attrs& a, const char* k) { return a.i(k) > 0 && a.i(k) <= kMaxStateDim; };
   for (size_t s = 0; s < states.size(); ++s) {
     const StateDecl& d = states[s];
     if (d.kind == "kv") {
       ELM_CHECK(d.attrs.i("kv_heads") > 0 && d.attrs.i("head_dim") > 0 && d.attrs.i("v_head_dim", 1) > 0 &&
                     d.attrs.i("window") >= 0,
                 "graph state ", s, ": bad kv cache shape");
+    } else if (d.kind == "conv") {
+      ELM_CHECK(dim_ok(d.attrs, "channels") && dim_ok(d.attrs, "kernel") &&
+                    (d.attrs.i("kernel") - 1) * d.attrs.i("channels") <= kMaxStateFloats,
+                "graph state ", s, ": bad conv state shape");
+    } else if (d.kind == "delta") {
+      ELM_CHECK(dim_ok(d.attrs, "heads") && dim_ok(d.attrs, "k_head_dim") && dim_ok(d.attrs, "v_head_dim") &&
+                    d.attrs.i("heads") * d.attrs.i("k_head_dim") * d.attrs.i("v_head_dim") <= kMaxStateFloats,
+                "graph state ", s, ": bad delta state shape");
+    } else {
+      fail("graph state ", s, ": unknown kind '", d.kind, "'");
     }
   }
   Checker c{*this, weight_shapes};
   for (c.id = 0; c.id < nodes.size(); ++c.id) c.run();
+  // A recurrent state advances once per token: exactly one node may own it.
+  std::vector<int> owners(states.size(), 0);
+  for (const Node& n : nodes)
+    if (n.op == Op::CausalConv1d || n.op == Op::GatedDeltaRule) ++owners[size_t(n.attrs.i("state"))];
+  for (size_t s = 0; s < states.size(); ++s)
+    ELM_CHECK(states[s].kind == "kv" || owners[s] == 1, "graph state ", s, " (", states[s].kind, ") is used by ",
+              owners[s], " nodes, must be exactly one");
   ELM_CHECK(output >= 0 && size_t(output) < nodes.size(), "graph output ", output, " is not a node");
   ELM_CHECK(nodes[size_t(output)].rows == kRowsOut, "graph output must have one row per requested token");
 }

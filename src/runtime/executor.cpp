@@ -77,6 +77,12 @@ void Executor::seq_reset(int seq) {
 }
 
 void Executor::seq_truncate(int seq, int32_t n_past) {
+  // All or nothing: a segment whose recurrent state cannot go back must not leave the others cut.
+  for (const auto& s : segments_)
+    ELM_CHECK(s->seq_can_truncate(seq, n_past), "cannot roll sequence ", seq, " back to ", n_past,
+              " tokens: recurrent layers keep their state after each of the last ", config_.recurrent_snapshots,
+              " tokens of a step only (RuntimeConfig::recurrent_snapshots); truncate to the current length, to 0, or "
+              "reset the sequence");
   for (auto& s : segments_) s->seq_truncate(seq, n_past);
 }
 

@@ -5,6 +5,7 @@
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/kv_cache.h"
+#include "backend/cpu/recurrent_state.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 
@@ -13,12 +14,19 @@ namespace elm {
 namespace {
 
 using cpu::KvCache;
+using cpu::RecurrentState;
+
+bool is_recurrent(Op op) { return op == Op::CausalConv1d || op == Op::GatedDeltaRule; }
+
+// The KV caches of one graph on this backend, by state id. Shared by its segments: with KV sharing
+// the layer that writes a cache and the layers that read it may land in different segments.
+using KvCaches = std::map<int64_t, std::unique_ptr<KvCache>>;
 
 // One float32 buffer per value, reused once the value is dead (liveness computed at prepare).
 class CpuSegment : public Segment {
  public:
-  CpuSegment(const SegmentSpec& spec, std::shared_ptr<ThreadPool> pool)
-      : g_(*spec.graph), w_(*spec.weights), spec_(spec), pool_(std::move(pool)) {
+  CpuSegment(const SegmentSpec& spec, std::shared_ptr<ThreadPool> pool, std::shared_ptr<KvCaches> kv)
+      : g_(*spec.graph), w_(*spec.weights), spec_(spec), pool_(std::move(pool)), kv_(std::move(kv)) {
     const size_t N = g_.nodes.size();
     const int64_t max_rows = spec.config.max_batch;
     slot_.assign(N, -1);
@@ -64,25 +72,44 @@ class CpuSegment : public Segment {
         free_buffers.push_back(chosen);  // value never read (should not happen in a valid graph)
     }
 
-    // Small weights (norm scales, biases, frequency tables) as float32 once.
+    // Small weights (norm scales, biases, frequency tables, conv kernels) as float32 once.
     for (int32_t n : spec.nodes) {
       for (int32_t in : g_.nodes[size_t(n)].inputs) {
         if (in < 0 || g_.nodes[size_t(in)].op != Op::Weight) continue;
         const Node& wn = g_.nodes[size_t(in)];
-        if (wn.rows == 1 && !vectors_.count(in)) vectors_[in] = to_f32(w_.get(wn.name));
+        const bool small = wn.rows == 1 || g_.nodes[size_t(n)].op == Op::CausalConv1d;
+        if (small && !vectors_.count(in)) vectors_[in] = to_f32(w_.get(wn.name));
       }
     }
 
-    // KV caches for the states this segment's attention nodes use.
+    // Recurrent states (conv windows, delta-rule matrices) of this segment's recurrent nodes.
+    for (int32_t n : spec.nodes) {
+      const Node& node = g_.nodes[size_t(n)];
+      if (!is_recurrent(node.op)) continue;
+      const int64_t s = node.attrs.i("state");
+      const Attrs& sa = g_.states[size_t(s)].attrs;
+      const int64_t size = node.op == Op::CausalConv1d
+                               ? (sa.i("kernel") - 1) * sa.i("channels")
+                               : sa.i("heads") * sa.i("k_head_dim") * sa.i("v_head_dim");
+      recurrent_.emplace(s, std::make_unique<RecurrentState>(spec.config.max_seqs, size,
+                                                             spec.config.recurrent_snapshots));
+    }
+
+    // KV caches for the states this segment's attention nodes use (made by the first segment that
+    // needs one); the segment that writes a cache accounts for its memory.
     for (int32_t n : spec.nodes) {
       const Node& node = g_.nodes[size_t(n)];
       if (node.op != Op::Attention) continue;
       const int64_t s = node.attrs.i("state");
-      if (caches_.count(s)) continue;
-      const Attrs& sa = g_.states[size_t(s)].attrs;
-      caches_.emplace(s, std::make_unique<KvCache>(spec.config.max_seqs, spec.config.n_ctx, sa.i("window"),
-                                                   spec.config.max_batch, sa.i("kv_heads"), sa.i("head_dim"),
-                                                   sa.i("v_head_dim", sa.i("head_dim"))));
+      std::unique_ptr<KvCache>& cache = (*kv_)[s];
+      if (!cache) {
+        const Attrs& sa = g_.states[size_t(s)].attrs;
+        cache = std::make_unique<KvCache>(spec.config.max_seqs, spec.config.n_ctx, sa.i("window"),
+                                          spec.config.max_batch, sa.i("kv_heads"), sa.i("head_dim"),
+                                          sa.i("v_head_dim", sa.i("head_dim")));
+      }
+      caches_[s] = cache.get();
+      if (node.attrs.i("write", 1)) written_.push_back(cache.get());
     }
   }
 
@@ -99,6 +126,7 @@ class CpuSegment : public Segment {
     for (int64_t t = 0; t < T; ++t)
       if (b.want_output[size_t(t)]) out_rows_.push_back(t);
     (void)n_out;
+    group_by_sequence();
     for (int32_t n : spec_.nodes) exec(n);
     for (int32_t o : spec_.outputs) {
       const Node& node = g_.nodes[size_t(o)];
@@ -111,13 +139,23 @@ class CpuSegment : public Segment {
 
   void seq_reset(int seq) override {
     for (auto& [s, c] : caches_) c->reset(seq);
+    for (auto& [s, r] : recurrent_) r->reset(seq);
+  }
+  bool seq_can_truncate(int seq, int32_t n_past) const override {
+    for (const auto& [s, r] : recurrent_)
+      if (!r->can_truncate(seq, n_past)) return false;
+    return true;
   }
   void seq_truncate(int seq, int32_t n_past) override {
+    // Every recurrent state checks before any cache changes, so that a refusal changes nothing.
+    for (const auto& [s, r] : recurrent_) r->check_truncate(seq, n_past);
     for (auto& [s, c] : caches_) c->truncate(seq, n_past);
+    for (auto& [s, r] : recurrent_) r->truncate(seq, n_past);
   }
   size_t state_bytes() const override {
     size_t n = 0;
-    for (const auto& [s, c] : caches_) n += c->bytes();
+    for (const KvCache* c : written_) n += c->bytes();
+    for (const auto& [s, r] : recurrent_) n += r->bytes();
     return n;
   }
 
@@ -132,6 +170,41 @@ class CpuSegment : public Segment {
   float* out(int32_t id) { return buffers_[size_t(slot_[size_t(id)])].data(); }
   const float* vec(int32_t id) const { return id < 0 ? nullptr : vectors_.at(id).data(); }
   const TensorView& tensor(int32_t id) const { return w_.get(g_.nodes[size_t(id)].name); }
+
+  // The step's rows per sequence, in order, and a check that each sequence continues exactly where
+  // its recurrent states stopped (done before any state changes, so a bad batch leaves them intact).
+  void group_by_sequence() {
+    seq_rows_.clear();
+    if (recurrent_.empty()) return;
+    for (int64_t t = 0; t < T_; ++t) seq_rows_[batch_->seqs[size_t(t)]].push_back(t);
+    for (const auto& [seq, rows] : seq_rows_) {
+      for (size_t i = 1; i < rows.size(); ++i)
+        ELM_CHECK(batch_->positions[size_t(rows[i])] == batch_->positions[size_t(rows[i - 1])] + 1, "sequence ", seq,
+                  ": recurrent layers need consecutive positions within a step");
+      const int32_t first = batch_->positions[size_t(rows[0])];
+      for (const auto& [s, r] : recurrent_)
+        ELM_CHECK(first == r->length(seq), "sequence ", seq, " continues at position ", first,
+                  " but its recurrent state holds ", r->length(seq),
+                  " tokens (recurrent layers cannot skip or revisit positions; truncate or reset the sequence first)");
+    }
+  }
+
+  // Runs a recurrent kernel over every sequence of the step. fn(rows, n, state_block) processes a run
+  // of a sequence's rows. The last `snapshots` tokens go one by one, each followed by a snapshot.
+  template <class Fn>
+  void for_each_sequence_run(RecurrentState& st, Fn&& fn) {
+    for (const auto& [seq, rows] : seq_rows_) {
+      const int64_t n = int64_t(rows.size()), tail = std::min<int64_t>(n, st.snapshots());
+      if (n > tail) {
+        fn(rows.data(), n - tail, st.data(seq));
+        st.advance(seq, int32_t(n - tail), false);
+      }
+      for (int64_t i = n - tail; i < n; ++i) {
+        fn(rows.data() + i, 1, st.data(seq));
+        st.advance(seq, 1, true);
+      }
+    }
+  }
 
   void exec(int32_t id) {
     const Node& n = g_.nodes[size_t(id)];
@@ -183,6 +256,57 @@ class CpuSegment : public Segment {
         }
         return;
       }
+      case Op::SliceGroups: {
+        const int64_t group = n.attrs.i("group"), start = n.attrs.i("start"), len = n.attrs.i("len");
+        const int64_t IC = g_.nodes[size_t(in(0))].cols, groups = IC / group;
+        const float* x = value(in(0));
+        float* y = out(id);
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t k = 0; k < groups; ++k)
+            std::memcpy(y + r * C + k * len, x + r * IC + k * group + start, size_t(len) * 4);
+        return;
+      }
+      case Op::RmsRescale: {
+        const Node& ref = g_.nodes[size_t(in(1))];
+        cpu::rms_rescale(value(in(0)), R, C, value(in(1)), ref.cols, float(n.attrs.f("floor")), out(id));
+        return;
+      }
+      case Op::GaussianTopK:
+        cpu::gaussian_topk(value(in(0)), R, C, float(n.attrs.f("std_mult")), out(id));
+        return;
+      case Op::StreamMix: {
+        const Node& x = g_.nodes[size_t(in(0))];
+        const Node& coefs = g_.nodes[size_t(in(1))];
+        const int64_t streams = n.attrs.i("streams");
+        const float* cv = coefs.op == Op::Weight ? vec(in(1)) : value(in(1));
+        cpu::stream_mix(value(in(0)), R, streams, x.cols / streams, cv, coefs.cols / streams, coefs.rows == 1,
+                        out(id));
+        return;
+      }
+      case Op::CausalConv1d: {
+        const float* x = value(in(0));
+        const float* w = vec(in(1));
+        const int64_t K = g_.nodes[size_t(in(1))].cols;
+        float* y = out(id);
+        for_each_sequence_run(*recurrent_.at(n.attrs.i("state")), [&](const int64_t* rows, int64_t count, float* win) {
+          cpu::causal_conv1d(x, rows, count, C, w, K, win, y);
+        });
+        return;
+      }
+      case Op::GatedDeltaRule: {
+        cpu::DeltaRuleArgs a;
+        a.q = value(in(0)), a.k = value(in(1)), a.v = value(in(2)), a.g = value(in(3)), a.beta = value(in(4));
+        a.out = out(id);
+        a.k_heads = n.attrs.i("k_heads"), a.v_heads = n.attrs.i("v_heads");
+        a.dk = n.attrs.i("head_dim"), a.dv = n.attrs.i("v_head_dim", a.dk);
+        a.scale = float(n.attrs.f("scale"));
+        a.l2norm = n.attrs.i("l2norm", 0) != 0;
+        for_each_sequence_run(*recurrent_.at(n.attrs.i("state")), [&](const int64_t* rows, int64_t count, float* S) {
+          if (count > 1) cpu::gated_delta_rule_chunked(a, rows, count, S, pool);
+          else cpu::gated_delta_rule_recurrent(a, rows, count, S, pool);
+        });
+        return;
+      }
       case Op::OutputRows: {
         const float* x = value(in(0));
         float* y = out(id);
@@ -230,24 +354,31 @@ class CpuSegment : public Segment {
   std::vector<bool> in_segment_, boundary_in_;
   std::vector<std::vector<float>> buffers_;
   std::map<int32_t, std::vector<float>> vectors_;
-  std::map<int64_t, std::unique_ptr<KvCache>> caches_;
+  std::shared_ptr<KvCaches> kv_;
+  std::map<int64_t, KvCache*> caches_;  // the caches this segment's attention nodes use (reset and
+                                        // truncation are idempotent, so sharing segments may repeat them)
+  std::vector<const KvCache*> written_;
+  std::map<int64_t, std::unique_ptr<RecurrentState>> recurrent_;
+  std::map<int, std::vector<int64_t>> seq_rows_;  // this step's rows per sequence (recurrent layers)
   BoundaryValues* io_ = nullptr;
   const Batch* batch_ = nullptr;
   int64_t T_ = 0;
   std::vector<int64_t> out_rows_;
 };
 
+// One instance serves one graph (an Executor makes its own backends), so state ids key its caches.
 class CpuBackend : public Backend {
  public:
   explicit CpuBackend(const RuntimeConfig& c) : pool_(std::make_shared<ThreadPool>(c.threads)) {}
   std::string name() const override { return "cpu"; }
   bool supports(const Graph&, const WeightStore&, int32_t) const override { return true; }
   std::unique_ptr<Segment> prepare(const SegmentSpec& spec) override {
-    return std::make_unique<CpuSegment>(spec, pool_);
+    return std::make_unique<CpuSegment>(spec, pool_, kv_);
   }
 
  private:
   std::shared_ptr<ThreadPool> pool_;
+  std::shared_ptr<KvCaches> kv_ = std::make_shared<KvCaches>();
 };
 
 }  // namespace

@@ -20,6 +20,17 @@ void matmul_ref(const float* x, int64_t R, const TensorView& w, const float* bia
 // RMSNorm over runs of `group` columns; w has `group` values or is null.
 void rms_norm(const float* x, int64_t R, int64_t C, const float* w, int64_t group, float eps, bool add_one, float* y);
 
+// Each row of x [R, C] times rms(ref row) / sqrt(max(mean(x row^2), floor)); ref is [R, ref_cols].
+void rms_rescale(const float* x, int64_t R, int64_t C, const float* ref, int64_t ref_cols, float floor, float* y);
+
+// Activation sparsity: y = max(0, x - (mean + std_mult * std)) per row of x [R, C].
+void gaussian_topk(const float* x, int64_t R, int64_t C, float std_mult, float* y);
+
+// x [R, n*C] holds n streams per row; y [R, m*C] stream j = sum_i coefs[j*n + i] * x stream i, where
+// coefs is [R, m*n] or one broadcast row.
+void stream_mix(const float* x, int64_t R, int64_t n, int64_t C, const float* coefs, int64_t m, bool coefs_broadcast,
+                float* y);
+
 enum class Unary { Silu, Gelu, GeluTanh, Sigmoid, Softplus, Tanh };
 void unary(Unary f, const float* x, int64_t n, float* y);
 void scale(const float* x, int64_t n, float s, float* y);
@@ -27,6 +38,29 @@ void softcap(const float* x, int64_t n, float cap, float* y);
 // y = a + b / a * b; b has R rows or one broadcast row.
 void add(const float* a, const float* b, int64_t R, int64_t C, bool b_broadcast, float* y);
 void mul(const float* a, const float* b, int64_t R, int64_t C, bool b_broadcast, float* y);
+
+// Recurrent layers process one sequence's tokens at a time: `rows` lists the n rows of the step that
+// belong to the sequence, in order; the state block is that sequence's.
+
+// Depthwise causal conv1d, x and y rows [C], w [C, K]. window [K - 1, C] holds the sequence's last
+// K - 1 inputs (oldest first) and is advanced past the run.
+void causal_conv1d(const float* x, const int64_t* rows, int64_t n, int64_t C, const float* w, int64_t K, float* window,
+                   float* y);
+
+// Gated delta rule (ops.def GatedDeltaRule). state: [v_heads, dk, dv] for the sequence.
+struct DeltaRuleArgs {
+  const float *q, *k, *v, *g, *beta;  // rows [Hk*dk], [Hk*dk], [Hv*dv], [Hv], [Hv]
+  float* out;                         // rows [Hv*dv]
+  int64_t k_heads = 0, v_heads = 0, dk = 0, dv = 0;
+  float scale = 1;
+  bool l2norm = false;
+};
+// Token by token: the reference form, and the one decode uses.
+void gated_delta_rule_recurrent(const DeltaRuleArgs& a, const int64_t* rows, int64_t n, float* state,
+                                ThreadPool& pool);
+// Chunk by chunk (the WY / UT-transform form): the same values up to rounding, with the work in
+// chunk-sized matrix products; prefill uses it.
+void gated_delta_rule_chunked(const DeltaRuleArgs& a, const int64_t* rows, int64_t n, float* state, ThreadPool& pool);
 
 // Rotates the first 2F dims of every head_dim-wide head of x [T, C] in place.
 void rope(float* x, int64_t T, int64_t C, const int32_t* positions, const float* inv_freq, int64_t F, int64_t head_dim,

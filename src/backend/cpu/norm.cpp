@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 
 #include "backend/cpu/kernels.h"
@@ -18,6 +19,24 @@ void rms_norm(const float* x, int64_t R, int64_t C, const float* w, int64_t grou
         yr[c] = v;
       }
     }
+  }
+}
+
+}  // namespace elm::cpu
+
+namespace elm::cpu {
+
+void rms_rescale(const float* x, int64_t R, int64_t C, const float* ref, int64_t ref_cols, float floor, float* y) {
+  auto mean_square = [](const float* v, int64_t n) {
+    double ss = 0;
+    for (int64_t i = 0; i < n; ++i) ss += double(v[i]) * v[i];
+    return float(ss / double(n));
+  };
+  for (int64_t r = 0; r < R; ++r) {
+    const float* xr = x + r * C;
+    const float target = std::sqrt(mean_square(ref + r * ref_cols, ref_cols));
+    const float current = std::sqrt(std::max(mean_square(xr, C), floor));
+    for (int64_t c = 0; c < C; ++c) y[r * C + c] = xr[c] * target / current;
   }
 }
 

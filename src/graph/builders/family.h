@@ -17,10 +17,17 @@ using FamilyBuilder = std::function<Graph(const HfConfig&, WeightStore&)>;
 Graph build_from_hf(const HfConfig& config, WeightStore& weights);
 std::vector<std::string> supported_model_types();
 
+// Where a checkpoint keeps the language model's tensors: "model." (text-only *ForCausalLM) or
+// "model.language_model." (multimodal *ForConditionalGeneration, read for its text part).
+std::string text_model_prefix(const WeightStore& w);
+
 // The families (defined in their own files).
 Graph build_llama(const HfConfig& c, WeightStore& w);    // llama, mistral, smollm3
 Graph build_qwen(const HfConfig& c, WeightStore& w);     // qwen2, qwen3
 Graph build_phi3(const HfConfig& c, WeightStore& w);     // phi3
 Graph build_gemma3(const HfConfig& c, WeightStore& w);   // gemma3_text, gemma3
+Graph build_gemma3n(const HfConfig& c, WeightStore& w);  // gemma3n_text, gemma3n
+Graph build_gemma4(const HfConfig& c, WeightStore& w);   // gemma4_text, gemma4
+Graph build_qwen3_5(const HfConfig& c, WeightStore& w);  // qwen3_5_text, qwen3_5
 
 }  // namespace elm

@@ -119,6 +119,15 @@ std::vector<float> rope_frequencies(const RopeParams& rope, int64_t rot_dim, int
   std::vector<float> f = rope_inv_freq(rope.theta, rot_dim);
   const nlohmann::json& p = rope.raw;
   if (rope.type == "default" || rope.type.empty()) return f;
+  if (rope.type == "proportional") {
+    // Gemma 4's global layers: rot_dim is the whole head. The first partial_rotary_factor of its
+    // rotated pairs (i, i + rot_dim / 2) get the usual frequencies, the rest frequency 0 (left as is).
+    const auto angles = size_t(std::floor(rope.partial_rotary_factor * double(rot_dim) / 2));
+    std::fill(f.begin() + long(std::min(angles, f.size())), f.end(), 0.f);
+    const float factor = float(num(p, "factor", 1.0));
+    for (float& x : f) x /= factor;
+    return f;
+  }
   if (rope.type == "linear") {
     const float factor = float(num(p, "factor", 1.0));
     for (float& x : f) x /= factor;

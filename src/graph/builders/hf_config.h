@@ -43,7 +43,9 @@ class HfConfig {
 };
 
 // RoPE inverse frequencies for `rot_dim` rotated dims under the config's scaling type, in float32
-// like transformers. attn_factor receives the cos/sin multiplier (1 except for YaRN).
+// like transformers. attn_factor receives the cos/sin multiplier (1 except for YaRN). For the
+// "proportional" type rot_dim is the whole head_dim: it applies partial_rotary_factor itself, by
+// zeroing the frequencies of the pairs it does not rotate.
 std::vector<float> rope_frequencies(const RopeParams& rope, int64_t rot_dim, int64_t max_positions,
                                     double* attn_factor);
 
