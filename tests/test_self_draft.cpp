@@ -112,6 +112,13 @@ TEST(SubModel, ExplainsWhatItCannotCarve) {
   EXPECT_NE(message([&] { make_self_draft(*phi3, SubModelSpec::parse("ffn=0.5")); }).find("no 'gate' projection"),
             std::string::npos);
   EXPECT_NO_THROW(make_self_draft(*phi3, SubModelSpec::parse("layers=0-1")));
+  // Gemma 3n's layers 4 and 5 attend over the KV caches of layers 3 and 2.
+  if (have_shared("fixtures/tiny/gemma3n")) {
+    auto gemma3n = Model::load(shared("fixtures/tiny/gemma3n"));
+    EXPECT_NE(message([&] { make_self_draft(*gemma3n, SubModelSpec::parse("layers=0,1,4,5")); })
+                  .find("shares the KV cache of a skipped layer"),
+              std::string::npos);
+  }
   for (const char* bad : {"layers=a", "layers=3-1", "ffn=0", "ffn=1.5", "ffn=x", "depth=2", "layers"})
     EXPECT_THROW(SubModelSpec::parse(bad), Error) << bad;
   const SubModelSpec s = SubModelSpec::parse("layers=0-2,5;ffn=0.25");
@@ -148,25 +155,38 @@ TEST(SubModel, SlicesQuantizedTensorsAsTheirDequantizedPrefix) {
 }
 
 TEST(SelfDraft, GreedySpeculationEqualsPlainDecoding) {
-  // gemma3: sliding windows, sandwich norms, (1 + w) norms; llama quantized to int8 (sliced groups).
-  for (const char* fixture : {"gemma3", "llama"}) {
-    const std::string rel = std::string("fixtures/tiny/") + fixture;
+  // gemma3n: AltUp streams, Laurel, per-layer inputs, KV sharing by the last two layers (dropped here,
+  // with their sources kept), activation sparsity (GaussianTopK) in narrowed FFNs; and gemma3n
+  // skipping an AltUp layer. gemma3: sliding windows, sandwich norms. qwen3_5: recurrent layers (with
+  // snapshots to roll back). llama quantized to int8 (sliced quantization groups).
+  struct Case {
+    const char* fixture;
+    const char* spec;
+  };
+  for (const Case& c : {Case{"gemma3n", "layers=0-3;ffn=0.5"}, Case{"gemma3n", "layers=0,2,3"},
+                        Case{"gemma3", "layers=0-1;ffn=0.5"}, Case{"qwen3_5", "layers=0-2;ffn=0.5"},
+                        Case{"llama", "layers=0-1;ffn=0.5"}}) {
+    const std::string fixture = c.fixture, rel = "fixtures/tiny/" + fixture;
+    SCOPED_TRACE(fixture + " " + c.spec);
     ELM_REQUIRE_SHARED(rel);
     std::shared_ptr<Model> target = Model::load(shared(rel));
-    if (std::string(fixture) == "llama") quantize_weights(*target, QuantPolicy::parse("int8"));
-    auto draft = make_self_draft(*target, SubModelSpec::parse("layers=0-1;ffn=0.5"));
+    if (fixture == "llama") quantize_weights(*target, QuantPolicy::parse("int8"));
+    auto draft = make_self_draft(*target, SubModelSpec::parse(c.spec));
+    SessionOptions so = small_session();
+    so.runtime.recurrent_snapshots = 4;
     GenerateOptions g;
     g.max_tokens = 40;
     g.sampling.temperature = 0;
     g.stop_at_eos = false;
     const std::vector<int32_t> prompt = some_tokens(12, 512);
-    Session plain(target, small_session()), s(target, small_session());
+    Session plain(target, so), s(target, so);
     const GenerateResult want = generate(plain, 0, prompt, g);
-    auto draft_session = std::make_shared<Session>(draft, small_session());
+    auto draft_session = std::make_shared<Session>(draft, so);
     Speculator spec(std::make_unique<DraftModel>(draft_session, 0, *target, 3), {3, false});
     const GenerateResult got = spec.generate(s, 0, prompt, g);
-    EXPECT_EQ(got.tokens, want.tokens) << fixture;
-    EXPECT_EQ(s.n_past(0), plain.n_past(0)) << fixture;
-    EXPECT_GT(spec.stats().drafted, 0) << fixture;
+    EXPECT_EQ(got.tokens, want.tokens);
+    EXPECT_EQ(s.n_past(0), plain.n_past(0));
+    EXPECT_GT(spec.stats().drafted, 0);
+    EXPECT_LT(draft->graph.nodes.size(), target->graph.nodes.size());
   }
 }

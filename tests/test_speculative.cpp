@@ -250,6 +250,37 @@ TEST(Speculative, RoundsOfSeveralSequencesShareOnePass) {
   }
 }
 
+TEST(Speculative, RecurrentModelsDraftOnlyAsFarAsTheirSnapshotsReach) {
+  // Qwen3.5's recurrent layers roll back only through snapshots of the last tokens of a step
+  // (RuntimeConfig::recurrent_snapshots): drafts are capped so that every rollback stays in reach.
+  ELM_REQUIRE_SHARED("fixtures/tiny/qwen3_5");
+  ELM_REQUIRE_SHARED("fixtures/tiny/llama");
+  auto model = Model::load(shared("fixtures/tiny/qwen3_5"));
+  RuntimeConfig rc;
+  rc.max_batch = 16;
+  EXPECT_EQ(max_draft_tokens(*model, rc), 0);  // no snapshots: decode plainly
+  rc.recurrent_snapshots = 3;
+  EXPECT_EQ(max_draft_tokens(*model, rc), 2);
+  EXPECT_EQ(max_draft_tokens(*Model::load(shared("fixtures/tiny/llama")), rc), 15);
+
+  const std::vector<int32_t> prompt = {5, 9, 300, 17, 5, 9, 300, 17, 5, 9};
+  for (int snapshots : {0, 3}) {
+    SessionOptions so = session_options(96, 16);
+    so.runtime.recurrent_snapshots = snapshots;
+    Session plain(model, so), s(model, so);
+    const GenerateResult want = generate(plain, 0, prompt, greedy(30));
+    auto draft = Model::load(shared("fixtures/tiny/qwen3_5"));
+    Speculator spec = with_draft(model, draft, so, 6, false);
+    EXPECT_EQ(spec.generate(s, 0, prompt, greedy(30)).tokens, want.tokens) << snapshots;
+    EXPECT_EQ(s.n_past(0), plain.n_past(0));
+    const SpeculativeStats& st = spec.stats();
+    EXPECT_LE(st.drafted, st.rounds * std::max(snapshots - 1, 0)) << snapshots;
+    if (snapshots) {
+      EXPECT_GT(st.accepted, 0);  // the model drafting for itself
+    }
+  }
+}
+
 TEST(Speculative, RollbackThenRefeedEqualsAFreshPrefix) {
   // truncate() must forget rolled-back positions exactly, also in sliding-window ring caches (gemma3:
   // window 16, ring of window + max_batch slots) when the rollback reaches max_batch + 1 positions, the

@@ -22,10 +22,12 @@ int64_t layer_of(const Node& n) {
 
 bool is_activation(const Node& n) { return n.op != Op::Weight && n.op != Op::TokenIds && n.op != Op::Positions; }
 
-bool is_elementwise(Op op) {
+// Ops that may sit between the FFN projections of a narrowed layer: elementwise ones, and row-wise
+// ones defined at any width (Gemma 3n's activation sparsity cuts at a statistic of the row).
+bool narrowable(Op op) {
   switch (op) {
     case Op::Add: case Op::Mul: case Op::Scale: case Op::Silu: case Op::Gelu: case Op::GeluTanh:
-    case Op::Sigmoid: case Op::Softplus: case Op::Tanh: case Op::SoftCap: return true;
+    case Op::Sigmoid: case Op::Softplus: case Op::Tanh: case Op::SoftCap: case Op::GaussianTopK: return true;
     default: return false;
   }
 }
@@ -188,8 +190,8 @@ SubModel carve_submodel(const Graph& g, const std::map<std::string, std::vector<
         if (!fwd[i] || !bwd[i]) continue;
         const Node& n = g.nodes[i];
         if (int32_t(i) != gate && int32_t(i) != up)
-          ELM_CHECK(is_elementwise(n.op) && n.cols == inter, "sub-model: layer ", l, ": ", op_name(n.op), " node '",
-                    n.name, "' between the FFN projections is not elementwise, so the FFN cannot be narrowed");
+          ELM_CHECK(narrowable(n.op) && n.cols == inter, "sub-model: layer ", l, ": ", op_name(n.op), " node '",
+                    n.name, "' between the FFN projections does not work per neuron, so the FFN cannot be narrowed");
         new_cols[i] = m;
         for (size_t k = 0; k < n.inputs.size(); ++k) {  // per-neuron vectors (biases, scales) shrink too
           const int32_t in = n.inputs[k];
@@ -212,14 +214,15 @@ SubModel carve_submodel(const Graph& g, const std::map<std::string, std::vector<
       for (int32_t in : g.nodes[i].inputs)
         if (in >= 0) live[size_t(src(in))] = true;
 
-  // KV states: kept in order of first use; every state read must still be written.
+  // States (KV caches, recurrent states) of live nodes, renumbered in order of first use; a KV cache
+  // read by a layer that shares it must still be written by a kept one.
   std::map<int64_t, int64_t> state_map;
   std::set<int64_t> written;
   for (size_t i = 0; i < N; ++i) {
     const Node& n = g.nodes[i];
-    if (!live[i] || n.op != Op::Attention) continue;
+    if (!live[i] || !n.attrs.has("state")) continue;
     const int64_t s = n.attrs.i("state");
-    if (n.attrs.i("write", 1)) written.insert(s);
+    if (n.op != Op::Attention || n.attrs.i("write", 1)) written.insert(s);
     ELM_CHECK(written.count(s), "sub-model: layer ", layer[i], " shares the KV cache of a skipped layer");
     if (!state_map.count(s)) {
       const int64_t ns = int64_t(state_map.size());
@@ -245,7 +248,7 @@ SubModel carve_submodel(const Graph& g, const std::map<std::string, std::vector<
     for (int32_t& in : n.inputs)
       if (in >= 0) in = id[size_t(src(in))];
     if (new_cols[i] >= 0) n.cols = new_cols[i];
-    if (n.op == Op::Attention) n.attrs.set("state", state_map.at(n.attrs.i("state")));
+    if (n.attrs.has("state")) n.attrs.set("state", state_map.at(n.attrs.i("state")));
     id[i] = int32_t(sm.graph.nodes.size());
     sm.graph.nodes.push_back(std::move(n));
   }

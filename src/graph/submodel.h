@@ -9,7 +9,7 @@
 //   x_out = x_in + f(...) + g(...) as chains of Adds; skipping replaces x_out by x_in. A layer whose KV
 //   cache a kept layer shares cannot be skipped;
 // - a narrowed FFN keeps gate/up rows [0, m) and down columns [0, m); the nodes between them must be
-//   elementwise. The narrowed tensors are new tensors (TensorSlice), which self_draft.h materializes
+//   elementwise or row-wise at any width (GaussianTopK). The narrowed tensors are new tensors (TensorSlice), which self_draft.h materializes
 //   (or a converter stores in the .elm file).
 #pragma once
 #include <cstdint>

@@ -29,7 +29,14 @@ std::span<const float> DraftModel::sync(std::span<const int32_t> history) {
   ELM_CHECK(!history.empty(), "nothing to draft from");
   size_t keep = size_t(std::mismatch(fed_.begin(), fed_.end(), history.begin(), history.end()).first - fed_.begin());
   keep = std::min(keep, history.size() - 1);  // re-read at least one token: its logits are needed
-  session_->truncate(seq_, int32_t(keep));
+  try {
+    session_->truncate(seq_, int32_t(keep));
+  } catch (const Error&) {
+    // A recurrent draft without a snapshot that far back (the history was cut by more than a round
+    // rolls back): start over.
+    session_->reset(seq_);
+    keep = 0;
+  }
   fed_.resize(keep);
   const auto rest = history.subspan(keep);
   std::span<const float> logits = session_->feed(seq_, rest);
@@ -43,10 +50,15 @@ void DraftModel::prefill(std::span<const int32_t> history) {
 
 void DraftModel::propose(std::span<const int32_t> history, int max_tokens, const Sampler& target_sampler, Draft& out) {
   out.clear();
-  // The draft reads history and then all but its last proposal, and later rolls back at most those:
-  // no more than a sliding-window cache can undo (max_batch + 1 positions, see kv_cache.h).
+  // The draft reads history and then all but its last proposal, one token per step, and later rolls
+  // back at most those: no more than a sliding-window cache can undo (max_batch + 1 positions, see
+  // kv_cache.h) or recurrent snapshots reach (one per step: the states after the last k - 1 tokens
+  // and the one before them).
   max_tokens = int(std::min<int64_t>(max_tokens, session_->n_ctx() - int64_t(history.size()) + 1));
-  max_tokens = std::min(max_tokens, session_->executor().config().max_batch + 1);
+  const RuntimeConfig& c = session_->executor().config();
+  max_tokens = std::min(max_tokens, c.max_batch + 1);
+  for (const StateDecl& st : session_->model().graph.states)
+    if (st.kind != "kv") max_tokens = std::min(max_tokens, c.recurrent_snapshots);
   if (max_tokens <= 0) return;
   std::span<const float> logits = sync(history);
   Sampler s = target_sampler;  // the target's config and penalty window; draws use rng_

@@ -1,5 +1,6 @@
 #include "runtime/speculative.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "core/error.h"
@@ -11,6 +12,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 }  // namespace
+
+int max_draft_tokens(const Model& target, const RuntimeConfig& c) {
+  int k = c.max_batch - 1;
+  for (const StateDecl& st : target.graph.states)
+    if (st.kind != "kv") k = std::min(k, c.recurrent_snapshots - 1);
+  return std::max(k, 0);
+}
 
 double SpeculativeStats::est_speedup() const {
   const double spent = draft_ms + verify_ms;
@@ -118,6 +126,7 @@ GenerateResult Speculator::generate(Session& s, int seq, const std::vector<int32
   r.prompt_ms = ms_since(t0);
 
   reset_stats();
+  const int max_k = max_draft_tokens(s.model(), s.executor().config());
   TokenEmitter emit(s.model(), o, r, on_text);
   auto t1 = Clock::now();
   // The first token comes from the prompt's logits, as in generate().
@@ -135,7 +144,7 @@ GenerateResult Speculator::generate(Session& s, int seq, const std::vector<int32
       r.reason = StopReason::Length;
       break;
     }
-    int limit = int(std::min<int64_t>(s.n_ctx() - s.n_past(seq) - 1, s.executor().config().max_batch - 1));
+    int limit = int(std::min<int64_t>(s.n_ctx() - s.n_past(seq) - 1, max_k));
     if (o.max_tokens >= 0) limit = std::min(limit, o.max_tokens - int(r.tokens.size()) - 1);
     const int32_t base = s.n_past(seq);
     const std::vector<int32_t>& feed = draft(pending, limit, sampler);

@@ -43,6 +43,12 @@ struct SpeculativeStats {
   nlohmann::json to_json() const;
 };
 
+// The most tokens one round may draft on a target with this runtime config. A round reads k + 1 tokens
+// in one step (at most max_batch) and may roll back all but the first: sliding-window caches undo up to
+// max_batch + 1 positions (kv_cache.h), recurrent layers only as far as their snapshots reach
+// (RuntimeConfig::recurrent_snapshots, which must then be at least k + 1). 0: decode plainly.
+int max_draft_tokens(const Model& target, const RuntimeConfig& config);
+
 // What one round produced: the tokens to emit (the accepted drafts, then the target's own token) and
 // how many of the tokens the target read this round stay in its sequence (pending + accepted drafts).
 struct SpeculativeRound {
@@ -69,8 +75,7 @@ class Speculator {
   //   const SpeculativeRound& r = spec.verify(rows, sampler);
   //   truncate the sequence to n_past + r.keep; emit r.tokens; the last one is the next `pending`.
   // `pending` is the newest token: emitted, not yet read by the target. limit caps the draft by the
-  // context left (n_ctx - n_past - 1), the step size (max_batch - 1, which also keeps rollbacks within
-  // what sliding-window caches undo) and the tokens still wanted (minus one).
+  // context left (n_ctx - n_past - 1), max_draft_tokens() and the tokens still wanted (minus one).
   const std::vector<int32_t>& draft(int32_t pending, int limit, const Sampler& sampler);
   const SpeculativeRound& verify(std::span<const float> rows, Sampler& sampler);
   void fed(std::span<const int32_t> tokens);  // the sequence read these outside rounds (a prompt)

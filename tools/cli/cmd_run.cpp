@@ -34,7 +34,8 @@ int run(const RunArgs& a) {
     prompt = m->tokenizer->encode(a.prompt, /*add_special=*/!a.no_bos);  // BOS as the tokenizer defines it
   }
   ELM_CHECK(!prompt.empty(), "the prompt is empty");
-  const SessionOptions session_options = a.model.session(*m);
+  SessionOptions session_options = a.model.session(*m);
+  a.spec.configure(session_options);
   Session session(m, session_options);
   if (a.model.verbose) std::fprintf(stderr, "%s", session.executor().plan_summary().c_str());
   std::unique_ptr<Speculator> spec;

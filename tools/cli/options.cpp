@@ -59,6 +59,10 @@ void SpeculativeCliOptions::add(CLI::App* app) {
       ->excludes(sd);
 }
 
+void SpeculativeCliOptions::configure(SessionOptions& o) const {
+  if (enabled()) o.runtime.recurrent_snapshots = std::max(o.runtime.recurrent_snapshots, draft_max + 1);
+}
+
 std::unique_ptr<Speculator> SpeculativeCliOptions::make(const Model& target, const SessionOptions& session,
                                                         uint64_t seed) const {
   SpeculativeOptions o;

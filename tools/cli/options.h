@@ -39,6 +39,8 @@ struct SpeculativeCliOptions {
 
   void add(CLI::App* app);
   bool enabled() const { return !draft.empty() || !self_draft.empty() || lookup > 0; }
+  // What sessions need for speculation: recurrent layers must keep snapshots to roll drafts back.
+  void configure(SessionOptions& o) const;
   // The speculator for one sequence of a target model; a draft model runs with the target's session
   // options. Throws elm::Error when the draft cannot draft for the target.
   std::unique_ptr<Speculator> make(const Model& target, const SessionOptions& session, uint64_t seed) const;
