@@ -8,7 +8,8 @@ PKGS="build-essential cmake ninja-build pkg-config git \
   nlohmann-json3-dev libpcre2-dev libutf8proc-dev libcli11-dev libcpp-httplib-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
   libvulkan-dev glslc mesa-vulkan-drivers spirv-tools \
-  python3-numpy"
+  python3-numpy \
+  clang-14 libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -16,8 +16,10 @@ class ChatTemplate {
 
   // Renders `messages` (a JSON array of {role, content, ...}); `vars` adds template variables such as
   // add_generation_prompt, tools, enable_thinking, bos_token, eos_token. Template errors (including
-  // raise_exception) throw elm::Error.
-  std::string render(const nlohmann::json& messages, const nlohmann::json& vars = nlohmann::json::object()) const;
+  // raise_exception) throw elm::Error. The JSON is ordered (nlohmann::ordered_json) because key
+  // order shows in the output (tools | tojson): parse requests into ordered_json to keep it.
+  std::string render(const nlohmann::ordered_json& messages,
+                     const nlohmann::ordered_json& vars = nlohmann::ordered_json::object()) const;
 
  private:
   struct Impl;

@@ -100,17 +100,11 @@ std::shared_ptr<Model> Model::load_hf_dir(const std::string& dir) {
   m->info = read_hf_model_info(dir, config.json());
   m->info.vocab_size = m->graph.nodes[size_t(m->graph.output)].cols;
   if (fs::exists(fs::path(dir) / "tokenizer.json")) {
-    try {
-      m->tokenizer = Tokenizer::from_dir(dir);
-    } catch (const Error&) {
-      m->tokenizer = nullptr;  // TODO(#4): remove once tokenizers land
-    }
-    if (m->tokenizer) {
+    m->tokenizer = Tokenizer::from_dir(dir);  // a broken tokenizer.json is an error, not a silent null
     m->chat_template = m->tokenizer->chat_template();
     if (m->info.bos_token_id < 0) m->info.bos_token_id = m->tokenizer->bos_id();
     if (m->info.eos_token_ids.empty() && m->tokenizer->eos_id() >= 0)
       m->info.eos_token_ids.push_back(m->tokenizer->eos_id());
-    }
   }
   return m;
 }

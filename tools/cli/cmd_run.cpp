@@ -5,6 +5,8 @@
 #include "cli.h"
 #include "core/error.h"
 #include "options.h"
+#include "process_stats.h"
+#include "progress.h"
 
 namespace elm::cli {
 
@@ -25,6 +27,13 @@ int run(const RunArgs& a) {
   const std::string path = a.model.model.empty() ? bundled_model_path() : a.model.model;
   ELM_CHECK(!path.empty(), "no model given (-m) and no bundled model found");
   std::shared_ptr<Model> m = Model::load(path);
+  if (a.model.verbose) {
+    const double load_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
+    std::fprintf(stderr, "loaded %s in %.1f ms: resident %s (peak %s), weights %s\n", path.c_str(), load_ms,
+                 human_bytes(rss_bytes()).c_str(), human_bytes(peak_rss_bytes()).c_str(),
+                 human_bytes(m->weights.total_bytes()).c_str());
+  }
 
   std::vector<int32_t> prompt;
   if (!a.prompt_ids.empty()) {
@@ -37,7 +46,9 @@ int run(const RunArgs& a) {
   SessionOptions session_options = a.model.session(*m);
   a.spec.configure(session_options);
   Session session(m, session_options);
-  if (a.model.verbose) std::fprintf(stderr, "%s", session.executor().plan_summary().c_str());
+  if (a.model.verbose)
+    std::fprintf(stderr, "%s%s", session.executor().used_compiled_plan() ? "using the compiled plan\n" : "",
+                 session.executor().plan_summary().c_str());
   std::unique_ptr<Speculator> spec;
   if (a.spec.enabled()) spec = a.spec.make(*m, session_options, a.sampling.c.seed);
 
@@ -51,6 +62,8 @@ int run(const RunArgs& a) {
   }
   double ttft_ms = 0;
   bool first = true;
+  const double gen_start_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
   auto on_text = [&](const std::string& piece) {
     if (first) {
       ttft_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
@@ -61,15 +74,20 @@ int run(const RunArgs& a) {
     return true;
   };
   GenerateResult r = spec ? spec->generate(session, 0, prompt, g, on_text) : generate(session, 0, prompt, g, on_text);
+  if (first) ttft_ms = gen_start_ms + r.prompt_ms;  // no text streamed: the first token follows the prefill
   if (!m->tokenizer) {
     for (int32_t t : r.tokens) std::printf("%d ", t);
   }
   std::printf("\n");
+  std::fflush(stdout);  // the statistics below go to stderr: keep them after the text
   if (r.reason == StopReason::Context)
     std::fprintf(stderr, "[stopped: the context of %lld tokens is full]\n", (long long)session.n_ctx());
   std::fprintf(stderr, "prompt: %d tokens, %.1f tok/s | generated: %zu tokens, %.1f tok/s | stop: %s\n", r.n_prompt,
                r.prompt_tps(), r.tokens.size(), r.gen_tps(), stop_reason_name(r.reason));
-  if (a.model.verbose) std::fprintf(stderr, "time to first token: %.1f ms (from process start)\n", ttft_ms);
+  if (a.model.verbose) {
+    std::fprintf(stderr, "time to first token: %.1f ms (from process start)\n", ttft_ms);
+    std::fprintf(stderr, "peak resident memory: %s\n", human_bytes(peak_rss_bytes()).c_str());
+  }
   if (spec && a.model.verbose) {
     const SpeculativeStats& st = spec->stats();
     std::fprintf(stderr,

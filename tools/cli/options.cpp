@@ -1,5 +1,6 @@
 #include "options.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 
@@ -30,7 +31,22 @@ SessionOptions ModelOptions::session(const Model& m, int max_seqs) const {
   o.runtime.max_batch = std::min(batch, o.runtime.n_ctx);
   o.runtime.max_seqs = max_seqs;
   o.runtime.kv_dtype = kv_type == "f16" ? DType::F16 : kv_type == "int8" ? DType::I8 : DType::F32;
-  if (!backends.empty()) o.backends = backends;
+  if (!backends.empty()) {
+    o.backends = backends;
+  } else {
+    // A .elm file compiled for backends this build has runs on them (with its stored plan and
+    // artifacts); otherwise on the CPU.
+    const std::vector<std::string> have = backend_names();
+    for (const CompiledPlan& p : m.compiled) {
+      const bool available = std::all_of(p.backends.begin(), p.backends.end(), [&](const std::string& b) {
+        return std::find(have.begin(), have.end(), b) != have.end();
+      });
+      if (available) {
+        o.backends = p.backends;
+        break;
+      }
+    }
+  }
   return o;
 }
 

@@ -1,0 +1,14 @@
+// Decoding of ggml tensor rows (GGUF data) to float32: plain types, the 32-value block formats
+// (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) and the 256-value K-quants (Q4_K, Q5_K, Q6_K), following the block
+// layouts of ggml's reference dequantization. Q8_0 / Q4_0 / Q4_1 are normally repacked into elm's
+// formats instead (gguf_import.cpp); the others are decoded.
+#pragma once
+#include <cstdint>
+
+namespace elm {
+
+bool ggml_can_decode(uint32_t type);
+// out[0..cols) = row at `row` (ggml_nbytes(type, cols) bytes). cols must be a multiple of the block.
+void ggml_decode_row(uint32_t type, const uint8_t* row, int64_t cols, float* out);
+
+}  // namespace elm
