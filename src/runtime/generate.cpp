@@ -3,7 +3,7 @@
 #include <chrono>
 
 #include "core/error.h"
-#include "runtime/text_stream.h"
+#include "runtime/token_emitter.h"
 
 namespace elm {
 
@@ -26,7 +26,6 @@ double ms_since(Clock::time_point t) { return std::chrono::duration<double, std:
 GenerateResult generate(Session& s, int seq, const std::vector<int32_t>& prompt, const GenerateOptions& o,
                         const std::function<bool(const std::string&)>& on_text) {
   ELM_CHECK(!prompt.empty(), "the prompt is empty");
-  const Model& m = s.model();
   GenerateResult r;
   r.n_prompt = int(prompt.size());
   Sampler sampler(o.sampling);
@@ -42,7 +41,7 @@ GenerateResult generate(Session& s, int seq, const std::vector<int32_t>& prompt,
   else logits = s.feed(seq, prompt);
   r.prompt_ms = ms_since(t0);
 
-  TextStream text(m.tokenizer.get(), o.stop);
+  TokenEmitter emit(s.model(), o, r, on_text);
   auto t1 = Clock::now();
   for (;;) {
     if (o.max_tokens >= 0 && int(r.tokens.size()) >= o.max_tokens) {
@@ -52,21 +51,7 @@ GenerateResult generate(Session& s, int seq, const std::vector<int32_t>& prompt,
     int32_t tok = next;
     if (argmax_only) sampler.accept(tok);
     else tok = sampler.sample(logits);
-    r.tokens.push_back(tok);
-    if (o.stop_at_eos && m.info.is_eos(tok)) {
-      r.tokens.pop_back();
-      r.reason = StopReason::Eos;
-      break;
-    }
-    if (text.push(tok)) {
-      r.reason = StopReason::StopString;
-      break;
-    }
-    const std::string piece = text.take();
-    if (on_text && !piece.empty() && !on_text(piece)) {
-      r.reason = StopReason::Cancelled;
-      break;
-    }
+    if (!emit.push(tok)) break;
     if (s.n_past(seq) >= s.n_ctx()) {
       r.reason = StopReason::Context;
       break;
@@ -75,12 +60,7 @@ GenerateResult generate(Session& s, int seq, const std::vector<int32_t>& prompt,
     if (argmax_only) next = s.feed_argmax(seq, one);
     else logits = s.feed(seq, one);
   }
-  if (r.reason != StopReason::Cancelled) {
-    text.finish();
-    const std::string rest = text.take();
-    if (on_text && !rest.empty()) on_text(rest);
-  }
-  r.text = text.text();
+  emit.finish();
   r.gen_ms = ms_since(t1);
   return r;
 }

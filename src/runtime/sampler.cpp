@@ -75,22 +75,22 @@ void Sampler::distribution(std::span<const float> logits, std::vector<std::pair<
   for (size_t i = 0; i < keep; ++i) out.emplace_back(cand[i].first, float(p[i] / kept));
 }
 
+int32_t draw(const std::vector<std::pair<int32_t, float>>& d, std::mt19937_64& rng) {
+  if (d.size() == 1) return d[0].first;
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  const double r = u(rng);
+  double cum = 0;
+  for (const auto& [id, prob] : d) {
+    cum += prob;
+    if (r < cum) return id;
+  }
+  return d.back().first;  // r beyond the rounded total
+}
+
 int32_t Sampler::sample(std::span<const float> logits) {
   std::vector<std::pair<int32_t, float>> d;
   distribution(logits, d);
-  int32_t chosen = d[0].first;
-  if (d.size() > 1) {
-    std::uniform_real_distribution<double> u(0.0, 1.0);
-    double r = u(rng_), cum = 0;
-    chosen = d.back().first;
-    for (const auto& [id, prob] : d) {
-      cum += prob;
-      if (r < cum) {
-        chosen = id;
-        break;
-      }
-    }
-  }
+  const int32_t chosen = draw(d, rng_);
   accept(chosen);
   return chosen;
 }

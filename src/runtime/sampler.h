@@ -43,5 +43,8 @@ class Sampler {
 };
 
 int32_t argmax(std::span<const float> logits);
+// Draws a token from a distribution as distribution() returns it (pairs summing to 1) by inversion
+// with one uniform draw from `rng`.
+int32_t draw(const std::vector<std::pair<int32_t, float>>& dist, std::mt19937_64& rng);
 
 }  // namespace elm

@@ -14,6 +14,7 @@ namespace {
 struct RunArgs {
   ModelOptions model;
   SamplingOptions sampling;
+  SpeculativeCliOptions spec;
   std::string prompt;
   std::string prompt_ids;
   int n_predict = 128;
@@ -42,10 +43,14 @@ int run(const RunArgs& a) {
     prompt = m->tokenizer->encode(a.prompt, /*add_special=*/!a.no_bos);  // BOS as the tokenizer defines it
   }
   ELM_CHECK(!prompt.empty(), "the prompt is empty");
-  Session session(m, a.model.session(*m));
+  SessionOptions session_options = a.model.session(*m);
+  a.spec.configure(session_options);
+  Session session(m, session_options);
   if (a.model.verbose)
     std::fprintf(stderr, "%s%s", session.executor().used_compiled_plan() ? "using the compiled plan\n" : "",
                  session.executor().plan_summary().c_str());
+  std::unique_ptr<Speculator> spec;
+  if (a.spec.enabled()) spec = a.spec.make(*m, session_options, a.sampling.c.seed);
 
   GenerateOptions g;
   g.max_tokens = a.n_predict;
@@ -59,7 +64,7 @@ int run(const RunArgs& a) {
   bool first = true;
   const double gen_start_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
-  GenerateResult r = generate(session, 0, prompt, g, [&](const std::string& piece) {
+  auto on_text = [&](const std::string& piece) {
     if (first) {
       ttft_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
       first = false;
@@ -67,7 +72,8 @@ int run(const RunArgs& a) {
     std::fputs(piece.c_str(), stdout);
     std::fflush(stdout);
     return true;
-  });
+  };
+  GenerateResult r = spec ? spec->generate(session, 0, prompt, g, on_text) : generate(session, 0, prompt, g, on_text);
   if (first) ttft_ms = gen_start_ms + r.prompt_ms;  // no text streamed: the first token follows the prefill
   if (!m->tokenizer) {
     for (int32_t t : r.tokens) std::printf("%d ", t);
@@ -82,6 +88,14 @@ int run(const RunArgs& a) {
     std::fprintf(stderr, "time to first token: %.1f ms (from process start)\n", ttft_ms);
     std::fprintf(stderr, "peak resident memory: %s\n", human_bytes(peak_rss_bytes()).c_str());
   }
+  if (spec && a.model.verbose) {
+    const SpeculativeStats& st = spec->stats();
+    std::fprintf(stderr,
+                 "speculative (%s): acceptance %.1f%% (%lld of %lld drafted), %.2f tokens per target pass, "
+                 "est. speedup %.2fx (plain step %.1f ms; draft %.0f ms, verify %.0f ms)\n",
+                 st.source.c_str(), 100 * st.acceptance_rate(), (long long)st.accepted, (long long)st.drafted,
+                 st.tokens_per_pass(), st.est_speedup(), st.plain_step_ms, st.draft_ms, st.verify_ms);
+  }
   return 0;
 }
 }  // namespace
@@ -91,6 +105,7 @@ void register_run(CLI::App& app, Registry& reg) {
   CLI::App* sub = app.add_subcommand("run", "generate text from a prompt");
   a->model.add(sub);
   a->sampling.add(sub);
+  a->spec.add(sub);
   sub->add_option("-p,--prompt", a->prompt, "prompt text");
   sub->add_option("--prompt-ids", a->prompt_ids, "prompt as comma-separated token ids");
   sub->add_option("-n,--n-predict", a->n_predict, "tokens to generate (-1: until EOS or full context)");

@@ -5,6 +5,9 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "runtime/draft_model.h"
+#include "runtime/prompt_lookup.h"
+#include "runtime/self_draft.h"
 
 namespace elm::cli {
 
@@ -67,6 +70,40 @@ void SamplingOptions::add(CLI::App* app) {
   app->add_option("--repeat-penalty", c.repeat_penalty, "penalty for recently seen tokens (1 = off)");
   app->add_option("--repeat-last-n", c.repeat_last_n, "tokens the repeat penalty looks back over");
   app->add_option("-s,--seed", c.seed, "random seed");
+}
+
+void SpeculativeCliOptions::add(CLI::App* app) {
+  auto* d = app->add_option("--draft", draft, "draft model for speculative decoding (same tokenizer as the model)");
+  auto* sd = app->add_option("--self-draft", self_draft,
+                             "speculate with a sub-model of the model itself, e.g. 'layers=0-3;ffn=0.5' (MatFormer "
+                             "style: kept layers, share of FFN neurons)")
+                 ->excludes(d);
+  app->add_option("--draft-max", draft_max, "most tokens drafted per step (the length adapts below it)")
+      ->check(CLI::Range(1, 64));
+  app->add_flag("--draft-fixed", draft_fixed, "always draft --draft-max tokens (sampling reproducible from the seed)");
+  app->add_option("--lookup", lookup, "speculate by prompt lookup: match the last N tokens earlier in the text")
+      ->check(CLI::Range(1, 64))
+      ->excludes(d)
+      ->excludes(sd);
+}
+
+void SpeculativeCliOptions::configure(SessionOptions& o) const {
+  if (enabled()) o.runtime.recurrent_snapshots = std::max(o.runtime.recurrent_snapshots, draft_max + 1);
+}
+
+std::unique_ptr<Speculator> SpeculativeCliOptions::make(const Model& target, const SessionOptions& session,
+                                                        uint64_t seed) const {
+  SpeculativeOptions o;
+  o.draft_max = draft_max;
+  o.adaptive = !draft_fixed;
+  if (lookup > 0) return std::make_unique<Speculator>(std::make_unique<PromptLookup>(lookup), o);
+  ELM_CHECK(!draft.empty() || !self_draft.empty(), "speculative decoding needs --draft, --self-draft or --lookup");
+  std::shared_ptr<Model> draft_model =
+      draft.empty() ? make_self_draft(target, SubModelSpec::parse(self_draft)) : Model::load(draft);
+  auto draft_session = std::make_shared<Session>(draft_model, session);
+  // The draft's draws use a stream of their own, apart from the target's.
+  const uint64_t draft_seed = seed ^ 0x9e3779b97f4a7c15ull;
+  return std::make_unique<Speculator>(std::make_unique<DraftModel>(draft_session, 0, target, draft_seed), o);
 }
 
 std::string bundled_model_path() {

@@ -6,6 +6,7 @@
 
 #include "runtime/generate.h"
 #include "runtime/session.h"
+#include "runtime/speculative.h"
 
 namespace elm::cli {
 
@@ -26,6 +27,24 @@ struct ModelOptions {
 struct SamplingOptions {
   SamplerConfig c;
   void add(CLI::App* app);
+};
+
+// Speculative decoding: a draft model (--draft), a self-draft carved out of the model (--self-draft) or
+// prompt lookup (--lookup); --draft-max, --draft-fixed.
+struct SpeculativeCliOptions {
+  std::string draft;
+  std::string self_draft;
+  int draft_max = 8;
+  bool draft_fixed = false;
+  int lookup = 0;
+
+  void add(CLI::App* app);
+  bool enabled() const { return !draft.empty() || !self_draft.empty() || lookup > 0; }
+  // What sessions need for speculation: recurrent layers must keep snapshots to roll drafts back.
+  void configure(SessionOptions& o) const;
+  // The speculator for one sequence of a target model; a draft model runs with the target's session
+  // options. Throws elm::Error when the draft cannot draft for the target.
+  std::unique_ptr<Speculator> make(const Model& target, const SessionOptions& session, uint64_t seed) const;
 };
 
 // The path of the default model bundled with the repository (models/stories260k), or "".

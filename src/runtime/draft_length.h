@@ -1,0 +1,41 @@
+// How many tokens to draft each round. With a per-token acceptance probability a, a round that drafts
+// k tokens yields (1 - a^(k+1)) / (1 - a) tokens on average (the accepted run plus the target's own
+// token) and costs one target pass over k + 1 tokens plus k draft tokens. The policy estimates a from
+// recent rounds, fits the target's pass time as fixed + per-token cost and the draft's time per token
+// from measured timings, and picks the k in [0, max] with the most tokens per second. k = 0 is a plain
+// decode step; while it wins, a speculative round is still tried every few rounds so the estimates
+// can recover.
+//
+// Timings make the chosen lengths vary between runs. Greedy output never depends on them; for sampled
+// output reproducible from a seed, use the fixed policy (adaptive = false: always max).
+#pragma once
+
+namespace elm {
+
+class DraftLength {
+ public:
+  explicit DraftLength(int max, bool adaptive = true);
+
+  int next();  // the draft length for the coming round
+  // After a round: tokens drafted and accepted, the time drafting took, and the target pass over
+  // `verified` tokens (drafted + 1) with the acceptance checks.
+  void record(int drafted, int accepted, double draft_ms, int verified, double verify_ms);
+
+  double acceptance() const;  // current estimate of the per-token acceptance probability
+  double plain_step_ms() const;  // estimated time of a target pass over one token (0 before any)
+  int max() const { return max_; }
+
+ private:
+  double expected_tokens(int k) const;
+  double round_ms(int k) const;
+  int max_;
+  bool adaptive_;
+  int rounds_ = 0, since_draft_ = 0;
+  // Exponentially decayed sums (recent rounds weigh most).
+  double acc_ = 0, rej_ = 0;                        // accepted tokens, rounds that ended in a rejection
+  double w_ = 0, sn_ = 0, snn_ = 0, st_ = 0, snt_ = 0;  // target pass time t over n tokens: least squares
+  double slope_ = -1;                               // fitted ms per verified token, -1 until measured
+  double d_ms_ = 0, d_n_ = 0;                       // draft time and tokens drafted
+};
+
+}  // namespace elm

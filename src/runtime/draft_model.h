@@ -1,0 +1,37 @@
+// Drafting with a smaller model that shares the target's vocabulary: it runs in its own Session,
+// samples each draft token from its own distribution under the target's sampling config (or takes its
+// argmax when sampling is greedy), and rolls its cache back to whatever part of its proposal the
+// target kept.
+#pragma once
+#include <memory>
+#include <random>
+
+#include "runtime/draft_source.h"
+#include "runtime/session.h"
+
+namespace elm {
+
+// Throws elm::Error unless `draft` can draft for `target`: the same vocabulary size and, when both come
+// with tokenizers, the same piece for every id.
+void check_draft_compatible(const Model& target, const Model& draft);
+
+class DraftModel : public DraftSource {
+ public:
+  // Drafts on sequence `seq` of `session` (the server may share one draft session across its slots).
+  // `seed` seeds the draft's own draws, kept apart from the target's acceptance draws.
+  DraftModel(std::shared_ptr<Session> session, int seq, const Model& target, uint64_t seed);
+  std::string name() const override { return "draft model " + session_->model().info.name; }
+  void prefill(std::span<const int32_t> history) override;
+  void propose(std::span<const int32_t> history, int max_tokens, const Sampler& sampler, Draft& out) override;
+
+ private:
+  // Brings the draft's sequence to `history` (rolling back what differs) and returns the logits after
+  // its last token.
+  std::span<const float> sync(std::span<const int32_t> history);
+  std::shared_ptr<Session> session_;
+  int seq_;
+  std::vector<int32_t> fed_;  // what the draft's sequence holds
+  std::mt19937_64 rng_;
+};
+
+}  // namespace elm
