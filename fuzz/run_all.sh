@@ -2,7 +2,8 @@
 # Runs every libFuzzer target (fuzz/fuzz_*.cpp) for SECONDS each, starting from fresh seed inputs
 # (fuzz/make_seeds.py, plus .elm files the fuzz build's `elm convert` makes from them). CI calls this.
 #   fuzz/run_all.sh SECONDS [BUILD_DIR]
-# BUILD_DIR (default build-fuzz) is configured with clang and -DELM_FUZZ=ON and built when needed.
+# BUILD_DIR (default build-fuzz) is configured with clang and -DELM_FUZZ=ON and built when needed
+# (ELM_FUZZ_CMAKE_ARGS adds CMake options, e.g. -DELM_CUDA=OFF).
 # Corpora grow in BUILD_DIR/fuzz-corpus/<target>; crashing inputs land in BUILD_DIR/fuzz-crashes/.
 # Exits non-zero when any target finds a crash, a leak or an uncaught exception.
 set -eu
@@ -16,7 +17,7 @@ command -v "$CC" >/dev/null || CC=clang
 
 if [ ! -f "$BUILD/build.ninja" ]; then
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER="$CC" \
-    -DCMAKE_CXX_COMPILER="$CXX" -DELM_FUZZ=ON -DELM_BUILD_TESTS=OFF -DELM_BUILD_BENCH=OFF
+    -DCMAKE_CXX_COMPILER="$CXX" -DELM_FUZZ=ON -DELM_BUILD_TESTS=OFF -DELM_BUILD_BENCH=OFF ${ELM_FUZZ_CMAKE_ARGS:-}
 fi
 cmake --build "$BUILD" -j "$(nproc 2>/dev/null || echo 2)"
 

@@ -9,7 +9,9 @@ BUILD=${1:-build-aarch64}
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 echo "== configure and build for aarch64 ($BUILD)"
+# Only the CPU backend: no GPU backends, no server (cpp-httplib has no arm64 -dev package installed).
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DELM_BUILD_BENCH=OFF \
+  -DELM_CUDA=OFF -DELM_VULKAN=OFF -DELM_SERVER=OFF -DELM_E2E=OFF \
   -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake
 cmake --build "$BUILD" -j "$JOBS" --target elm_tests
 

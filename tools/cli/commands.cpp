@@ -11,7 +11,9 @@ void register_inspect(CLI::App& app, Registry& r);
 void register_tokenize(CLI::App& app, Registry& r);
 void register_chat(CLI::App& app, Registry& r);
 void register_bench(CLI::App& app, Registry& r);
+#ifdef ELM_WITH_SERVER
 void register_serve(CLI::App& app, Registry& r);
+#endif
 
 void register_all(CLI::App& app, Registry& r) {
   register_run(app, r);
@@ -22,7 +24,9 @@ void register_all(CLI::App& app, Registry& r) {
   register_tokenize(app, r);
   register_chat(app, r);
   register_bench(app, r);
+#ifdef ELM_WITH_SERVER
   register_serve(app, r);
+#endif
 }
 
 }  // namespace elm::cli
