@@ -5,9 +5,9 @@
 #   1. Release build with every backend this machine can compile (CUDA compiles without a GPU; its
 #      tests skip), then all tests: unit, fixtures, real models, server, Vulkan on lavapipe, and the
 #      browser/API end-to-end test (ctest).
-#   2. ELM_CI_ASAN: the file readers, damaged inputs and conversions under AddressSanitizer + UBSan
-#      (<build-dir>-asan).
-#   3. ELM_CI_FUZZ_SECONDS (default 20): every libFuzzer target for that many seconds (<build-dir>-fuzz).
+#   2. ELM_CI_ASAN: the file readers, damaged inputs, conversions, tokenizers and request parsing
+#      under AddressSanitizer + UBSan (<build-dir>-san, a clang build shared with the fuzzers).
+#   3. ELM_CI_FUZZ_SECONDS (default 20): every libFuzzer target for that many seconds (<build-dir>-san).
 #   4. ELM_CI_AARCH64: the NEON kernels cross-compiled for aarch64 and tested under qemu-user
 #      (<build-dir>-aarch64).
 # The whole run fits in well under an hour on a 2-core machine.
@@ -22,28 +22,34 @@ step() { echo "== [$(( $(date +%s) - START ))s] $*"; }
 if [ "$AARCH64" = 1 ]; then ./scripts/install-deps.sh --aarch64; else ./scripts/install-deps.sh; fi
 
 step "configure and build ($BUILD)"
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DELM_BUILD_BENCH=OFF
 cmake --build "$BUILD" -j "$JOBS"
 
 step "unit, fixture, model, server and end-to-end tests"
 ctest --test-dir "$BUILD" --output-on-failure -j "$JOBS"
 
-# The sanitizer and fuzz builds leave the GPU backends out: their code is not what they examine, and
-# each would add minutes of compiling.
-NO_GPU="-DELM_CUDA=OFF -DELM_VULKAN=OFF -DELM_BUILD_BENCH=OFF -DELM_E2E=OFF"
+# One clang build serves the sanitizers and the fuzzers: every library source is compiled with
+# AddressSanitizer, UBSan and libFuzzer's coverage hooks (ELM_FUZZ). It leaves the GPU backends out:
+# their code is not what it examines, and each would add minutes of compiling.
+SAN="$BUILD-san"
+if [ "${ELM_CI_ASAN:-1}" = 1 ] || [ "${ELM_CI_FUZZ_SECONDS:-20}" -gt 0 ]; then
+  step "sanitizer build ($SAN: clang, ASan + UBSan + fuzzer coverage)"
+  cmake -S . -B "$SAN" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang-14 \
+    -DCMAKE_CXX_COMPILER=clang++-14 -DELM_FUZZ=ON -DELM_CUDA=OFF -DELM_VULKAN=OFF -DELM_BUILD_BENCH=OFF -DELM_E2E=OFF
+  cmake --build "$SAN" -j "$JOBS"
+fi
 
 if [ "${ELM_CI_ASAN:-1}" = 1 ]; then
-  step "AddressSanitizer: file readers, damaged inputs, conversions, tokenizers, server requests"
-  cmake -S . -B "$BUILD-asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DELM_SANITIZE=ON $NO_GPU
-  cmake --build "$BUILD-asan" -j "$JOBS" --target elm_tests elm_cli
-  ctest --test-dir "$BUILD-asan" --output-on-failure -j "$JOBS" \
+  step "AddressSanitizer + UBSan: file readers, damaged inputs, conversions, tokenizers, server requests"
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir "$SAN" --output-on-failure -j "$JOBS" \
     -R '^(Damaged|ElmRoundTrip|ElmQuantized|ElmFile|GgufImport|GgufTokenizer|Compile|BadInput|Tokenizer|Jinja|Utf8|ServerRequest|All/TokenizerRefs|All/ChatRefs)\.|ElmFixture|GgufFixture'
 fi
 
 FUZZ_SECONDS=${ELM_CI_FUZZ_SECONDS:-20}
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
   step "fuzzing: ${FUZZ_SECONDS}s per target"
-  ELM_FUZZ_CMAKE_ARGS="$NO_GPU" ./fuzz/run_all.sh "$FUZZ_SECONDS" "$BUILD-fuzz"
+  ./fuzz/run_all.sh "$FUZZ_SECONDS" "$SAN"
 fi
 
 if [ "$AARCH64" = 1 ]; then

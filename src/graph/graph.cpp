@@ -79,7 +79,10 @@ double Attrs::req_f(const std::string& k) const {
 namespace {
 nlohmann::json attrs_to_json(const Attrs& a) {
   nlohmann::json j = nlohmann::json::object();
-  for (const auto& [k, v] : a.all()) std::visit([&](const auto& x) { j[k] = x; }, v);
+  for (const auto& kv : a.all()) {
+    const auto& key = kv.first;  // named: clang 14 cannot capture a structured binding
+    std::visit([&](const auto& x) { j[key] = x; }, kv.second);
+  }
   return j;
 }
 
