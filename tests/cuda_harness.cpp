@@ -39,6 +39,10 @@ void CudaCase::finish(NodeId out) {
 CudaPair::CudaPair(std::shared_ptr<const Model> model, RuntimeConfig cfg) {
   cfg.threads = 2;
   gpu = std::make_unique<Executor>(model, cfg, std::vector<std::string>{"cuda"});
+  // The reference: float activations times the (de)quantized weights, nothing rounded between ops
+  // (the CUDA side rounds only what its tensor-core products read; tolerances say how much).
+  cfg.exact_matmul = true;
+  cfg.act_dtype = DType::F32;
   cpu = std::make_unique<Executor>(model, cfg, std::vector<std::string>{"cpu"});
 }
 
