@@ -173,4 +173,13 @@ TEST(Chat, FallbackTemplateIsChatML) {
 }
 
 }  // namespace
+// Integers past int64 become floats instead of overflowing (Python's would grow); powers of -1, 0 and 1
+// finish at once whatever the exponent (found by fuzzing).
+TEST(Jinja, IntegerOverflowTurnsToFloat) {
+  EXPECT_EQ(render("{{ 555555555555 * 555555555555 > 0 }}"), "True");
+  EXPECT_EQ(render("{{ 9223372036854775807 + 1 >= 9223372036854775807 }}"), "True");
+  EXPECT_EQ(render("{{ (-1) ** 1000000000000 }}|{{ 0 ** 0 }}|{{ 2 ** 10 }}"), "1|1|1024");
+  EXPECT_EQ(render("{{ 2 ** 70 > 10 ** 20 }}"), "True");
+}
+
 }  // namespace elm

@@ -1,5 +1,6 @@
 // Evaluation of the Jinja tree: expressions to Values, nodes to text.
 #include <cmath>
+#include <cstdint>
 
 #include "chat/jinja_nodes.h"
 #include "core/error.h"
@@ -203,8 +204,10 @@ Value BinaryExpr::eval(Context& c) const {
                     (b.kind == Value::Kind::Int || b.kind == Value::Kind::Bool);
   const int64_t ai = a.kind == Value::Kind::Bool ? a.b : a.i, bi = b.kind == Value::Kind::Bool ? b.b : b.i;
   const bool nums = (a.is_number() || a.kind == Value::Kind::Bool) && (b.is_number() || b.kind == Value::Kind::Bool);
+  // Python's integers do not overflow; ours become floats where int64 would.
+  int64_t exact = 0;
   if (op == "+") {
-    if (ints) return Value(ai + bi);
+    if (ints) return __builtin_add_overflow(ai, bi, &exact) ? Value(double(ai) + double(bi)) : Value(exact);
     if (nums) return Value(a.as_double() + b.as_double());
     if (a.is_string() && b.is_string()) return Value(a.s + b.s);
     if (a.is_array() && b.is_array()) {
@@ -215,14 +218,14 @@ Value BinaryExpr::eval(Context& c) const {
     error_at(line, "cannot add " + a.repr() + " and " + b.repr());
   }
   if (op == "*") {
-    if (ints) return Value(ai * bi);
+    if (ints) return __builtin_mul_overflow(ai, bi, &exact) ? Value(double(ai) * double(bi)) : Value(exact);
     if (nums) return Value(a.as_double() * b.as_double());
     const Value* seq = a.is_string() || a.is_array() ? &a : &b;
     const Value* cnt = seq == &a ? &b : &a;
     if ((seq->is_string() || seq->is_array()) && cnt->kind == Value::Kind::Int) {
       const int64_t n = std::max<int64_t>(0, cnt->i);
-      const size_t unit = seq->is_string() ? seq->s.size() : seq->a->size();
-      if (unit * size_t(n) > c.output_budget) error_at(line, "repetition too large");
+      const size_t unit = std::max<size_t>(1, seq->is_string() ? seq->s.size() : seq->a->size());
+      if (size_t(n) > c.output_budget / unit) error_at(line, "repetition too large");
       if (seq->is_string()) {
         std::string s;
         for (int64_t k = 0; k < n; ++k) s += seq->s;
@@ -236,14 +239,17 @@ Value BinaryExpr::eval(Context& c) const {
   }
   if (op == "%" && a.is_string()) return Value(percent_format(a.s, b, line));
   if (!nums) error_at(line, "unsupported operands for " + op + ": " + a.repr() + ", " + b.repr());
-  if (op == "-") return ints ? Value(ai - bi) : Value(a.as_double() - b.as_double());
+  if (op == "-") {
+    if (ints) return __builtin_sub_overflow(ai, bi, &exact) ? Value(double(ai) - double(bi)) : Value(exact);
+    return Value(a.as_double() - b.as_double());
+  }
   if (op == "/") {
     if (b.as_double() == 0) error_at(line, "division by zero");
     return Value(a.as_double() / b.as_double());
   }
   if (op == "//" || op == "%") {
     if (b.as_double() == 0) error_at(line, "division by zero");
-    if (ints) {
+    if (ints && !(ai == INT64_MIN && bi == -1)) {
       int64_t q = ai / bi;
       if ((ai % bi != 0) && ((ai < 0) != (bi < 0))) --q;  // Python floors
       return op == "//" ? Value(q) : Value(ai - q * bi);
@@ -253,9 +259,12 @@ Value BinaryExpr::eval(Context& c) const {
   }
   if (op == "**") {
     if (ints && bi >= 0) {
-      int64_t r2 = 1;
-      for (int64_t k = 0; k < bi && k < 64; ++k) r2 *= ai;
-      return Value(r2);
+      if (ai == 0 || ai == 1) return Value(bi == 0 ? int64_t(1) : ai);
+      if (ai == -1) return Value(bi % 2 ? int64_t(-1) : int64_t(1));
+      int64_t r2 = 1;  // |ai| >= 2: overflows within 63 steps
+      bool overflow = false;
+      for (int64_t k = 0; k < bi && !overflow; ++k) overflow = __builtin_mul_overflow(r2, ai, &r2);
+      if (!overflow) return Value(r2);
     }
     return Value(std::pow(a.as_double(), b.as_double()));
   }

@@ -44,7 +44,7 @@ json parse_body(std::string_view body) {
   json j;
   try {
     j = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // syntax errors, and numbers too large for a double
     throw ApiError(400, cat("the request body is not valid JSON: ", e.what()));
   }
   if (!j.is_object()) throw ApiError(400, "the request body must be a JSON object");
