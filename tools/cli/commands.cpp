@@ -11,6 +11,7 @@ void register_inspect(CLI::App& app, Registry& r);
 void register_tokenize(CLI::App& app, Registry& r);
 void register_chat(CLI::App& app, Registry& r);
 void register_bench(CLI::App& app, Registry& r);
+void register_perplexity(CLI::App& app, Registry& r);
 #ifdef ELM_WITH_SERVER
 void register_serve(CLI::App& app, Registry& r);
 #endif
@@ -24,6 +25,7 @@ void register_all(CLI::App& app, Registry& r) {
   register_tokenize(app, r);
   register_chat(app, r);
   register_bench(app, r);
+  register_perplexity(app, r);
 #ifdef ELM_WITH_SERVER
   register_serve(app, r);
 #endif
