@@ -80,3 +80,17 @@ TEST(Quantize, PolicyKeepsSmallTensorsAndOverridesEmbeddings) {
   EXPECT_EQ(g.base.type, DType::Q4M);
   EXPECT_EQ(g.base.group, 128);
 }
+
+// The convert default: 4-bit feed-forward, 8-bit attention, 8-bit embedding/output in groups of 64
+// (a Q8 that fits the size of llama.cpp's Q4_K_M on ref-28m; docs/quantization.md).
+TEST(Quantize, MixedPolicyGivesEachRoleItsFormat) {
+  const QuantPolicy p = QuantPolicy::parse("int4-mix");
+  EXPECT_EQ(p.spec_for(WeightRole::FeedForward, {128, 64}).type, DType::Q4);
+  EXPECT_EQ(p.spec_for(WeightRole::Attention, {128, 64}).type, DType::Q8);
+  EXPECT_EQ(p.spec_for(WeightRole::Attention, {128, 64}).group, 32);
+  const QuantSpec e = p.spec_for(WeightRole::Embedding, {512, 128});
+  EXPECT_EQ(e.type, DType::Q8);
+  EXPECT_EQ(e.group, 64);
+  EXPECT_EQ(p.spec_for(WeightRole::Output, {512, 128}).group, 64);
+  EXPECT_EQ(QuantPolicy::parse("int4m-mix").spec_for(WeightRole::FeedForward, {128, 64}).type, DType::Q4M);
+}

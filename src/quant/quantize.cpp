@@ -134,8 +134,16 @@ QuantPolicy QuantPolicy::parse(const std::string& name) {
   else if (name == "f16") p.base = {DType::F16, 0, DType::F16};
   else if (name == "bf16") p.base = {DType::BF16, 0, DType::F16};
   else if (name == "int8") p.base = {DType::Q8, 32, DType::F16};
-  else if (name == "int4") {
-    p.base = {DType::Q4, 32, DType::F16};
+  else if (name == "int4-mix" || name == "int4m-mix") {
+    // 4-bit feed-forward matrices (most of a layer's weights); attention, embedding and output at 8
+    // bits: the attention projections are small, and their errors reach every later position.
+    p.base = {name == "int4m-mix" ? DType::Q4M : DType::Q4, 32, DType::F16};
+    p.attention = QuantSpec{DType::Q8, 32, DType::F16};
+    p.embedding = p.output = QuantSpec{DType::Q8, 64, DType::F16};
+  } else if (name == "int4" || name == "int4m") {
+    // 4-bit layers in groups of 32 (int4m: with a per-group minimum); the embedding and output
+    // matrices, which every token's logits go through, at 8 bits.
+    p.base = {name == "int4m" ? DType::Q4M : DType::Q4, 32, DType::F16};
     p.embedding = p.output = QuantSpec{DType::Q8, 32, DType::F16};
   } else if (name.rfind("int4-g", 0) == 0 || name.rfind("int4m-g", 0) == 0) {
     const bool asym = name[4] == 'm';
@@ -143,7 +151,7 @@ QuantPolicy QuantPolicy::parse(const std::string& name) {
     ELM_CHECK(g == "32" || g == "64" || g == "128", "quantization '", name, "': group must be 32, 64 or 128");
     p.base = {asym ? DType::Q4M : DType::Q4, std::stoi(g), DType::F16};
   } else {
-    fail("unknown quantization '", name, "' (use f32, bf16, f16, int8, int4, int4-g32/64/128, int4m-g32/64/128)");
+    fail("unknown quantization '", name, "' (use f32, bf16, f16, int8, int4, int4m, int4-mix, int4m-mix, int4-g32/64/128, int4m-g32/64/128)");
   }
   return p;
 }
@@ -153,6 +161,7 @@ QuantSpec QuantPolicy::spec_for(WeightRole role, const Shape& shape) const {
   QuantSpec s = base;
   if (role == WeightRole::Embedding && embedding) s = *embedding;
   if (role == WeightRole::Output && output) s = *output;
+  if (role == WeightRole::Attention && attention) s = *attention;
   if (is_quantized(s.type) && (shape.size() != 2 || shape[1] % s.group != 0)) {
     // Columns the group does not divide: keep the weight in a plain type at similar precision.
     s = {s.type == DType::Q8 ? DType::F16 : DType::Q8, 32, s.scale_dtype};

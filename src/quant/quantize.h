@@ -32,7 +32,7 @@ WeightRole weight_role(const Graph& g, const std::string& tensor);
 struct QuantPolicy {
   std::string name = "f32";   // what the user asked for: f32, bf16, f16, int8, int4, ...
   QuantSpec base{DType::F32, 0, DType::F16};
-  std::optional<QuantSpec> embedding, output;  // overrides for those roles
+  std::optional<QuantSpec> embedding, output, attention;  // overrides for those roles
 
   // Parses --quant values: f32, bf16, f16, int8, int4 (the measured default), int4-g32/g64/g128,
   // int4m-g32/... (asymmetric); Error on unknown names.
