@@ -13,4 +13,8 @@ set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE BOTH)
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)
 set(ENV{PKG_CONFIG_LIBDIR} /usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig)
-set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64 -L /usr/aarch64-linux-gnu)
+# Binaries run against the arm64 multiarch glibc (/lib/ld-linux-aarch64.so.1, from the -dev packages
+# dependencies), with libstdc++ and libgcc linked in: the cross toolchain's own glibc copy under
+# /usr/aarch64-linux-gnu hangs in thread creation under qemu-user.
+set(CMAKE_EXE_LINKER_FLAGS_INIT "-static-libstdc++ -static-libgcc")
+set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64 -L /)

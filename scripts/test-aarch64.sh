@@ -19,5 +19,5 @@ cmake --build "$BUILD" -j "$JOBS" --target elm_tests
 echo "== kernel tests under qemu-aarch64"
 # Kernels, vector math, attention and KV caches, thread pool, every op in the executor, the CPU
 # modes and compile artifacts, and the transformers fixtures end to end.
-qemu-aarch64 -L /usr/aarch64-linux-gnu "$BUILD/tests/elm_tests" \
+qemu-aarch64 -L / "$BUILD/tests/elm_tests" \
   --gtest_filter='Isa/*:KvCache*:ThreadPool*:Ops.*:CpuModes*:CpuArtifact*:Quantize*:Half*:CoreFamilies/*'

@@ -34,16 +34,22 @@ bool spin_until(Pred pred) {
   }
 }
 
-// Waits until a.load() != old: spinning first, then on the futex.
-template <class T>
-void wait_change(const std::atomic<T>& a, T old) {
-  while (a.load(std::memory_order_acquire) == old) {
-    if (spin_until([&] { return a.load(std::memory_order_acquire) != old; })) return;
-    a.wait(old, std::memory_order_acquire);
-  }
+}  // namespace
+
+// Sleeping is a condition variable rather than std::atomic::wait: libstdc++ 12's atomic waits lost
+// wake-ups under qemu-aarch64 (the NEON tests hung), and the mutex only costs where someone sleeps.
+template <class Pred>
+void ThreadPool::sleep_until(Pred pred) {
+  if (spin_until(pred)) return;
+  std::unique_lock<std::mutex> lock(sleep_mu_);
+  sleep_cv_.wait(lock, pred);
 }
 
-}  // namespace
+void ThreadPool::wake_sleepers() {
+  // Taking the mutex orders this notify after any sleeper's check of its predicate.
+  { std::lock_guard<std::mutex> lock(sleep_mu_); }
+  sleep_cv_.notify_all();
+}
 
 int ThreadPool::default_threads() {
   unsigned n = std::thread::hardware_concurrency();
@@ -63,13 +69,13 @@ ThreadPool::~ThreadPool() {
 
 void ThreadPool::wake_workers() {
   wake_.fetch_add(1, std::memory_order_release);
-  wake_.notify_all();  // a no-op (no syscall) while every worker is still spinning
+  wake_sleepers();
 }
 
 void ThreadPool::worker(int index) {
   uint32_t seen = 0, all_seen = 0;
   for (;;) {
-    wait_change(wake_, seen);
+    sleep_until([&] { return wake_.load(std::memory_order_acquire) != seen; });
     seen = wake_.load(std::memory_order_acquire);
     if (stop_.load()) return;
     run_chunks();
@@ -77,7 +83,7 @@ void ThreadPool::worker(int index) {
     if (aj != all_seen) {
       all_seen = aj;
       (*all_fn_)(index, size());
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) wake_sleepers();
     }
   }
 }
@@ -92,7 +98,7 @@ void ThreadPool::run_chunks() {
     // so the job fields stay valid (and were published by its release store of claim_).
     const int64_t begin = int64_t(next) * chunk_size_, end = std::min(chunk_n_, begin + chunk_size_);
     (*chunk_fn_)(begin, end);
-    if (chunks_done_.fetch_add(1, std::memory_order_acq_rel) + 1 == total) chunks_done_.notify_all();
+    if (chunks_done_.fetch_add(1, std::memory_order_acq_rel) + 1 == total) wake_sleepers();
     c = claim_.load(std::memory_order_acquire);
   }
 }
@@ -113,12 +119,7 @@ void ThreadPool::parallel_for_dynamic(int64_t n, const std::function<void(int64_
   claim_.store(uint64_t(chunk_job_) << 40 | total << 20, std::memory_order_release);
   wake_workers();
   run_chunks();
-  for (;;) {
-    const uint32_t done = chunks_done_.load(std::memory_order_acquire);
-    if (done == total) break;
-    if (!spin_until([&] { return chunks_done_.load(std::memory_order_acquire) == total; }))
-      chunks_done_.wait(done, std::memory_order_acquire);
-  }
+  sleep_until([&] { return chunks_done_.load(std::memory_order_acquire) == total; });
   chunk_fn_ = nullptr;
 }
 
@@ -138,11 +139,7 @@ void ThreadPool::run_on_all(const std::function<void(int, int)>& fn) {
   all_job_.fetch_add(1, std::memory_order_release);
   wake_workers();
   fn(0, n);
-  for (;;) {
-    const int p = pending_.load(std::memory_order_acquire);
-    if (p == 0) break;
-    if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) pending_.wait(p);
-  }
+  sleep_until([&] { return pending_.load(std::memory_order_acquire) == 0; });
   all_fn_ = nullptr;
 }
 

@@ -3,8 +3,8 @@
 //
 // Dispatch is built for decode, where one token runs a few hundred small parallel regions separated
 // by microseconds of serial work:
-// - an idle worker spins on the job counter for a short while before it sleeps on a futex
-//   (std::atomic::wait), so back-to-back jobs start without a syscall, and a pool left idle (between
+// - an idle worker spins on the job counter for a short while before it sleeps
+//   (a condition variable), so back-to-back jobs start without a syscall, and a pool left idle (between
 //   requests) costs no CPU;
 // - parallel_for hands out chunks on demand (one atomic claim each) and the caller only waits for
 //   chunks that were claimed, never for a worker that has not woken up yet: on a shared, loaded
@@ -12,7 +12,9 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <condition_variable>
 #include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -41,11 +43,17 @@ class ThreadPool {
  private:
   void worker(int index);
   void wake_workers();
+  // Spins briefly, then sleeps until pred() holds; wake_sleepers() after making any pred true.
+  template <class Pred>
+  void sleep_until(Pred pred);
+  void wake_sleepers();
   void run_chunks();  // claims and runs chunks of the current parallel_for until none are left
 
   std::vector<std::thread> workers_;
   std::atomic<uint32_t> wake_{0};  // bumped for every job; idle workers wait on it
   std::atomic<bool> stop_{false};
+  std::mutex sleep_mu_;
+  std::condition_variable sleep_cv_;
 
   // parallel_for: the job, and one word [job 24 bits | chunks 20 bits | next chunk 20 bits] that
   // claims are made on, so a worker that wakes after the job ended claims nothing.
