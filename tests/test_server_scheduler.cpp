@@ -136,6 +136,23 @@ TEST(ServerScheduler, RejectsPromptsThatDoNotFit) {
   EXPECT_EQ(status(std::vector<int32_t>(15, 5)), 0);  // fits, with one position to spare
 }
 
+TEST(ServerScheduler, StreamsOnePiecePerToken) {
+  ELM_REQUIRE_SHARED("models/stories260k/reference_greedy.json");
+  const StoriesReference ref = stories_reference();
+  Scheduler sched(stories_with_char_tokenizer(), options(1));
+  auto job = sched.submit(ref.prompt, greedy(30));
+  job->wait_finished();  // everything is generated before the first read: pieces must not merge
+  std::vector<std::string> pieces;
+  for (;;) {
+    Job::Update u = job->next(std::chrono::seconds(10));
+    if (!u.text.empty()) pieces.push_back(u.text);
+    if (u.finished) break;
+  }
+  // One character per token, so every piece is exactly one generated token's character.
+  ASSERT_EQ(pieces.size(), 30u);
+  for (size_t i = 0; i < pieces.size(); ++i) EXPECT_EQ(pieces[i], std::string(1, CharTokenizer::char_of(ref.greedy[i])));
+}
+
 TEST(ServerScheduler, StopStringsEosAndStreamedText) {
   ELM_REQUIRE_SHARED("models/stories260k/reference_greedy.json");
   const StoriesReference ref = stories_reference();

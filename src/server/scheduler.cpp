@@ -30,8 +30,11 @@ Job::Update Job::next(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait_for(lock, timeout, [&] { return !pending_.empty() || finished_; });
   Update u;
-  u.text.swap(pending_);
-  u.finished = finished_;
+  if (!pending_.empty()) {
+    u.text = std::move(pending_.front());
+    pending_.pop_front();
+  }
+  u.finished = finished_ && pending_.empty();
   return u;
 }
 
@@ -44,7 +47,7 @@ void Job::emit(std::string text) {
   if (text.empty()) return;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    pending_ += text;
+    pending_.push_back(std::move(text));
   }
   cv_.notify_all();
 }

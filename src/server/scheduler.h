@@ -51,10 +51,11 @@ struct JobStats {
 class Job {
  public:
   struct Update {
-    std::string text;       // produced since the previous next()
+    std::string text;       // the oldest piece not yet taken (one token's text), or empty
     bool finished = false;  // no more text will come
   };
-  // Waits up to `timeout` for new text or the end.
+  // Waits up to `timeout` for a piece or the end. Pieces come one at a time, as they were emitted, so
+  // a stream carries one chunk per token however fast the model runs (as OpenAI and llama.cpp do).
   Update next(std::chrono::milliseconds timeout);
   void wait_finished();
   // The client is gone or lost interest: the scheduler drops the request before its next step.
@@ -81,7 +82,7 @@ class Job {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::string pending_;
+  std::deque<std::string> pending_;
   bool finished_ = false;
   FinishReason reason_ = FinishReason::Stop;
   std::string error_, text_;
