@@ -9,6 +9,7 @@
 #include "backend/cpu/recurrent_state.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "core/zeroed_array.h"
 
 namespace elm {
 
@@ -379,7 +380,7 @@ class CpuSegment : public Segment {
   std::shared_ptr<ThreadPool> pool_;
   std::vector<int> slot_;
   std::vector<bool> in_segment_, boundary_in_;
-  std::vector<std::vector<float>> buffers_;
+  std::vector<ZeroedArray<float>> buffers_;  // pages become resident as rows are used
   std::map<int32_t, std::vector<float>> vectors_;
   std::shared_ptr<KvCaches> kv_;
   std::map<int64_t, KvCache*> caches_;  // the caches this segment's attention nodes use (reset and

@@ -26,8 +26,8 @@ KvCache::KvCache(int max_seqs, int64_t n_ctx, int64_t window, int64_t max_batch,
   v_.resize(size_t(max_seqs));
   pos_.resize(size_t(max_seqs));
   for (int s = 0; s < max_seqs; ++s) {
-    k_[size_t(s)].data.assign(size_t(kvh_ * cap_ * d_) * esize, 0);
-    v_[size_t(s)].data.assign(size_t(kvh_ * cap_ * dv_) * esize, 0);
+    k_[size_t(s)].data = ZeroedArray<uint8_t>(size_t(kvh_ * cap_ * d_) * esize);
+    v_[size_t(s)].data = ZeroedArray<uint8_t>(size_t(kvh_ * cap_ * dv_) * esize);
     if (dtype == DType::I8) {
       k_[size_t(s)].scales.assign(size_t(kvh_ * cap_), 0.f);
       v_[size_t(s)].scales.assign(size_t(kvh_ * cap_), 0.f);

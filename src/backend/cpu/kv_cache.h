@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/zeroed_array.h"
+
 #include "backend/cpu/vec_ops.h"
 #include "core/dtype.h"
 #include "core/thread_pool.h"
@@ -47,7 +49,7 @@ class KvCache {
 
  private:
   struct Plane {  // one of K, V for one sequence
-    std::vector<uint8_t> data;   // [kv_heads, cap, dim] entries
+    ZeroedArray<uint8_t> data;   // [kv_heads, cap, dim] entries
     std::vector<float> scales;   // I8: [kv_heads, cap]
   };
   void store(Plane& p, int64_t dim, int64_t slot, const float* x) const;
