@@ -63,10 +63,12 @@ TEST(ServerScheduler, BatchedRequestsMatchTheGreedyReference) {
     EXPECT_EQ(st.prompt_tokens, int(k + 1));
     EXPECT_EQ(st.completion_tokens, n_new);
   }
-  // Batching, not taking turns: six requests of 30 tokens took far fewer steps than 6 * 30.
+  // Batching, not taking turns: six requests of 30 tokens took far fewer steps than 6 * 30. Two
+  // rounds of slots take about 2 * 30 steps; the margin covers requests that reach the scheduler a
+  // few steps apart on a loaded machine.
   const Scheduler::Stats st = sched.stats();
   EXPECT_EQ(st.tokens_generated, 6u * n_new);
-  EXPECT_LT(st.steps, 2u * n_new + 10);
+  EXPECT_LT(st.steps, 3u * n_new);
   EXPECT_EQ(st.active, 0);
   EXPECT_EQ(st.queued, 0);
 }
