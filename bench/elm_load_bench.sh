@@ -9,9 +9,9 @@
 #     must stay far below the file size;
 #   time from process start to the first token (elm run --verbose), run twice: cold(er) and warm cache;
 #   peak resident memory of the whole run (/usr/bin/time).
-# When llama-cli is on PATH the same is measured for llama.cpp on a GGUF given as
-# LLAMA_GGUF; otherwise compare with ../shared/peers.md (smollm2-1.7b: BF16 1724 ms, Q8_0 1209 ms,
-# Q4_0 3812 ms from process start to first token, on this machine type).
+# When llama-completion is on PATH and LLAMA_GGUFS names GGUF copies of the same weights, both engines
+# are timed in the same run (below); otherwise compare with ../shared/peers.md (smollm2-1.7b: BF16
+# 1724 ms, Q8_0 1209 ms, Q4_0 3812 ms from process start to first token, on this machine type).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${ELM_SHARED_DIR:-$ROOT/../shared}
@@ -51,12 +51,31 @@ for q in $QUANTS; do
     echo "== convert --quant $q: $(grep '^wrote' "$WORK/convert-$q.log")"
     echo "   peak RSS of the conversion: $(($(sed -n 's/^peak_rss_kib //p' "$WORK/convert-$q.log") / 1024)) MiB"
   fi
-  echo "== $out: $(du -m "$out" | cut -f1) MiB"
+  echo "== $out: $(du -mL "$out" | cut -f1) MiB"
   measure "elm $q" "$out"
 done
 
-if command -v llama-cli >/dev/null && [ -n "${LLAMA_GGUF:-}" ]; then
-  echo "== llama.cpp (llama-cli) on $LLAMA_GGUF"
-  /usr/bin/time -f "peak RSS %M KiB, wall %e s" llama-cli -m "$LLAMA_GGUF" -p "Once upon a time" -n 1 -t "$THREADS" \
-    -no-cnv 2>&1 | grep -E "load time|prompt eval time|peak RSS" || true
+# Same run against llama.cpp: wall time of a whole process that reads the prompt and prints one token
+# (process start to first token, plus exit), for elm and for llama-completion on the GGUF of the same
+# weights, alternating, best of 3 each. LLAMA_GGUFS lists "quant=file.gguf" pairs, e.g.
+#   LLAMA_GGUFS="int8=/x/smollm2-1.7b-Q8_0.gguf int4=/x/smollm2-1.7b-Q4_0.gguf"
+PROMPT_TEXT=${PROMPT_TEXT:-"Once upon a time, there was a little girl who lived in a village near the forest."}
+if command -v llama-completion >/dev/null && [ -n "${LLAMA_GGUFS:-}" ]; then
+  echo "== process start to first token, same run (best of 3, seconds)"
+  best() { sort -n | head -1; }
+  for pair in $LLAMA_GGUFS; do
+    q=${pair%%=*} gguf=${pair#*=} elm_file="$WORK/$PRESET-$q.elm"
+    [ -f "$elm_file" ] || continue
+    e="" l=""
+    for i in 1 2 3; do
+      /usr/bin/time -f "%e" -o "$WORK/time.txt" "$ELM" run -m "$elm_file" -p "$PROMPT_TEXT" -n 1 --temp 0 \
+        -t "$THREADS" -c "$CTX" >/dev/null 2>&1
+      e="$e $(cat "$WORK/time.txt")"
+      /usr/bin/time -f "%e" -o "$WORK/time.txt" llama-completion -m "$gguf" -p "$PROMPT_TEXT" -n 1 --temp 0 \
+        -t "$THREADS" -c "$CTX" -no-cnv --simple-io >/dev/null 2>&1
+      l="$l $(cat "$WORK/time.txt")"
+    done
+    printf "%-6s elm %s s | llama.cpp (%s) %s s\n" "$q" "$(echo $e | tr ' ' '\n' | best)" "$(basename "$gguf")" \
+      "$(echo $l | tr ' ' '\n' | best)"
+  done
 fi
