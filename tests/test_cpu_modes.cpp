@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "fixture_check.h"
+#include "quant/quantize.h"
 #include "util.h"
 
 using namespace elm;
@@ -45,4 +46,13 @@ TEST(CpuModes, ActivationTypes) {
   EXPECT_GT(bf16.prefill, f16.prefill);  // 8 mantissa bits against 11
   EXPECT_LT(bf16.prefill, 5e-2);
   EXPECT_LT(bf16.stepwise, 5e-2);
+}
+
+TEST(CpuModes, AutoKvTypeIsF16UnlessEveryMatmulIsF32) {
+  ELM_REQUIRE_SHARED("fixtures/tiny/llama");
+  auto model = Model::load(shared("fixtures/tiny/llama"));
+  quantize_weights(*model, QuantPolicy::parse("f32"));
+  EXPECT_EQ(model->auto_kv_dtype(), DType::F32);  // a float32 model is kept exact
+  quantize_weights(*model, QuantPolicy::parse("int8"));
+  EXPECT_EQ(model->auto_kv_dtype(), DType::F16);
 }

@@ -121,4 +121,10 @@ std::shared_ptr<Model> Model::load(const std::string& path) {
   return load_elm(path);
 }
 
+DType Model::auto_kv_dtype() const {
+  for (const Node& n : graph.nodes)
+    if (n.op == Op::MatMul && weights.get(graph.nodes[size_t(n.inputs[1])].name).dtype != DType::F32) return DType::F16;
+  return DType::F32;
+}
+
 }  // namespace elm

@@ -48,6 +48,9 @@ struct Model {
   // Loads a Hugging Face directory, a .elm file or a .gguf file. Throws elm::Error with a clear message
   // (missing files, malformed config, unsupported architecture, wrong tensor shapes...).
   static std::shared_ptr<Model> load(const std::string& path);
+  // The KV cache type `auto` picks: F16 entries halve the cache at an error far below any non-f32
+  // weight format's; a model kept entirely in f32 is presumably wanted exact, so its cache stays f32.
+  DType auto_kv_dtype() const;
   static std::shared_ptr<Model> load_hf_dir(const std::string& dir);
 };
 

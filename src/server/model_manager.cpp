@@ -89,7 +89,7 @@ std::shared_ptr<Scheduler> ModelManager::get(const std::string& requested) {
     o.runtime.max_batch = std::min(config_.batch, o.runtime.n_ctx);
     o.runtime.max_seqs = config_.parallel;
     o.runtime.threads = config_.threads;
-    o.runtime.kv_dtype = config_.kv_dtype;
+    o.runtime.kv_dtype = config_.kv_dtype.value_or(model->auto_kv_dtype());
     o.backends = config_.backends;
     o.max_queue = config_.max_queue;
     o.compute_lock = compute_lock_;

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,7 +32,7 @@ struct ServeConfig {
   int ctx = 0;          // context per slot; 0: the model's, at most 4096
   int batch = 512;      // most tokens per step
   int threads = 0;      // CPU kernel threads; 0: one per core
-  DType kv_dtype = DType::F32;
+  std::optional<DType> kv_dtype;  // empty: Model::auto_kv_dtype
   std::vector<std::string> backends = {"cpu"};
   int max_queue = 1024;
   // How a model file or directory becomes a Model; empty: Model::load. Tests put their own here.

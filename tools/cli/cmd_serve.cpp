@@ -16,13 +16,14 @@ namespace {
 struct ServeArgs {
   server::ServeConfig serve;
   server::HttpOptions http;
-  std::string kv_type = "f32";
+  std::string kv_type = "auto";
   std::vector<std::string> preload;
   size_t max_body_mib = 8;
 };
 
 int run(ServeArgs& a) {
-  a.serve.kv_dtype = a.kv_type == "f16" ? DType::F16 : a.kv_type == "int8" ? DType::I8 : DType::F32;
+  if (a.kv_type != "auto")
+    a.serve.kv_dtype = a.kv_type == "f16" ? DType::F16 : a.kv_type == "int8" ? DType::I8 : DType::F32;
   a.http.max_body = a.max_body_mib << 20;
 
   // SIGINT/SIGTERM are taken by a watcher thread (blocked everywhere else, so every thread started
@@ -74,8 +75,8 @@ void register_serve(CLI::App& app, Registry& reg) {
   sub->add_option("-c,--ctx", a->serve.ctx, "context per request in tokens (default: the model's, at most 4096)");
   sub->add_option("-b,--batch", a->serve.batch, "most tokens per forward step")->capture_default_str()->check(CLI::Range(1, 65536));
   sub->add_option("--backend", a->serve.backends, "backends in preference order (cpu, cuda, vulkan)")->delimiter(',');
-  sub->add_option("--kv-type", a->kv_type, "KV cache element type: f32, f16, int8")
-      ->check(CLI::IsMember({"f32", "f16", "int8"}));
+  sub->add_option("--kv-type", a->kv_type, "KV cache element type: f32, f16, int8, auto (f16 unless the model is f32)")
+      ->check(CLI::IsMember({"auto", "f32", "f16", "int8"}));
   sub->add_option("--load", a->preload, "models to load at start (ids as listed; others load on first use)")
       ->delimiter(',');
   sub->add_option("--max-queue", a->serve.max_queue, "requests waiting for a slot before 503")->capture_default_str();

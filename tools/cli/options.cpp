@@ -34,14 +34,7 @@ SessionOptions ModelOptions::session(const Model& m, int max_seqs) const {
   o.runtime.max_batch = std::min(batch, o.runtime.n_ctx);
   o.runtime.max_seqs = max_seqs;
   o.runtime.kv_dtype = kv_type == "f16" ? DType::F16 : kv_type == "int8" ? DType::I8 : DType::F32;
-  if (kv_type == "auto") {
-    // F16 entries halve the cache at an error far below any non-f32 weight format's; a model kept
-    // entirely in f32 is presumably wanted exact, so its cache stays f32.
-    bool all_f32 = true;
-    for (const Node& n : m.graph.nodes)
-      if (n.op == Op::MatMul) all_f32 = all_f32 && m.weights.get(m.graph.nodes[size_t(n.inputs[1])].name).dtype == DType::F32;
-    o.runtime.kv_dtype = all_f32 ? DType::F32 : DType::F16;
-  }
+  if (kv_type == "auto") o.runtime.kv_dtype = m.auto_kv_dtype();
   o.runtime.act_dtype = act_type == "bf16" ? DType::BF16 : act_type == "f16" ? DType::F16 : DType::F32;
   if (!backends.empty()) {
     o.backends = backends;
