@@ -2,6 +2,7 @@
 // rule implies (half a step, from scales recomputed here), and the policy assigns formats by role.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -34,10 +35,25 @@ TEST(Quantize, RoundTripErrorWithinHalfAStep) {
             for (int j = 0; j < group; ++j)
               amax = std::max(amax, std::fabs(xg[j])), lo = std::min(lo, xg[j]), hi = std::max(hi, xg[j]);
             auto sr = [&](float s) { return st == DType::F16 ? f16_round(s) : s; };
-            // Step size and worst-case error of each rule. Q4 maps the largest magnitude to -8, so the
-            // opposite extreme may clamp at +7: one full step. Q4M's min is rounded to the scale type.
-            double step = dt == DType::Q8 ? sr(amax / 127) : dt == DType::Q4 ? std::fabs(sr(amax / 8)) : sr((hi - lo) / 15);
-            double bound = dt == DType::Q4 ? step : step / 2;
+            if (dt == DType::Q4) {
+              // Q4 searches its scale for the least squared error: never worse than llama.cpp's Q4_0
+              // rule (the largest magnitude maps to -8), computed here with the same scale rounding.
+              float signed_max = 0;
+              for (int j = 0; j < group; ++j)
+                if (std::fabs(xg[j]) == amax) signed_max = xg[j];
+              const float d0 = sr(signed_max / -8.f);
+              double sse = 0, sse_q4_0 = 0;
+              for (int j = 0; j < group; ++j) {
+                const float q = std::clamp(std::nearbyint(xg[j] / d0), -8.f, 7.f);
+                sse_q4_0 += std::pow(double(xg[j]) - d0 * q, 2);
+                sse += std::pow(double(y[size_t(r * cols + g * group + j)]) - xg[j], 2);
+              }
+              ASSERT_LE(sse, sse_q4_0 * 1.01 + 1e-9) << "Q4 g" << group << " row " << r << " group " << g;
+              continue;
+            }
+            // Step size and worst-case error of each rule. Q4M's min is rounded to the scale type.
+            double step = dt == DType::Q8 ? sr(amax / 127) : sr((hi - lo) / 15);
+            double bound = step / 2;
             if (dt == DType::Q4M) bound += std::fabs(sr(lo) - lo);
             for (int j = 0; j < group; ++j) {
               const float got = y[size_t(r * cols + g * group + j)];

@@ -24,6 +24,44 @@ float store_scale(uint8_t* plane, size_t index, float v, DType st) {
   return f16_to_f32(h);
 }
 
+// The symmetric 4-bit scale of one group (values d * (q - 8), q in 0..15) with the least squared
+// error. The value of largest magnitude mapping to -8 (llama.cpp's Q4_0) is the first candidate;
+// slightly larger or smaller steps trade clipping that one value for finer steps everywhere else,
+// and each candidate's rounding is followed by the least-squares step for those integers.
+float q4_scale(const float* x, int64_t G) {
+  float amax = 0, signed_max = 0;
+  for (int64_t j = 0; j < G; ++j)
+    if (std::fabs(x[j]) > amax) amax = std::fabs(x[j]), signed_max = x[j];
+  if (amax == 0) return 0;
+  auto error_of = [&](float d, float* refit) {
+    const float id = 1.f / d;
+    double err = 0, xq = 0, qq = 0;
+    for (int64_t j = 0; j < G; ++j) {
+      const float q = std::clamp(std::nearbyint(x[j] * id), -8.f, 7.f);
+      const float e = x[j] - d * q;
+      err += double(e) * e;
+      xq += double(x[j]) * q;
+      qq += double(q) * q;
+    }
+    *refit = qq > 0 ? float(xq / qq) : d;
+    return err;
+  };
+  float best_d = signed_max / -8.f, refit = 0;
+  double best = error_of(best_d, &refit);
+  for (int k = -4; k <= 8; ++k) {
+    const float d = signed_max / (-8.f + 0.25f * float(k));
+    for (float cand : {d, 0.f}) {
+      if (cand == 0.f) cand = refit;  // the least-squares step of the previous candidate's integers
+      if (cand == 0.f || !std::isfinite(cand)) continue;
+      float next_refit;
+      const double e = error_of(cand, &next_refit);
+      if (e < best) best = e, best_d = cand;
+      refit = next_refit;
+    }
+  }
+  return best_d;
+}
+
 }  // namespace
 
 std::vector<uint8_t> quantize_matrix(const float* x, int64_t rows, int64_t cols, const QuantSpec& spec,
@@ -69,11 +107,7 @@ std::vector<uint8_t> quantize_matrix(const float* x, int64_t rows, int64_t cols,
           uint8_t* q = out.data() + size_t(r * cols + g * G) / 2;
           float d, m = 0, offset;
           if (spec.type == DType::Q4) {
-            // The value of largest magnitude maps to -8, so the full [-8, 7] range is used.
-            float amax = 0, signed_max = 0;
-            for (int64_t j = 0; j < G; ++j)
-              if (std::fabs(xg[j]) > amax) amax = std::fabs(xg[j]), signed_max = xg[j];
-            d = store_scale(out.data() + l.scales_offset, si, signed_max / -8.f, spec.scale_dtype);
+            d = store_scale(out.data() + l.scales_offset, si, q4_scale(xg, G), spec.scale_dtype);
             offset = 8;
           } else {
             float lo = xg[0], hi = xg[0];
