@@ -35,26 +35,26 @@ TEST(Quantize, RoundTripErrorWithinHalfAStep) {
             for (int j = 0; j < group; ++j)
               amax = std::max(amax, std::fabs(xg[j])), lo = std::min(lo, xg[j]), hi = std::max(hi, xg[j]);
             auto sr = [&](float s) { return st == DType::F16 ? f16_round(s) : s; };
-            if (dt == DType::Q4) {
-              // Q4 searches its scale for the least squared error: never worse than llama.cpp's Q4_0
-              // rule (the largest magnitude maps to -8), computed here with the same scale rounding.
+            if (dt == DType::Q4 || dt == DType::Q4M) {
+              // 4-bit groups search their step (Q4M: and minimum) for the least squared error: never
+              // worse than the plain rules, computed here with the same scale rounding: llama.cpp's
+              // Q4_0 (the largest magnitude maps to -8) and min/max onto 0..15 (Q4_1).
               float signed_max = 0;
               for (int j = 0; j < group; ++j)
                 if (std::fabs(xg[j]) == amax) signed_max = xg[j];
-              const float d0 = sr(signed_max / -8.f);
-              double sse = 0, sse_q4_0 = 0;
+              const float d0 = dt == DType::Q4 ? sr(signed_max / -8.f) : sr((hi - lo) / 15), m0 = dt == DType::Q4 ? 0 : sr(lo);
+              double sse = 0, sse_plain = 0;
               for (int j = 0; j < group; ++j) {
-                const float q = std::clamp(std::nearbyint(xg[j] / d0), -8.f, 7.f);
-                sse_q4_0 += std::pow(double(xg[j]) - d0 * q, 2);
+                const float q = dt == DType::Q4 ? std::clamp(std::nearbyint(xg[j] / d0), -8.f, 7.f)
+                                                : std::clamp(std::nearbyint((xg[j] - m0) / d0), 0.f, 15.f);
+                sse_plain += std::pow(double(xg[j]) - (m0 + d0 * q), 2);
                 sse += std::pow(double(y[size_t(r * cols + g * group + j)]) - xg[j], 2);
               }
-              ASSERT_LE(sse, sse_q4_0 * 1.01 + 1e-9) << "Q4 g" << group << " row " << r << " group " << g;
+              ASSERT_LE(sse, sse_plain * 1.01 + 1e-9) << dtype_name(dt) << " g" << group << " row " << r << " group " << g;
               continue;
             }
-            // Step size and worst-case error of each rule. Q4M's min is rounded to the scale type.
-            double step = dt == DType::Q8 ? sr(amax / 127) : sr((hi - lo) / 15);
-            double bound = step / 2;
-            if (dt == DType::Q4M) bound += std::fabs(sr(lo) - lo);
+            // Q8: half a step.
+            const double bound = sr(amax / 127) / 2;
             for (int j = 0; j < group; ++j) {
               const float got = y[size_t(r * cols + g * group + j)];
               ASSERT_LE(std::fabs(got - xg[j]), bound * 1.001 + 1e-7)
@@ -97,8 +97,8 @@ TEST(Quantize, PolicyKeepsSmallTensorsAndOverridesEmbeddings) {
   EXPECT_EQ(g.base.group, 128);
 }
 
-// The convert default: 4-bit feed-forward, 8-bit attention, 8-bit embedding/output in groups of 64
-// (a Q8 that fits the size of llama.cpp's Q4_K_M on ref-28m; docs/quantization.md).
+// The mixed policies: 4-bit feed-forward, 8-bit attention, 8-bit embedding/output in larger groups
+// (int4m-mix, the convert default, fits the size of llama.cpp's Q4_K_M on ref-28m; docs/quantization.md).
 TEST(Quantize, MixedPolicyGivesEachRoleItsFormat) {
   const QuantPolicy p = QuantPolicy::parse("int4-mix");
   EXPECT_EQ(p.spec_for(WeightRole::FeedForward, {128, 64}).type, DType::Q4);
@@ -108,5 +108,11 @@ TEST(Quantize, MixedPolicyGivesEachRoleItsFormat) {
   EXPECT_EQ(e.type, DType::Q8);
   EXPECT_EQ(e.group, 64);
   EXPECT_EQ(p.spec_for(WeightRole::Output, {512, 128}).group, 64);
-  EXPECT_EQ(QuantPolicy::parse("int4m-mix").spec_for(WeightRole::FeedForward, {128, 64}).type, DType::Q4M);
+  const QuantPolicy m = QuantPolicy::parse(kDefaultQuant);
+  EXPECT_EQ(m.spec_for(WeightRole::FeedForward, {128, 64}).type, DType::Q4M);
+  EXPECT_EQ(m.spec_for(WeightRole::Attention, {128, 64}).type, DType::Q8);
+  EXPECT_EQ(m.spec_for(WeightRole::Output, {512, 256}).group, 128);
+  // A row of 64 columns (narrow test models) that 128 does not divide: 8-bit groups of 32.
+  EXPECT_EQ(m.spec_for(WeightRole::Embedding, {512, 64}).type, DType::Q8);
+  EXPECT_EQ(m.spec_for(WeightRole::Embedding, {512, 64}).group, 32);
 }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "core/error.h"
@@ -12,7 +13,9 @@
 #include "format/gguf_import.h"
 #include "format/safetensors.h"
 #include "graph/builders/family.h"
+#include "quant/calibration.h"
 #include "quant/quantize.h"
+#include "runtime/perplexity.h"
 #include "runtime/model.h"
 
 namespace elm {
@@ -73,7 +76,7 @@ std::string hf_chat_template(const fs::path& dir, const std::string& tokenizer_c
 Source open_hf(const std::string& dir) {
   Source s;
   s.format = "hf";
-  s.default_quant = "int4-mix";  // the measured choice: docs/quantization.md
+  s.default_quant = kDefaultQuant;
   const fs::path cfg = fs::path(dir) / "config.json";
   ELM_CHECK(fs::exists(cfg), dir, ": not a Hugging Face model directory (no config.json)");
   const HfConfig config = HfConfig::from_file(cfg.string());
@@ -131,6 +134,24 @@ bool same_format(const TensorView& a, const QuantSpec& s) {
 
 QuantSpec spec_of(const TensorView& v) { return {v.dtype, is_quantized(v.dtype) ? v.group : 0, v.scale_dtype}; }
 
+// The activation statistics of the float model over the calibration text.
+ActivationStats calibrate(const std::string& input, const ConvertOptions& o) {
+  std::ifstream f(o.calib_file, std::ios::binary);
+  ELM_CHECK(f, "cannot open the calibration text ", o.calib_file);
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const std::shared_ptr<Model> model = Model::load(input);
+  ELM_CHECK(model->tokenizer, "'", input, "' has no tokenizer to read the calibration text with");
+  const std::vector<int32_t> tokens = model->tokenizer->encode(text, /*add_special=*/true);
+  CalibrationOptions c;
+  c.ctx = int(std::min<int64_t>(512, model->info.context_length > 0 ? model->info.context_length : 512));
+  c.bos = chunk_bos(*model);
+  c.max_tokens = o.calib_tokens;
+  if (!o.calib_gptq) c.max_gptq_cols = 0;
+  c.threads = o.threads;
+  c.progress = o.calib_progress;
+  return collect_activation_stats(model, tokens, c);
+}
+
 }  // namespace
 
 ConvertResult convert_to_elm(const std::string& input, const std::string& output, const ConvertOptions& o) {
@@ -148,6 +169,9 @@ ConvertResult convert_to_elm(const std::string& input, const std::string& output
   r.quant = o.quant.empty() ? src.default_quant : o.quant;
   const bool keep = r.quant == "keep";
   const QuantPolicy policy = keep ? QuantPolicy{} : QuantPolicy::parse(r.quant);
+  ELM_CHECK(o.calib_file.empty() || !keep, "--calib needs a quantization to calibrate (--quant), not keep");
+  const ActivationStats stats = o.calib_file.empty() ? ActivationStats{} : calibrate(input, o);
+  r.calib_tokens = stats.tokens;
 
   // The tensors the graph uses, in the order it first reads them (the file pages in front to back).
   std::vector<std::string> names;
@@ -159,6 +183,9 @@ ConvertResult convert_to_elm(const std::string& input, const std::string& output
   ElmWriter w(output);
   nlohmann::json meta = {{"info", m.info.to_json()},
                          {"convert", {{"quant", r.quant}, {"source_format", src.format}, {"source", input}}}};
+  if (stats.tokens)
+    meta["convert"]["calibration"] = {{"file", o.calib_file}, {"tokens", stats.tokens},
+                                      {"method", stats.second_moment.empty() ? "weighted scales" : "gptq"}};
   w.add_text(SectionKind::Meta, meta.dump());
   w.add_text(SectionKind::Graph, g.to_json().dump());
   if (!src.tokenizer_json.empty()) w.add_text(SectionKind::TokenizerJson, src.tokenizer_json);
@@ -180,7 +207,7 @@ ConvertResult convert_to_elm(const std::string& input, const std::string& output
       e.view = in;
     } else {
       const std::vector<float> f = to_f32(in);
-      quantized = quantize_matrix(f.data(), in.rows(), in.cols(), spec, &e.view);
+      quantized = quantize_matrix(f.data(), in.rows(), in.cols(), spec, &e.view, stats.for_matrix(name, in.cols()));
       e.view.shape = in.shape;
       e.view.data = quantized.data();
     }

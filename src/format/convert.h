@@ -13,6 +13,13 @@ struct ConvertOptions {
   // format its source stores (GGUF Q8_0 / Q4_0 / Q4_1 stay 8- and 4-bit, losslessly). Empty: int4 for
   // Hugging Face checkpoints, keep for GGUF files (already quantized by their maker).
   std::string quant;
+  // Calibration (quant/calibration.h): a text file the float model reads first, so 4-bit groups
+  // minimize the error the model's activations feel rather than the plain weight error. Empty: none.
+  std::string calib_file;
+  int64_t calib_tokens = 16384;  // at most this many tokens of it, in chunks of 512
+  bool calib_gptq = true;        // false: calibrated scale search only (no GPTQ rounding)
+  int threads = 0;               // for the calibration pass
+  std::function<void(int64_t done, int64_t total)> calib_progress;
   // Called after each tensor with the source bytes done so far, their total, and the tensor's name.
   std::function<void(uint64_t done, uint64_t total, const std::string& tensor)> progress;
 };
@@ -24,6 +31,7 @@ struct ConvertResult {
   uint64_t source_bytes = 0;   // weights as the source stores them
   uint64_t weight_bytes = 0;   // weights in the .elm file
   uint64_t file_bytes = 0;
+  int64_t calib_tokens = 0;    // tokens the calibration statistics came from (0: none)
 };
 
 // Throws elm::Error for unreadable input, unknown policies and write failures; the output file only

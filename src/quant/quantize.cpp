@@ -6,6 +6,8 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "quant/calibration.h"
+#include "quant/gptq.h"
 #include "runtime/model.h"
 
 namespace elm {
@@ -24,11 +26,15 @@ float store_scale(uint8_t* plane, size_t index, float v, DType st) {
   return f16_to_f32(h);
 }
 
+// Weighted squared error: sum_j w_j e_j^2 with w the column weights of calibration
+// (quant/calibration.h), or 1 for every value when there are none.
+inline double weight_of(const float* w, int64_t j) { return w ? double(w[j]) : 1.0; }
+
 // The symmetric 4-bit scale of one group (values d * (q - 8), q in 0..15) with the least squared
 // error. The value of largest magnitude mapping to -8 (llama.cpp's Q4_0) is the first candidate;
 // slightly larger or smaller steps trade clipping that one value for finer steps everywhere else,
 // and each candidate's rounding is followed by the least-squares step for those integers.
-float q4_scale(const float* x, int64_t G) {
+float q4_scale(const float* x, const float* w, int64_t G) {
   float amax = 0, signed_max = 0;
   for (int64_t j = 0; j < G; ++j)
     if (std::fabs(x[j]) > amax) amax = std::fabs(x[j]), signed_max = x[j];
@@ -38,10 +44,10 @@ float q4_scale(const float* x, int64_t G) {
     double err = 0, xq = 0, qq = 0;
     for (int64_t j = 0; j < G; ++j) {
       const float q = std::clamp(std::nearbyint(x[j] * id), -8.f, 7.f);
-      const float e = x[j] - d * q;
-      err += double(e) * e;
-      xq += double(x[j]) * q;
-      qq += double(q) * q;
+      const double e = x[j] - d * q, wj = weight_of(w, j);
+      err += wj * e * e;
+      xq += wj * x[j] * q;
+      qq += wj * q * q;
     }
     *refit = qq > 0 ? float(xq / qq) : d;
     return err;
@@ -62,10 +68,55 @@ float q4_scale(const float* x, int64_t G) {
   return best_d;
 }
 
+// The asymmetric 4-bit step and minimum of one group (values m + d * q, q in 0..15) with the least
+// squared error. [min, max] mapped onto 0..15 is the first candidate; ranges trimmed by up to half a
+// step at either end trade clipping an extreme for finer steps, and every candidate's integers are
+// refitted by least squares (x ~ d q + m).
+void q4m_step_and_min(const float* x, const float* w, int64_t G, float* step, float* min) {
+  float lo = x[0], hi = x[0];
+  for (int64_t j = 1; j < G; ++j) lo = std::min(lo, x[j]), hi = std::max(hi, x[j]);
+  *step = (hi - lo) / 15.f;
+  *min = lo;
+  if (!(hi > lo)) return;
+  struct Fit {
+    double err;
+    float d, m;
+  };
+  // The error of rounding under (d, m), and the least-squares (d, m) for the integers it chose.
+  auto fit = [&](float d, float m) {
+    const float id = 1.f / d;
+    double err = 0, sw = 0, sq = 0, sqq = 0, sx = 0, sxq = 0;
+    for (int64_t j = 0; j < G; ++j) {
+      const double q = std::clamp(std::nearbyint((x[j] - m) * id), 0.f, 15.f);
+      const double e = x[j] - (m + d * q), wj = weight_of(w, j);
+      err += wj * e * e;
+      sw += wj, sq += wj * q, sqq += wj * q * q, sx += wj * x[j], sxq += wj * x[j] * q;
+    }
+    const double det = sw * sqq - sq * sq;
+    const double rd = det > 0 ? (sw * sxq - sq * sx) / det : d;
+    const double rm = sw > 0 ? (sx - rd * sq) / sw : m;
+    return std::pair<Fit, Fit>{{err, d, m}, {0, float(rd), float(rm)}};
+  };
+  const float unit = (hi - lo) / 90.f;  // a sixth of a step
+  Fit best = fit(*step, lo).first;
+  for (int top = 0; top <= 3; ++top)
+    for (int bottom = 0; bottom <= 3; ++bottom) {
+      const float a = lo + float(bottom) * unit, b = hi - float(top) * unit;
+      auto [plain, refit] = fit((b - a) / 15.f, a);
+      if (plain.err < best.err) best = plain;
+      if (refit.d > 0 && std::isfinite(refit.d) && std::isfinite(refit.m)) {
+        const Fit r = fit(refit.d, refit.m).first;
+        if (r.err < best.err) best = r;
+      }
+    }
+  *step = best.d;
+  *min = best.m;
+}
+
 }  // namespace
 
 std::vector<uint8_t> quantize_matrix(const float* x, int64_t rows, int64_t cols, const QuantSpec& spec,
-                                     TensorView* out_view) {
+                                     TensorView* out_view, const MatrixCalibration& cal) {
   TensorView v;
   v.dtype = spec.type;
   v.shape = {rows, cols};
@@ -91,9 +142,20 @@ std::vector<uint8_t> quantize_matrix(const float* x, int64_t rows, int64_t cols,
       const QuantLayout l = quant_layout(spec.type, rows, cols, spec.group, spec.scale_dtype);
       out.assign(l.total_bytes, 0);
       const int64_t G = spec.group, n_groups = cols / G;
+      const float* cw = cal.column_weights;
+      // GPTQ (4-bit only): the row as the rounding errors of earlier columns are spread onto it.
+      const bool gptq = cal.gptq_factor && spec.type != DType::Q8;
+      std::vector<float> work(gptq ? size_t(cols) : 0);
+      std::vector<uint8_t> codes(static_cast<size_t>(G));
       for (int64_t r = 0; r < rows; ++r) {
+        const float* row = x + r * cols;
+        if (gptq) {
+          std::copy_n(row, cols, work.begin());
+          row = work.data();
+        }
         for (int64_t g = 0; g < n_groups; ++g) {
-          const float* xg = x + r * cols + g * G;
+          const float* xg = row + g * G;
+          const float* wg = cw ? cw + g * G : nullptr;
           const size_t si = size_t(r * n_groups + g);
           if (spec.type == DType::Q8) {
             float amax = 0;
@@ -104,25 +166,27 @@ std::vector<uint8_t> quantize_matrix(const float* x, int64_t rows, int64_t cols,
             for (int64_t j = 0; j < G; ++j) q[j] = int8_t(std::clamp(std::nearbyint(xg[j] * id), -127.f, 127.f));
             continue;
           }
-          uint8_t* q = out.data() + size_t(r * cols + g * G) / 2;
           float d, m = 0, offset;
           if (spec.type == DType::Q4) {
-            d = store_scale(out.data() + l.scales_offset, si, q4_scale(xg, G), spec.scale_dtype);
+            d = store_scale(out.data() + l.scales_offset, si, q4_scale(xg, wg, G), spec.scale_dtype);
             offset = 8;
           } else {
-            float lo = xg[0], hi = xg[0];
-            for (int64_t j = 1; j < G; ++j) lo = std::min(lo, xg[j]), hi = std::max(hi, xg[j]);
-            d = store_scale(out.data() + l.scales_offset, si, (hi - lo) / 15.f, spec.scale_dtype);
+            float step, lo;
+            q4m_step_and_min(xg, wg, G, &step, &lo);
+            d = store_scale(out.data() + l.scales_offset, si, step, spec.scale_dtype);
             m = store_scale(out.data() + l.mins_offset, si, lo, spec.scale_dtype);
             offset = 0;
           }
           const float id = d ? 1.f / d : 0.f;
-          auto quant = [&](float val) {
-            return uint8_t(std::clamp(std::nearbyint((val - m) * id + offset), 0.f, 15.f));
-          };
+          for (int64_t j = 0; j < G; ++j) {
+            // GPTQ reads each value only now, after the errors of the columns before it were spread.
+            codes[size_t(j)] = uint8_t(std::clamp(std::nearbyint((xg[j] - m) * id + offset), 0.f, 15.f));
+            if (gptq)
+              gptq_spread_error(work.data(), cal.gptq_factor, cols, g * G + j, m + d * (float(codes[size_t(j)]) - offset));
+          }
+          uint8_t* q = out.data() + size_t(r * cols + g * G) / 2;
           for (int64_t b = 0; b < G / 32; ++b)
-            for (int j = 0; j < 16; ++j)
-              q[b * 16 + j] = uint8_t(quant(xg[b * 32 + j]) | quant(xg[b * 32 + j + 16]) << 4);
+            for (int j = 0; j < 16; ++j) q[b * 16 + j] = uint8_t(codes[size_t(b * 32 + j)] | codes[size_t(b * 32 + j + 16)] << 4);
         }
       }
       break;
@@ -171,9 +235,12 @@ QuantPolicy QuantPolicy::parse(const std::string& name) {
   else if (name == "int4-mix" || name == "int4m-mix") {
     // 4-bit feed-forward matrices (most of a layer's weights); attention, embedding and output at 8
     // bits: the attention projections are small, and their errors reach every later position.
-    p.base = {name == "int4m-mix" ? DType::Q4M : DType::Q4, 32, DType::F16};
+    // int4m-mix (the default) stores the embedding / output in groups of 128, which measured the
+    // same KL divergence as 64 and pays for the per-group minimums of its feed-forward matrices.
+    const bool asym = name == "int4m-mix";
+    p.base = {asym ? DType::Q4M : DType::Q4, 32, DType::F16};
     p.attention = QuantSpec{DType::Q8, 32, DType::F16};
-    p.embedding = p.output = QuantSpec{DType::Q8, 64, DType::F16};
+    p.embedding = p.output = QuantSpec{DType::Q8, asym ? 128 : 64, DType::F16};
   } else if (name == "int4" || name == "int4m") {
     // 4-bit layers in groups of 32 (int4m: with a per-group minimum); the embedding and output
     // matrices, which every token's logits go through, at 8 bits.
@@ -196,7 +263,9 @@ QuantSpec QuantPolicy::spec_for(WeightRole role, const Shape& shape) const {
   if (role == WeightRole::Embedding && embedding) s = *embedding;
   if (role == WeightRole::Output && output) s = *output;
   if (role == WeightRole::Attention && attention) s = *attention;
-  if (is_quantized(s.type) && (shape.size() != 2 || shape[1] % s.group != 0)) {
+  if (s.type == DType::Q8 && shape.size() == 2 && shape[1] % s.group != 0 && shape[1] % 32 == 0) {
+    s.group = 32;  // a large 8-bit group that does not divide a narrow model's rows: the smallest group
+  } else if (is_quantized(s.type) && (shape.size() != 2 || shape[1] % s.group != 0)) {
     // Columns the group does not divide: keep the weight in a plain type at similar precision.
     s = {s.type == DType::Q8 ? DType::F16 : DType::Q8, 32, s.scale_dtype};
     if (shape.size() != 2 || shape[1] % 32 != 0) s = {DType::F16, 0, DType::F16};
@@ -204,7 +273,7 @@ QuantSpec QuantPolicy::spec_for(WeightRole role, const Shape& shape) const {
   return s;
 }
 
-size_t quantize_weights(Model& m, const QuantPolicy& policy) {
+size_t quantize_weights(Model& m, const QuantPolicy& policy, const ActivationStats* stats) {
   WeightStore out;
   size_t total = 0;
   for (const auto& [name, t] : m.weights.all()) {
@@ -214,7 +283,8 @@ size_t quantize_weights(Model& m, const QuantPolicy& policy) {
     } else {
       const std::vector<float> f = to_f32(t);
       TensorView v;
-      std::vector<uint8_t> bytes = quantize_matrix(f.data(), t.rows(), t.cols(), spec, &v);
+      std::vector<uint8_t> bytes =
+          quantize_matrix(f.data(), t.rows(), t.cols(), spec, &v, stats ? stats->for_matrix(name, t.cols()) : MatrixCalibration{});
       v.shape = t.shape;
       out.add_owned_bytes(name, v, std::move(bytes));
     }

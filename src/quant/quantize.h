@@ -18,16 +18,29 @@ struct QuantSpec {
   bool operator==(const QuantSpec&) const = default;
 };
 
-// Quantizes x [rows, cols] into the layout of `spec.type` (round to nearest). Returns the bytes;
-// `out_view` (optional) receives the tensor description (data pointer left null).
+// What calibration (quant/calibration.h) knows about the inputs a matrix multiplies; null: nothing.
+struct MatrixCalibration {
+  const float* column_weights = nullptr;  // [cols] E[a_k^2]: weights of each column's squared error
+  const float* gptq_factor = nullptr;     // [cols, cols] quant/gptq.h's U: round with error compensation
+};
+
+// Quantizes x [rows, cols] into the layout of `spec.type`. 4-bit groups search their scale (and
+// minimum) for the least squared error, weighted per column by `cal.column_weights` when given, and
+// round column by column with GPTQ's error compensation when `cal.gptq_factor` is given; 8-bit groups
+// round to nearest. Returns the bytes; `out_view` (optional) receives the tensor description (data
+// pointer left null).
 std::vector<uint8_t> quantize_matrix(const float* x, int64_t rows, int64_t cols, const QuantSpec& spec,
-                                     TensorView* out_view = nullptr);
+                                     TensorView* out_view = nullptr, const MatrixCalibration& cal = {});
 
 // Role of a weight in the graph, which the policy keys on.
 enum class WeightRole { Embedding, Output, Attention, FeedForward, Other, Small };
 // Small: vectors and anything not consumed by a matmul or embedding (norms, biases, tables): never
 // quantized. Output: the lm_head matmul weight (also the embedding when tied).
 WeightRole weight_role(const Graph& g, const std::string& tensor);
+
+// What `elm convert` (and the server's conversions) apply to Hugging Face checkpoints when no --quant
+// is given: the measured choice, docs/quantization.md.
+inline constexpr const char* kDefaultQuant = "int4m-mix";
 
 struct QuantPolicy {
   std::string name = "f32";   // what the user asked for: f32, bf16, f16, int8, int4, ...
@@ -43,9 +56,10 @@ struct QuantPolicy {
 };
 
 struct Model;
+struct ActivationStats;
 // Quantizes a loaded model's weights in memory under `policy` (the weights become owned buffers; the
-// originals stay mapped but untouched). For benchmarks and tests; `elm convert` streams to a file.
-// Returns the bytes of the weights afterwards.
-size_t quantize_weights(Model& model, const QuantPolicy& policy);
+// originals stay mapped but untouched), calibrated by `stats` when given. For benchmarks and tests;
+// `elm convert` streams to a file. Returns the bytes of the weights afterwards.
+size_t quantize_weights(Model& model, const QuantPolicy& policy, const ActivationStats* stats = nullptr);
 
 }  // namespace elm

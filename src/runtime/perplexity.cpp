@@ -7,6 +7,12 @@
 
 namespace elm {
 
+int32_t chunk_bos(const Model& m) {
+  if (!m.tokenizer) return -1;
+  const std::vector<int32_t> with = m.tokenizer->encode("a", true), without = m.tokenizer->encode("a", false);
+  return with.size() > without.size() && !with.empty() && with[0] == m.info.bos_token_id ? m.info.bos_token_id : -1;
+}
+
 namespace {
 
 // Running mean and standard error of the mean (Welford).

@@ -32,6 +32,10 @@ struct PerplexityResult {
   double top1_agree = 0;
 };
 
+// The BOS every chunk starts with: the tokenizer's, when its post-processor adds one (as llama.cpp
+// does for models whose vocabulary says add_bos); -1 otherwise.
+int32_t chunk_bos(const Model& m);
+
 // Scores `tokens` with the model of `s` (sequence 0; the session needs a context of at least ctx and
 // batches of ctx tokens). `base` (optional) must share the vocabulary. on_chunk(i, running result) is
 // called after each chunk, for progress.

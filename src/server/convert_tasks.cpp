@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "format/convert.h"
+#include "quant/quantize.h"
 #include "server/api_error.h"
 
 namespace elm::server {
@@ -42,7 +43,7 @@ std::string ConvertTasks::start(const std::string& id, const std::string& quant,
   if (entry->format == "elm") throw ApiError(400, cat("model '", id, "' is already a .elm file"), "model");
   const std::string stem = entry->format == "gguf" ? fs::path(id).stem().string() : id;
   // convert_to_elm's defaults: int4 for checkpoints, the file's own formats for GGUF.
-  const std::string policy = quant.empty() ? (entry->format == "gguf" ? "keep" : "int4-mix") : quant;
+  const std::string policy = quant.empty() ? (entry->format == "gguf" ? "keep" : kDefaultQuant) : quant;
   const std::string name = output.empty() ? stem + "-" + policy : output;
   if (name.empty() || name.find('/') != std::string::npos || name.find('\\') != std::string::npos || name[0] == '.')
     throw ApiError(400, cat("'output' must be a plain file name, got '", name, "'"), "output");

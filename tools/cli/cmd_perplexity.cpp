@@ -33,13 +33,6 @@ std::string read_text(const std::string& path, int64_t max_bytes) {
   return text;
 }
 
-// The BOS each chunk starts with: the tokenizer's, when its post-processor adds one (as llama.cpp does
-// for models whose vocabulary says add_bos).
-int32_t chunk_bos(const Model& m) {
-  const std::vector<int32_t> with = m.tokenizer->encode("a", true), without = m.tokenizer->encode("a", false);
-  return with.size() > without.size() && !with.empty() && with[0] == m.info.bos_token_id ? m.info.bos_token_id : -1;
-}
-
 int run(PerplexityArgs a) {
   const auto t0 = std::chrono::steady_clock::now();
   ELM_CHECK(!a.model.model.empty(), "no model given (-m)");

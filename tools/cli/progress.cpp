@@ -6,11 +6,15 @@
 
 namespace elm::cli {
 
-Progress::Progress(std::string what)
-    : what_(std::move(what)), tty_(isatty(fileno(stderr)) != 0), start_(std::chrono::steady_clock::now()) {}
+Progress::Progress(std::string what, std::string unit)
+    : what_(std::move(what)), unit_(std::move(unit)), tty_(isatty(fileno(stderr)) != 0), start_(std::chrono::steady_clock::now()) {}
 
 double Progress::seconds() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+std::string Progress::amount(uint64_t n) const {
+  return unit_.empty() ? human_bytes(n) : std::to_string(n) + " " + unit_;
 }
 
 void Progress::update(uint64_t done, uint64_t total, const std::string& item) {
@@ -25,15 +29,15 @@ void Progress::update(uint64_t done, uint64_t total, const std::string& item) {
     bar.append(size_t(kWidth - filled), '.');
     std::string shown = item.size() > 40 ? "..." + item.substr(item.size() - 37) : item;
     std::fprintf(stderr, "\r%s [%s] %3d%% %s / %s %-40s", what_.c_str(), bar.c_str(), int(frac * 100),
-                 human_bytes(done).c_str(), human_bytes(total).c_str(), shown.c_str());
+                 amount(done).c_str(), amount(total).c_str(), shown.c_str());
     std::fflush(stderr);
     return;
   }
   const int decile = int(frac * 10);
   if (decile == last_decile_) return;
   last_decile_ = decile;
-  std::fprintf(stderr, "%s: %3d%% (%s of %s, %.1f s)\n", what_.c_str(), decile * 10, human_bytes(done).c_str(),
-               human_bytes(total).c_str(), seconds());
+  std::fprintf(stderr, "%s: %3d%% (%s of %s, %.1f s)\n", what_.c_str(), decile * 10, amount(done).c_str(),
+               amount(total).c_str(), seconds());
 }
 
 void Progress::finish() {

@@ -9,13 +9,15 @@ namespace elm::cli {
 
 class Progress {
  public:
-  explicit Progress(std::string what);
+  // unit: "" counts bytes (shown as KiB, MiB...); any other word is printed after plain counts.
+  explicit Progress(std::string what, std::string unit = "");
   void update(uint64_t done, uint64_t total, const std::string& item);
   void finish();
   double seconds() const;
 
  private:
-  std::string what_;
+  std::string amount(uint64_t n) const;
+  std::string what_, unit_;
   bool tty_;
   int last_decile_ = -1;
   std::chrono::steady_clock::time_point start_, last_draw_;
