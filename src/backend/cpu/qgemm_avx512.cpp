@@ -381,8 +381,15 @@ void gemv_q4(const QMatrix& w, const uint8_t* prep, int64_t n0, int64_t n1, cons
       const uint8_t* wm = w.mins + size_t(n * groups) * ssize;
       for (int r = 0; r < R; ++r) {
         const auto* dsum = reinterpret_cast<const float*>(prep + size_t(r) * row_prep + size_t(steps) * 256);
-        for (int64_t g = 0; g < groups; g += 16) {
-          const int count = int(std::min<int64_t>(16, groups - g));
+        int64_t g = 0;
+        // Whole vectors with plain loads (a masked load of a weight stream defeats the prefetcher).
+        for (; g + 16 <= groups; g += 16) {
+          const __m512 m = F32S ? _mm512_loadu_ps(wm + size_t(g) * 4)
+                                : _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wm + size_t(g) * 2)));
+          acc[r] = _mm512_fmadd_ps(m, _mm512_loadu_ps(dsum + g), acc[r]);
+        }
+        if (g < groups) {
+          const int count = int(groups - g);
           const __m512 ds = _mm512_maskz_loadu_ps(__mmask16((1u << count) - 1), dsum + g);
           acc[r] = _mm512_fmadd_ps(load_scales<F32S>(wm + size_t(g) * ssize, count), ds, acc[r]);
         }
