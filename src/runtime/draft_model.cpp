@@ -25,7 +25,7 @@ DraftModel::DraftModel(std::shared_ptr<Session> session, int seq, const Model& t
   session_->reset(seq_);
 }
 
-std::span<const float> DraftModel::sync(std::span<const int32_t> history) {
+std::span<const int32_t> DraftModel::resync(std::span<const int32_t> history) {
   ELM_CHECK(!history.empty(), "nothing to draft from");
   size_t keep = size_t(std::mismatch(fed_.begin(), fed_.end(), history.begin(), history.end()).first - fed_.begin());
   keep = std::min(keep, history.size() - 1);  // re-read at least one token: its logits are needed
@@ -39,10 +39,11 @@ std::span<const float> DraftModel::sync(std::span<const int32_t> history) {
   }
   fed_.resize(keep);
   const auto rest = history.subspan(keep);
-  std::span<const float> logits = session_->feed(seq_, rest);
   fed_.insert(fed_.end(), rest.begin(), rest.end());
-  return logits;
+  return rest;
 }
+
+std::span<const float> DraftModel::sync(std::span<const int32_t> history) { return session_->feed(seq_, resync(history)); }
 
 void DraftModel::prefill(std::span<const int32_t> history) {
   if (int64_t(history.size()) <= session_->n_ctx()) sync(history);
@@ -60,6 +61,20 @@ void DraftModel::propose(std::span<const int32_t> history, int max_tokens, const
   for (const StateDecl& st : session_->model().graph.states)
     if (st.kind != "kv") max_tokens = std::min(max_tokens, c.recurrent_snapshots);
   if (max_tokens <= 0) return;
+  if (target_sampler.config().picks_argmax()) {
+    // Greedy targets accept exactly the drafts equal to their own argmax, so the draft is greedy too,
+    // and its argmax is taken where its logits are (on the device, for GPU backends).
+    int32_t tok = session_->feed_argmax(seq_, resync(history));
+    for (int i = 0; i < max_tokens; ++i) {
+      out.tokens.push_back(tok);
+      out.q.emplace_back();
+      if (i + 1 == max_tokens) break;
+      const int32_t one[1] = {tok};
+      tok = session_->feed_argmax(seq_, one);
+      fed_.push_back(one[0]);
+    }
+    return;
+  }
   std::span<const float> logits = sync(history);
   Sampler s = target_sampler;  // the target's config and penalty window; draws use rng_
   Distribution q;

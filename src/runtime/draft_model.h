@@ -27,6 +27,9 @@ class DraftModel : public DraftSource {
  private:
   // Brings the draft's sequence to `history` (rolling back what differs) and returns the logits after
   // its last token.
+  // Brings the draft's sequence to `history` and returns the tokens it still has to read (at least one:
+  // the logits after the last are needed).
+  std::span<const int32_t> resync(std::span<const int32_t> history);
   std::span<const float> sync(std::span<const int32_t> history);
   std::shared_ptr<Session> session_;
   int seq_;

@@ -18,6 +18,10 @@ struct SamplerConfig {
   float repeat_penalty = 1.0f;  // 1 = off; divides positive logits, multiplies negative ones
   int repeat_last_n = 64;       // window of recent tokens the penalty looks at
   uint64_t seed = 0xe1e1e1;
+
+  // Whether sampling is the argmax of the raw logits (greedy, no penalty), so callers may take the
+  // argmax on the device instead of reading the logits.
+  bool picks_argmax() const { return temperature <= 0 && repeat_penalty == 1.0f; }
 };
 
 class Sampler {

@@ -65,6 +65,21 @@ std::vector<float> Session::feed_all(int seq, std::span<const int32_t> tokens) {
   return all;
 }
 
+std::vector<int32_t> Session::feed_all_argmax(int seq, std::span<const int32_t> tokens) {
+  check_room(seq, tokens.size());
+  const int64_t step = executor_->config().max_batch;
+  std::vector<int32_t> ids;
+  Batch b;
+  for (size_t i = 0; i < tokens.size(); i += size_t(step)) {
+    const size_t end = std::min(tokens.size(), i + size_t(step));
+    b.clear();
+    for (size_t t = i; t < end; ++t) b.add(tokens[t], n_past_[size_t(seq)]++, seq, true);
+    const std::vector<int32_t> part = executor_->step_argmax(b);
+    ids.insert(ids.end(), part.begin(), part.end());
+  }
+  return ids;
+}
+
 void Session::reset(int seq) {
   executor_->seq_reset(seq);
   n_past_.at(size_t(seq)) = 0;

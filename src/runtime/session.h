@@ -27,6 +27,9 @@ class Session {
   int32_t feed_argmax(int seq, std::span<const int32_t> tokens);
   // Like feed, but returns the logits after every token ([tokens.size(), vocab], row-major).
   std::vector<float> feed_all(int seq, std::span<const int32_t> tokens);
+  // Like feed_all, but returns only the greedy next token after every token (argmax, lowest id on
+  // ties), taken on the device when the backend can: no logits cross to the host.
+  std::vector<int32_t> feed_all_argmax(int seq, std::span<const int32_t> tokens);
 
   int32_t n_past(int seq) const { return n_past_.at(size_t(seq)); }
   void reset(int seq);

@@ -91,6 +91,18 @@ const SpeculativeRound& Speculator::verify(std::span<const float> rows, Sampler&
     }
     sampler.accept(v.token);  // the penalty window of the next position includes it
   }
+  return finish_round(n_acc, next, sampler);
+}
+
+const SpeculativeRound& Speculator::verify_argmax(std::span<const int32_t> ids, Sampler& sampler) {
+  ELM_CHECK(ids.size() == feed_.size(), "speculative verification needs one token per token read");
+  size_t n_acc = 0;
+  while (n_acc < draft_.size() && ids[n_acc] == draft_.tokens[n_acc]) sampler.accept(draft_.tokens[n_acc++]);
+  return finish_round(n_acc, ids[n_acc], sampler);
+}
+
+const SpeculativeRound& Speculator::finish_round(size_t n_acc, int32_t next, Sampler& sampler) {
+  const size_t n = feed_.size();
   sampler.accept(next);
   history_.insert(history_.end(), draft_.tokens.begin(), draft_.tokens.begin() + long(n_acc));
   round_.tokens.assign(draft_.tokens.begin(), draft_.tokens.begin() + long(n_acc));
@@ -133,6 +145,7 @@ GenerateResult Speculator::generate(Session& s, int seq, const std::vector<int32
   bool done = o.max_tokens == 0;
   if (done) r.reason = StopReason::Length;
   int32_t pending = done ? -1 : sampler.sample(logits);
+  const bool argmax_only = o.sampling.picks_argmax();
   done = done || !emit.push(pending);
   while (!done) {
     // The same checks, in the same order, as generate() makes between two tokens.
@@ -148,8 +161,8 @@ GenerateResult Speculator::generate(Session& s, int seq, const std::vector<int32
     if (o.max_tokens >= 0) limit = std::min(limit, o.max_tokens - int(r.tokens.size()) - 1);
     const int32_t base = s.n_past(seq);
     const std::vector<int32_t>& feed = draft(pending, limit, sampler);
-    const std::vector<float> rows = s.feed_all(seq, feed);
-    const SpeculativeRound& round = verify(rows, sampler);
+    const SpeculativeRound& round = argmax_only ? verify_argmax(s.feed_all_argmax(seq, feed), sampler)
+                                                : verify(s.feed_all(seq, feed), sampler);
     s.truncate(seq, base + round.keep);
     for (size_t i = 0; i < round.tokens.size() && !done; ++i) done = !emit.push(round.tokens[i]);
     pending = round.tokens.back();

@@ -78,6 +78,9 @@ class Speculator {
   // context left (n_ctx - n_past - 1), max_draft_tokens() and the tokens still wanted (minus one).
   const std::vector<int32_t>& draft(int32_t pending, int limit, const Sampler& sampler);
   const SpeculativeRound& verify(std::span<const float> rows, Sampler& sampler);
+  // verify() for samplers that pick the argmax (SamplerConfig::picks_argmax): `ids` holds the target's
+  // argmax after each token of the feed (Session::feed_all_argmax), so no logits leave the device.
+  const SpeculativeRound& verify_argmax(std::span<const int32_t> ids, Sampler& sampler);
   void fed(std::span<const int32_t> tokens);  // the sequence read these outside rounds (a prompt)
   void truncated(int32_t n_past);             // the sequence was rolled back to n_past tokens
 
@@ -86,6 +89,8 @@ class Speculator {
   const DraftSource& source() const { return *source_; }
 
  private:
+  // Bookkeeping after n_acc drafts were accepted and `next` is the target's own token.
+  const SpeculativeRound& finish_round(size_t n_acc, int32_t next, Sampler& sampler);
   std::unique_ptr<DraftSource> source_;
   SpeculativeOptions options_;
   DraftLength length_;
