@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "cuda_harness.h"
+#include "runtime/sampler.h"
 #include "util.h"
 
 using namespace elm;
@@ -289,4 +290,27 @@ TEST(CudaOps, GraphReplayAndBadTokens) {
   Batch bad = make_batch(1, 20, 0, 64);  // the input tables have 64 rows
   EXPECT_THROW(p.gpu->step(bad), Error);
   EXPECT_LT(p.step(make_batch(1, 20, 0, 20)), 2e-5) << "after the rejected step";
+}
+
+// The device argmax (greedy decoding, speculative verification) over rows as wide as a vocabulary,
+// split across blocks, against the argmax of the CPU's logits; steps of varying row counts reuse its
+// scratch (per-row counters the kernel leaves at zero).
+TEST(CudaOps, DeviceArgmaxOfWideRows) {
+  ELM_REQUIRE_CUDA();
+  for (int64_t N : {100, 2049, 49152, 151936}) {
+    CudaCase c;
+    NodeId x = c.input("x", 80, 64);  // token ids index its rows
+    c.finish(c.b.matmul(x, c.weight("w", N, 64)));
+    RuntimeConfig cfg;
+    cfg.max_batch = 64, cfg.exact_matmul = true;
+    CudaPair p(c.model, cfg);
+    for (int64_t T : {1, 5, 40, 2, 1, 64, 3}) {
+      const Batch b = make_batch(T, 0, 0, int32_t(T % 7));
+      const HostTensor& logits = p.cpu->step(b);
+      std::vector<int32_t> want;
+      for (int64_t r = 0; r < logits.rows; ++r)
+        want.push_back(argmax(std::span<const float>(logits.row(r), size_t(logits.cols))));
+      EXPECT_EQ(p.gpu->step_argmax(b), want) << "N " << N << " T " << T;
+    }
+  }
 }

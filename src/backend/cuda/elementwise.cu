@@ -1,5 +1,6 @@
 // Elementwise and layout kernels: embedding lookup, RMSNorm, binary/unary ops, slices, row gathers,
 // RoPE and argmax. Each matches the CPU reference (src/backend/cpu/) formula for formula.
+#include <algorithm>
 #include <cfloat>
 
 #include "backend/cuda/common.cuh"
@@ -102,40 +103,75 @@ __global__ void rope_kernel(const float* x, int T, int C, const int32_t* positio
   y[i] = rope_value(x + t * C + h0, c - h0, positions[t], ra);
 }
 
-// One block per row: the first index of the largest value (the CPU sampler's argmax).
-__global__ void argmax_kernel(const float* x, int C, int32_t* out) {
+// argmax: the first index of the largest value of each row (the CPU sampler's argmax). A row of a
+// large vocabulary is split over several blocks, each the only reader of its slice (one block per row
+// was latency-bound: 12 us for a 49k row on an H100); the last block to finish a row (a counter per row,
+// left at zero again) reduces the slices' winners. Ties and NaN: the lower index; a row of NaN gives 0.
+constexpr int kArgmaxThreads = 256, kArgmaxMaxSplits = 32, kArgmaxPerBlock = 2048;
+
+struct ArgmaxPartial {
+  float v;
+  int i;
+};
+// Scratch of one row, at a fixed place whatever the row count of a call (a counter left non-zero by
+// a partial of a wider call would be read as blocks already done).
+struct ArgmaxRowScratch {
+  unsigned count;
+  unsigned pad;
+  ArgmaxPartial partial[kArgmaxMaxSplits];
+};
+
+__device__ __forceinline__ void argmax_better(float& bv, int& bi, float ov, int oi) {
+  if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
+}
+
+__device__ __forceinline__ void argmax_warp(float& bv, int& bi) {
+  for (int o = 16; o > 0; o >>= 1) argmax_better(bv, bi, __shfl_xor_sync(0xffffffffu, bv, o), __shfl_xor_sync(0xffffffffu, bi, o));
+}
+
+__global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(const float* x, int C, int per, ArgmaxRowScratch* scratch,
+                                                               int32_t* out) {
   pdl_launch_dependents();
   pdl_wait();
-  __shared__ float best_v[32];
-  __shared__ int best_i[32];
-  const float* row = x + int64_t(blockIdx.x) * C;
-  float bv = -FLT_MAX;
-  int bi = 0;
-  bool any = false;
-  for (int c = threadIdx.x; c < C; c += blockDim.x) {
-    const float v = row[c];
-    if (!any || v > bv) bv = v, bi = c, any = true;
-  }
-  if (!any) bv = -INFINITY, bi = INT32_MAX;
-  // Reduce (value, index): larger value wins, equal values: lower index.
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-    const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
-  }
+  __shared__ float best_v[kArgmaxThreads / 32];
+  __shared__ int best_i[kArgmaxThreads / 32];
+  __shared__ bool last;
+  const int r = blockIdx.y, b = blockIdx.x, nb = gridDim.x;
+  const float* row = x + int64_t(r) * C;
+  const int lo = b * per, hi = min(C, lo + per);
+  float bv = -INFINITY;
+  int bi = INT32_MAX;
+#pragma unroll 4
+  for (int c = lo + int(threadIdx.x); c < hi; c += kArgmaxThreads) argmax_better(bv, bi, row[c], c);
+  argmax_warp(bv, bi);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (lane == 0) best_v[warp] = bv, best_i[warp] = bi;
   __syncthreads();
   if (warp == 0) {
-    const int nw = blockDim.x >> 5;
-    bv = lane < nw ? best_v[lane] : -INFINITY;
-    bi = lane < nw ? best_i[lane] : INT32_MAX;
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-      const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-      if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
+    bv = lane < kArgmaxThreads / 32 ? best_v[lane] : -INFINITY;
+    bi = lane < kArgmaxThreads / 32 ? best_i[lane] : INT32_MAX;
+    argmax_warp(bv, bi);
+    if (lane == 0) {
+      if (nb == 1) {
+        out[r] = bi == INT32_MAX ? 0 : bi;
+      } else {
+        scratch[r].partial[b] = {bv, bi};
+        __threadfence();  // the partial is visible before the count says so
+        last = atomicAdd(&scratch[r].count, 1u) == unsigned(nb - 1);
+      }
     }
-    if (lane == 0) out[blockIdx.x] = bi == INT32_MAX ? 0 : bi;
+  }
+  if (nb == 1) return;
+  __syncthreads();
+  if (!last || warp != 0) return;
+  __threadfence();
+  const volatile ArgmaxPartial* pr = scratch[r].partial;
+  bv = lane < nb ? pr[lane].v : -INFINITY;
+  bi = lane < nb ? pr[lane].i : INT32_MAX;
+  argmax_warp(bv, bi);
+  if (lane == 0) {
+    out[r] = bi == INT32_MAX ? 0 : bi;
+    scratch[r].count = 0;  // ready for the next step
   }
 }
 
@@ -176,8 +212,13 @@ void rope(const float* x, int T, int C, const int32_t* positions, const RopeArgs
   launch(rope_kernel, blocks_for(n, kThreads), kThreads, 0, s, "rope", x, T, C, positions, r, y);
 }
 
-void argmax_rows(const float* x, int R, int C, int32_t* out, cudaStream_t s) {
-  launch(argmax_kernel, unsigned(R), 1024, 0, s, "argmax", x, C, out);
+size_t argmax_scratch_bytes(int R) { return size_t(R) * sizeof(ArgmaxRowScratch); }
+
+void argmax_rows(const float* x, int R, int C, int32_t* out, void* scratch, cudaStream_t s) {
+  const int nb = std::max(1, std::min(kArgmaxMaxSplits, (C + kArgmaxPerBlock - 1) / kArgmaxPerBlock));
+  const int per = (C + nb - 1) / nb;
+  launch(argmax_kernel, dim3(unsigned(nb), unsigned(R)), kArgmaxThreads, 0, s, "argmax", x, C, per,
+         static_cast<ArgmaxRowScratch*>(scratch), out);
 }
 
 }  // namespace elm::cuda

@@ -127,7 +127,10 @@ void attention(const AttnArgs& a, const KvView& kv, const int32_t* positions, co
 
 // ---- Sampling ----
 
-// out[r] = argmax of row r of x [R, C] (ties: the lowest index).
-void argmax_rows(const float* x, int R, int C, int32_t* out, cudaStream_t s);
+// out[r] = argmax of row r of x [R, C] (ties: the lowest index). `scratch`: argmax_scratch_bytes(R)
+// bytes of device memory (or more, for calls of up to that many rows), zeroed before the first call
+// (the kernel leaves the counters in it at zero again).
+size_t argmax_scratch_bytes(int R);
+void argmax_rows(const float* x, int R, int C, int32_t* out, void* scratch, cudaStream_t s);
 
 }  // namespace elm::cuda

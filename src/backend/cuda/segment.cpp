@@ -79,6 +79,9 @@ CudaSegment::CudaSegment(const SegmentSpec& spec, std::shared_ptr<Context> ctx, 
   params_ = DeviceBuffer(size_t(4 * mb) * 4);
   host_params_ = PinnedBuffer(size_t(4 * mb) * 4);
   ids_ = DeviceBuffer(size_t(mb) * 4);
+  seq_end_.assign(size_t(spec_.config.max_seqs), 0);
+  argmax_scratch_ = DeviceBuffer(argmax_scratch_bytes(int(mb)));
+  ELM_CUDA_CHECK(cudaMemset(argmax_scratch_.get(), 0, argmax_scratch_bytes(int(mb))));
   host_ids_ = PinnedBuffer(size_t(mb) * 4);
   // Transfers are laid out in the staging buffer at fixed offsets (captured graphs keep the addresses).
   size_t io_floats = 0;
@@ -294,6 +297,10 @@ void CudaSegment::run_step(const Batch& b, BoundaryValues& io, int32_t argmax_no
       ELM_CHECK(id >= 0 && id < prep_[i].table_rows, "token id ", id, " is outside the vocabulary (",
                 prep_[i].table_rows, " tokens)");
   }
+  for (int64_t t = 0; t < T; ++t) {
+    int32_t& end = seq_end_[size_t(b.seqs[size_t(t)])];
+    end = std::max(end, b.positions[size_t(t)] + 1);
+  }
   T_ = T;
   n_out_ = b.n_outputs();
   single_seq_ = std::all_of(b.seqs.begin(), b.seqs.end(), [&](int32_t s) { return s == b.seqs[0]; });
@@ -376,7 +383,7 @@ void CudaSegment::enqueue(cudaStream_t s) {
   for (size_t i = 0; i < steps_.size(); ++i) exec(i, s);
   if (argmax_node_ >= 0 && rows_of(argmax_node_) > 0) {
     argmax_rows(value(argmax_node_), int(rows_of(argmax_node_)), int(g_.nodes[size_t(argmax_node_)].cols),
-                ids_.as<int32_t>(), s);
+                ids_.as<int32_t>(), argmax_scratch_.get(), s);
     ELM_CUDA_CHECK(cudaMemcpyAsync(host_ids_.as<int32_t>(), ids_.get(), size_t(rows_of(argmax_node_)) * 4,
                                    cudaMemcpyDeviceToHost, s));
   }
@@ -479,11 +486,15 @@ void CudaSegment::exec(size_t i, cudaStream_t s) {
 void CudaSegment::seq_reset(int seq) {
   ELM_CHECK(seq >= 0 && seq < spec_.config.max_seqs, "sequence ", seq, " is out of range");
   for (auto& [id, kv] : states_) kv_reset(kv->view, seq, ctx_->stream());
+  seq_end_[size_t(seq)] = 0;
 }
 
 void CudaSegment::seq_truncate(int seq, int32_t n_past) {
   ELM_CHECK(seq >= 0 && seq < spec_.config.max_seqs, "sequence ", seq, " is out of range");
+  // Nothing at or past n_past: no launches (speculative rounds that accept every draft).
+  if (n_past >= seq_end_[size_t(seq)]) return;
   for (auto& [id, kv] : states_) kv_truncate(kv->view, seq, n_past, ctx_->stream());
+  seq_end_[size_t(seq)] = n_past;
 }
 
 size_t CudaSegment::state_bytes() const { return owned_state_bytes_; }

@@ -79,6 +79,8 @@ class CudaSegment : public Segment {
   PinnedBuffer host_params_;
   DeviceBuffer scratch_, attn_work_, attn_counters_;
   DeviceBuffer ids_;       // device argmax results
+  DeviceBuffer argmax_scratch_;
+  std::vector<int32_t> seq_end_;  // per sequence: one past the last position written (truncation skips)
   PinnedBuffer host_ids_;
   std::map<int64_t, KvState*> states_;
   size_t owned_state_bytes_ = 0;
