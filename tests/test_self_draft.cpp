@@ -7,6 +7,8 @@
 #include <random>
 
 #include "core/error.h"
+#include "elm_test_util.h"
+#include "format/convert.h"
 #include "graph/builders/family.h"
 #include "quant/quantize.h"
 #include "runtime/draft_model.h"
@@ -189,4 +191,41 @@ TEST(SelfDraft, GreedySpeculationEqualsPlainDecoding) {
     EXPECT_GT(spec.stats().drafted, 0);
     EXPECT_LT(draft->graph.nodes.size(), target->graph.nodes.size());
   }
+}
+
+// `elm convert --self-draft`: the sub-model sliced into the .elm file (gemma3n, 4-bit, so quantized
+// groups are sliced) gives the same logits as the one carved at run time from the same file converted
+// without it, `--self-draft stored` (or its spec) picks it, and greedy speculation with it equals plain
+// decoding. A file without one says so.
+TEST(SelfDraft, StoredInTheElmFileEqualsTheOneCarvedAtRunTime) {
+  ELM_REQUIRE_SHARED("fixtures/tiny/gemma3n");
+  const std::string src = shared("fixtures/tiny/gemma3n"), spec_text = "layers=0-3;ffn=0.5";
+  ConvertOptions o;
+  o.quant = "int4";
+  const std::string plain_path = temp_dir() + "/gemma3n-int4.elm", with_path = temp_dir() + "/gemma3n-int4-draft.elm";
+  convert_to_elm(src, plain_path, o);
+  o.self_draft = spec_text;
+  convert_to_elm(src, with_path, o);
+
+  std::shared_ptr<Model> target = Model::load(with_path), plain = Model::load(plain_path);
+  ASSERT_TRUE(target->self_draft.has_value());
+  EXPECT_EQ(target->self_draft->spec, SubModelSpec::parse(spec_text).to_string());
+  EXPECT_FALSE(plain->self_draft.has_value());
+  auto stored = self_draft_for(*target, "stored");
+  auto carved = make_self_draft(*plain, SubModelSpec::parse(spec_text));
+  EXPECT_EQ(self_draft_for(*target, spec_text)->graph.nodes.size(), stored->graph.nodes.size());
+  const std::vector<int32_t> ids = some_tokens(20, 512);
+  EXPECT_EQ(model_logits(stored, ids), model_logits(carved, ids));
+  EXPECT_THROW(self_draft_for(*plain, "stored"), Error);
+
+  SessionOptions so = small_session();
+  GenerateOptions g;
+  g.max_tokens = 30;
+  g.sampling.temperature = 0;
+  g.stop_at_eos = false;
+  Session p(target, so), s(target, so);
+  const GenerateResult want = generate(p, 0, ids, g);
+  Speculator spec(std::make_unique<DraftModel>(std::make_shared<Session>(stored, so), 0, *target, 3), {3, false});
+  EXPECT_EQ(spec.generate(s, 0, ids, g).tokens, want.tokens);
+  EXPECT_GT(spec.stats().accepted, 0);
 }

@@ -16,6 +16,7 @@
 #include "quant/calibration.h"
 #include "quant/quantize.h"
 #include "runtime/perplexity.h"
+#include "runtime/self_draft.h"
 #include "runtime/model.h"
 
 namespace elm {
@@ -183,6 +184,14 @@ ConvertResult convert_to_elm(const std::string& input, const std::string& output
   ElmWriter w(output);
   nlohmann::json meta = {{"info", m.info.to_json()},
                          {"convert", {{"quant", r.quant}, {"source_format", src.format}, {"source", input}}}};
+  // The self-draft's slices are cut from each source tensor right after it is written.
+  std::map<std::string, std::vector<TensorSlice>> slices_of;
+  if (!o.self_draft.empty()) {
+    const SubModelSpec spec = SubModelSpec::parse(o.self_draft);
+    SubModel sm = carve_submodel(g, m.weights.shapes(), spec);
+    for (const TensorSlice& s : sm.slices) slices_of[s.source].push_back(s);
+    meta["self_draft"] = {{"spec", spec.to_string()}, {"graph", sm.graph.to_json()}};
+  }
   if (stats.tokens)
     meta["convert"]["calibration"] = {{"file", o.calib_file}, {"tokens", stats.tokens},
                                       {"method", stats.second_moment.empty() ? "weighted scales" : "gptq"}};
@@ -218,6 +227,19 @@ ConvertResult convert_to_elm(const std::string& input, const std::string& output
     e.crc = crc32c(e.view.data, e.view.nbytes);
     w.write(e.view.data, e.view.nbytes);
     r.weight_bytes += e.view.nbytes;
+    for (const TensorSlice& s : slices_of[name]) {
+      std::vector<uint8_t> bytes;
+      TensorEntry se;
+      se.name = s.name;
+      se.view = slice_tensor(e.view, s.rows, s.cols, bytes);
+      w.pad_to(kElmTensorAlign);
+      se.offset = w.section_pos();
+      se.crc = crc32c(se.view.data, se.view.nbytes);
+      w.write(se.view.data, se.view.nbytes);
+      r.weight_bytes += se.view.nbytes;
+      se.view.data = nullptr;
+      table.push_back(std::move(se));
+    }
     e.view.data = nullptr;
     table.push_back(std::move(e));
     const auto [source, source_bytes] = src.source_range(name, in);

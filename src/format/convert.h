@@ -19,6 +19,10 @@ struct ConvertOptions {
   int64_t calib_tokens = 16384;  // at most this many tokens of it, in chunks of 512
   bool calib_gptq = true;        // false: calibrated scale search only (no GPTQ rounding)
   int threads = 0;               // for the calibration pass
+  // A self-draft to slice into the file (graph/submodel.h spec, e.g. "layers=0-3;ffn=0.5"): its
+  // narrowed tensors are cut from the converted ones and stored, its graph goes into the metadata, and
+  // `--self-draft` with no value uses it. Empty: none.
+  std::string self_draft;
   std::function<void(int64_t done, int64_t total)> calib_progress;
   // Called after each tensor with the source bytes done so far, their total, and the tensor's name.
   std::function<void(uint64_t done, uint64_t total, const std::string& tensor)> progress;

@@ -69,6 +69,20 @@ std::shared_ptr<Model> model_from_elm(const ElmFile& f) {
   } catch (const Error& e) {
     fail(f.label(), ": ", e.what());
   }
+  if (meta.contains("self_draft")) {
+    try {
+      const nlohmann::json& d = meta["self_draft"];
+      StoredSelfDraft sd;
+      sd.spec = d.at("spec").get<std::string>();
+      sd.graph = Graph::from_json(d.at("graph"));
+      sd.graph.validate(m->weights.shapes());
+      m->self_draft = std::move(sd);
+    } catch (const nlohmann::json::exception& e) {
+      fail(f.label(), ": stored self-draft: ", e.what());
+    } catch (const Error& e) {
+      fail(f.label(), ": stored self-draft: ", e.what());
+    }
+  }
   const int64_t vocab = m->graph.nodes[size_t(m->graph.output)].cols;
   ELM_CHECK(m->info.vocab_size == vocab, f.label(), ": model info says ", m->info.vocab_size,
             " tokens, the graph's logits have ", vocab);

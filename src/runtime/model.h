@@ -2,6 +2,7 @@
 // directory, .elm file, GGUF file). Everything downstream (sessions, server, tools) sees only this.
 #pragma once
 #include <map>
+#include <optional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <span>
@@ -37,6 +38,13 @@ struct CompiledPlan {
   std::vector<std::span<const uint8_t>> artifacts;  // per segment, may be empty
 };
 
+// A self-draft `elm convert --self-draft` sliced into the file: the sub-model's graph (its narrowed
+// tensors are ordinary tensors of the model's weight store) and the spec it was carved with.
+struct StoredSelfDraft {
+  std::string spec;  // SubModelSpec::to_string()
+  Graph graph;
+};
+
 struct Model {
   Graph graph;
   WeightStore weights;
@@ -44,6 +52,7 @@ struct Model {
   std::shared_ptr<Tokenizer> tokenizer;  // null when the model came without one
   std::string chat_template;             // Jinja source, "" when none
   std::vector<CompiledPlan> compiled;    // from .elm files
+  std::optional<StoredSelfDraft> self_draft;  // from .elm files converted with --self-draft
 
   // Loads a Hugging Face directory, a .elm file or a .gguf file. Throws elm::Error with a clear message
   // (missing files, malformed config, unsupported architecture, wrong tensor shapes...).

@@ -40,21 +40,44 @@ TensorView slice_tensor(const TensorView& src, int64_t rows, int64_t cols, std::
   return v;
 }
 
-std::shared_ptr<Model> make_self_draft(const Model& target, const SubModelSpec& spec) {
-  SubModel sm = carve_submodel(target.graph, target.weights.shapes(), spec);
+namespace {
+
+std::shared_ptr<Model> draft_model(const Model& target, Graph graph, const std::string& spec) {
   auto m = std::make_shared<Model>();
   m->weights = target.weights;  // views (and the owners keeping them alive), not copies of the data
+  m->graph = std::move(graph);
+  m->info = target.info;
+  m->info.name = target.info.name + " self-draft (" + spec + ")";
+  m->tokenizer = target.tokenizer;
+  m->chat_template = target.chat_template;
+  return m;
+}
+
+}  // namespace
+
+std::shared_ptr<Model> stored_self_draft(const Model& target) {
+  ELM_CHECK(target.self_draft, target.info.name, " stores no self-draft (convert it with elm convert --self-draft SPEC, "
+            "or give a spec, e.g. --self-draft 'layers=0-3;ffn=0.5')");
+  return draft_model(target, target.self_draft->graph, target.self_draft->spec);
+}
+
+std::shared_ptr<Model> self_draft_for(const Model& target, const std::string& text) {
+  if (text == "stored") return stored_self_draft(target);
+  const SubModelSpec spec = SubModelSpec::parse(text);
+  if (target.self_draft && target.self_draft->spec == spec.to_string()) return stored_self_draft(target);
+  return make_self_draft(target, spec);
+}
+
+std::shared_ptr<Model> make_self_draft(const Model& target, const SubModelSpec& spec) {
+  SubModel sm = carve_submodel(target.graph, target.weights.shapes(), spec);
+  std::shared_ptr<Model> m = draft_model(target, std::move(sm.graph), spec.to_string());
   for (const TensorSlice& s : sm.slices) {
+    if (m->weights.has(s.name)) continue;  // stored in the file already (names carry the shape)
     std::vector<uint8_t> bytes;
     const TensorView v = slice_tensor(target.weights.get(s.source), s.rows, s.cols, bytes);
     if (bytes.empty()) m->weights.add(s.name, v);
     else m->weights.add_owned_bytes(s.name, v, std::move(bytes));
   }
-  m->graph = std::move(sm.graph);
-  m->info = target.info;
-  m->info.name = target.info.name + " self-draft (" + spec.to_string() + ")";
-  m->tokenizer = target.tokenizer;
-  m->chat_template = target.chat_template;
   return m;
 }
 

@@ -19,4 +19,11 @@ TensorView slice_tensor(const TensorView& source, int64_t rows, int64_t cols, st
 // The sub-model of `target` given by spec, as a Model of its own (same tokenizer and metadata).
 std::shared_ptr<Model> make_self_draft(const Model& target, const SubModelSpec& spec);
 
+// What `--self-draft TEXT` asks for: "stored" is the self-draft the .elm file carries (elm::Error when
+// it has none); a spec the file stores is used as stored; any other spec is carved now.
+std::shared_ptr<Model> self_draft_for(const Model& target, const std::string& text);
+
+// The draft Model of a stored self-draft (the target's weight store holds its sliced tensors).
+std::shared_ptr<Model> stored_self_draft(const Model& target);
+
 }  // namespace elm

@@ -10,7 +10,7 @@ namespace elm::cli {
 
 namespace {
 struct ConvertArgs {
-  std::string input, output, quant, calib;
+  std::string input, output, quant, calib, self_draft;
   int64_t calib_tokens = 16384;
   std::string calib_mode = "gptq";
   int threads = 0;
@@ -21,6 +21,7 @@ int run(const ConvertArgs& a) {
   ConvertOptions o;
   o.quant = a.quant;
   o.calib_file = a.calib;
+  o.self_draft = a.self_draft;
   o.calib_tokens = a.calib_tokens;
   o.calib_gptq = a.calib_mode == "gptq";
   o.threads = a.threads;
@@ -54,6 +55,9 @@ void register_convert(CLI::App& app, Registry& reg) {
                   "gptq (default): round each 4-bit column with the errors of those before it compensated; "
                   "scales: only weight each group's scale search by the activations")
       ->check(CLI::IsMember({"gptq", "scales"}));
+  sub->add_option("--self-draft", a->self_draft,
+                  "also store a sub-model of this model for speculative decoding, e.g. 'layers=0-3;ffn=0.5' (kept "
+                  "layers, share of FFN neurons); `elm run --self-draft` then uses it");
   sub->add_option("-t,--threads", a->threads, "threads for the calibration pass (default: one per core)");
   reg.add(sub, [a] { return run(*a); });
 }

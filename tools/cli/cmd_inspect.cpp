@@ -74,6 +74,15 @@ int run(const InspectArgs& a) {
     if (meta.is_object() && meta.contains("convert") && meta["convert"].is_object())
       std::printf("  converted from %s with quantization %s\n", meta["convert"].value("source_format", "?").c_str(),
                   meta["convert"].value("quant", "?").c_str());
+    if (meta.is_object() && meta.contains("convert") && meta["convert"].is_object() &&
+        meta["convert"].contains("calibration") && meta["convert"]["calibration"].is_object()) {
+      const nlohmann::json& c = meta["convert"]["calibration"];
+      std::printf("  calibrated (%s) on %lld tokens of %s\n", c.value("method", "?").c_str(),
+                  (long long)c.value("tokens", int64_t(0)), c.value("file", "?").c_str());
+    }
+    if (m->self_draft)
+      std::printf("  self-draft stored: %s, %zu nodes (elm run --self-draft)\n", m->self_draft->spec.c_str(),
+                  m->self_draft->graph.nodes.size());
 
     std::map<std::string, size_t> ops;
     for (const Node& n : m->graph.nodes) ++ops[op_name(n.op)];

@@ -69,7 +69,10 @@ void SpeculativeCliOptions::add(CLI::App* app) {
   auto* d = app->add_option("--draft", draft, "draft model for speculative decoding (same tokenizer as the model)");
   auto* sd = app->add_option("--self-draft", self_draft,
                              "speculate with a sub-model of the model itself, e.g. 'layers=0-3;ffn=0.5' (MatFormer "
-                             "style: kept layers, share of FFN neurons)")
+                             "style: kept layers, share of FFN neurons); without a value, the one the .elm file stores "
+                             "(elm convert --self-draft)")
+                 ->expected(0, 1)
+                 ->default_str("stored")
                  ->excludes(d);
   app->add_option("--draft-max", draft_max, "most tokens drafted per step (the length adapts below it)")
       ->check(CLI::Range(1, 64));
@@ -92,7 +95,7 @@ std::unique_ptr<Speculator> SpeculativeCliOptions::make(const Model& target, con
   if (lookup > 0) return std::make_unique<Speculator>(std::make_unique<PromptLookup>(lookup), o);
   ELM_CHECK(!draft.empty() || !self_draft.empty(), "speculative decoding needs --draft, --self-draft or --lookup");
   std::shared_ptr<Model> draft_model =
-      draft.empty() ? make_self_draft(target, SubModelSpec::parse(self_draft)) : Model::load(draft);
+      draft.empty() ? self_draft_for(target, self_draft) : Model::load(draft);
   auto draft_session = std::make_shared<Session>(draft_model, session);
   // The draft's draws use a stream of their own, apart from the target's.
   const uint64_t draft_seed = seed ^ 0x9e3779b97f4a7c15ull;
