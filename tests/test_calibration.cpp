@@ -181,7 +181,8 @@ TEST(Calibration, GptqLowersTheOutputError) {
 }
 
 // ref-28m at 4 bits, calibrated on held-out text past the first 400,000 bytes (where the quality
-// figures are measured), scores the first bytes closer to the float model than without calibration.
+// figures are measured), and on text it samples itself (`--calib self`), scores the first bytes
+// closer to the float model than without calibration.
 TEST(Calibration, LowersTheKlDivergenceOfFourBitRef28m) {
   ELM_REQUIRE_SHARED("models/ref-28m");
   ELM_REQUIRE_SHARED("text/heldout.txt");
@@ -195,6 +196,13 @@ TEST(Calibration, LowersTheKlDivergenceOfFourBitRef28m) {
   c.threads = 2;
   const ActivationStats stats = collect_activation_stats(f32, calib, c);
   EXPECT_EQ(stats.tokens, 4096);
+  // The model's own samples: 16 sequences of 256 tokens, each from BOS.
+  const std::vector<int32_t> own = sample_calibration_tokens(f32, 16, 256, 7, 2);
+  ASSERT_EQ(own.size(), 16u * 256u);
+  for (size_t s = 0; s < 16; ++s) EXPECT_EQ(own[s * 256], f32->info.bos_token_id);
+  EXPECT_EQ(own, sample_calibration_tokens(f32, 16, 256, 7, 2)) << "sampling is seeded";
+  c.ctx = 256;
+  const ActivationStats self_stats = collect_activation_stats(f32, own, c);
 
   SessionOptions so;
   so.runtime.n_ctx = so.runtime.max_batch = 256;
@@ -203,20 +211,23 @@ TEST(Calibration, LowersTheKlDivergenceOfFourBitRef28m) {
   PerplexityOptions po;
   po.ctx = 256;
   po.chunks = 8;
-  double kld[2];
-  for (int calibrated = 0; calibrated < 2; ++calibrated) {
+  double kld[3];
+  const ActivationStats* with[3] = {nullptr, &stats, &self_stats};
+  for (int i = 0; i < 3; ++i) {
     auto m = Model::load(shared("models/ref-28m"));
-    quantize_weights(*m, QuantPolicy::parse("int4"), calibrated ? &stats : nullptr);
+    quantize_weights(*m, QuantPolicy::parse("int4"), with[i]);
     Session s(m, so);
-    kld[calibrated] = perplexity(s, eval, po, &base).kld_mean;
+    kld[i] = perplexity(s, eval, po, &base).kld_mean;
   }
-  // GPTQ halves it here (0.0078 -> 0.0035 when this test was written).
+  // GPTQ halves it here (0.0078 -> 0.0035 with held-out text when this test was written).
   EXPECT_LT(kld[1], 0.75 * kld[0]);
-  std::printf("int4 KLD over %d chunks of %d: %.5f uncalibrated, %.5f calibrated\n", po.chunks, po.ctx, kld[0], kld[1]);
+  EXPECT_LT(kld[2], 0.75 * kld[0]);
+  std::printf("int4 KLD over %d chunks of %d: %.5f uncalibrated, %.5f calibrated on text, %.5f on its own samples\n",
+              po.chunks, po.ctx, kld[0], kld[1], kld[2]);
 }
 
-// `elm convert --calib`: the statistics' token count is recorded; unreadable calibration files and
-// calibrating a lossless `keep` conversion are clear errors.
+// `elm convert --calib`: the statistics' token count is recorded (for a text file and for `self`);
+// unreadable calibration files and calibrating a lossless `keep` conversion are clear errors.
 TEST(Calibration, ConvertRecordsItAndRejectsBadRequests) {
   ELM_REQUIRE_SHARED("models/stories260k/hf");
   const std::string src = shared("models/stories260k/hf");
@@ -235,6 +246,11 @@ TEST(Calibration, ConvertRecordsItAndRejectsBadRequests) {
   EXPECT_GT(r.calib_tokens, 100);
   auto m = Model::load(out);
   EXPECT_EQ(m->weights.get("model.layers.0.mlp.gate_proj.weight").dtype, DType::Q4);
+
+  // `--calib self`: the model's own samples (one of 300 tokens here).
+  o.calib_file = kSelfCalibration;
+  o.calib_tokens = 300;
+  EXPECT_EQ(convert_to_elm(src, temp_dir() + "/self.elm", o).calib_tokens, 300);
 
   o.calib_file = temp_dir() + "/missing.txt";
   EXPECT_THROW(convert_to_elm(src, temp_dir() + "/x.elm", o), Error);

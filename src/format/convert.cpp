@@ -137,15 +137,28 @@ QuantSpec spec_of(const TensorView& v) { return {v.dtype, is_quantized(v.dtype) 
 
 // The activation statistics of the float model over the calibration text.
 ActivationStats calibrate(const std::string& input, const ConvertOptions& o) {
-  std::ifstream f(o.calib_file, std::ios::binary);
-  ELM_CHECK(f, "cannot open the calibration text ", o.calib_file);
-  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   const std::shared_ptr<Model> model = Model::load(input);
-  ELM_CHECK(model->tokenizer, "'", input, "' has no tokenizer to read the calibration text with");
-  const std::vector<int32_t> tokens = model->tokenizer->encode(text, /*add_special=*/true);
   CalibrationOptions c;
   c.ctx = int(std::min<int64_t>(512, model->info.context_length > 0 ? model->info.context_length : 512));
-  c.bos = chunk_bos(*model);
+  std::vector<int32_t> tokens;
+  if (o.calib_file == kSelfCalibration) {
+    // The model's own samples, one per chunk, decoded 32 at a time (the batch's caches stay small).
+    c.ctx = int(std::max<int64_t>(2, std::min<int64_t>(c.ctx, o.calib_tokens)));
+    const int64_t sequences = std::max<int64_t>(1, (o.calib_tokens + c.ctx - 1) / c.ctx);
+    for (int64_t done = 0; done < sequences; done += 32) {
+      const int n = int(std::min<int64_t>(32, sequences - done));
+      const std::vector<int32_t> part = sample_calibration_tokens(model, n, c.ctx, 0x5e1f + uint64_t(done), o.threads,
+                                                                  o.calib_progress);
+      tokens.insert(tokens.end(), part.begin(), part.end());
+    }
+  } else {
+    std::ifstream f(o.calib_file, std::ios::binary);
+    ELM_CHECK(f, "cannot open the calibration text ", o.calib_file);
+    const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    ELM_CHECK(model->tokenizer, "'", input, "' has no tokenizer to read the calibration text with");
+    tokens = model->tokenizer->encode(text, /*add_special=*/true);
+    c.bos = chunk_bos(*model);
+  }
   c.max_tokens = o.calib_tokens;
   if (!o.calib_gptq) c.max_gptq_cols = 0;
   c.threads = o.threads;

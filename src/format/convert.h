@@ -8,13 +8,16 @@
 
 namespace elm {
 
+inline constexpr const char* kSelfCalibration = "self";
+
 struct ConvertOptions {
   // A QuantPolicy name (f32, bf16, f16, int8, int4, int4-g64, ...), or "keep": every tensor in the
   // format its source stores (GGUF Q8_0 / Q4_0 / Q4_1 stay 8- and 4-bit, losslessly). Empty: int4 for
   // Hugging Face checkpoints, keep for GGUF files (already quantized by their maker).
   std::string quant;
   // Calibration (quant/calibration.h): a text file the float model reads first, so 4-bit groups
-  // minimize the error the model's activations feel rather than the plain weight error. Empty: none.
+  // minimize the error the model's activations feel rather than the plain weight error; "self": text
+  // the float model samples itself (no data needed). Empty: none.
   std::string calib_file;
   int64_t calib_tokens = 16384;  // at most this many tokens of it, in chunks of 512
   bool calib_gptq = true;        // false: calibrated scale search only (no GPTQ rounding)

@@ -9,6 +9,7 @@
 #include "quant/gptq.h"
 #include "runtime/executor.h"
 #include "runtime/model.h"
+#include "runtime/sampler.h"
 
 namespace elm {
 
@@ -135,6 +136,40 @@ MatrixCalibration ActivationStats::for_matrix(const std::string& tensor, int64_t
   if (f == factors_.end()) f = factors_.emplace(it->second.get(), gptq_factor(it->second->data(), cols)).first;
   c.gptq_factor = f->second.data();
   return c;
+}
+
+std::vector<int32_t> sample_calibration_tokens(std::shared_ptr<const Model> model, int sequences, int length,
+                                               uint64_t seed, int threads,
+                                               const std::function<void(int64_t, int64_t)>& progress) {
+  ELM_CHECK(sequences >= 1 && length >= 2, "calibration samples need at least one sequence of 2 tokens");
+  const ModelInfo& info = model->info;
+  const int32_t start = info.bos_token_id >= 0 ? info.bos_token_id : !info.eos_token_ids.empty() ? info.eos_token_ids[0] : 0;
+  RuntimeConfig config;
+  config.max_seqs = sequences;
+  config.n_ctx = length;
+  config.max_batch = sequences;
+  config.threads = threads;
+  Executor ex(model, config, std::vector<std::string>{"cpu"});
+  SamplerConfig sc;
+  sc.temperature = 1.0f, sc.top_k = 0, sc.top_p = 1.0f, sc.min_p = 0.0f;
+  std::vector<Sampler> samplers;
+  for (int s = 0; s < sequences; ++s) {
+    sc.seed = seed + uint64_t(s);
+    samplers.emplace_back(sc);
+  }
+  std::vector<std::vector<int32_t>> seqs(size_t(sequences), std::vector<int32_t>{start});
+  Batch b;
+  for (int pos = 0; pos + 1 < length; ++pos) {
+    b.clear();
+    for (int s = 0; s < sequences; ++s) b.add(seqs[size_t(s)].back(), pos, s, true);
+    const HostTensor& logits = ex.step(b);
+    for (int s = 0; s < sequences; ++s)
+      seqs[size_t(s)].push_back(samplers[size_t(s)].sample(std::span<const float>(logits.row(s), size_t(logits.cols))));
+    if (progress) progress(int64_t(pos + 2) * sequences, int64_t(length) * sequences);
+  }
+  std::vector<int32_t> out;
+  for (const auto& q : seqs) out.insert(out.end(), q.begin(), q.end());
+  return out;
 }
 
 ActivationStats collect_activation_stats(std::shared_ptr<const Model> model, const std::vector<int32_t>& tokens,

@@ -51,6 +51,14 @@ struct CalibrationOptions {
   std::function<void(int64_t done, int64_t total)> progress;
 };
 
+// Calibration text the model writes itself (`elm convert --calib self`): `sequences` samples of
+// `length` tokens, each starting with the model's BOS (else its first EOS, else token 0) and drawn at
+// temperature 1 from the full distribution, all sequences decoded in one batch. Concatenated, so that
+// chunks of `length` tokens are the samples.
+std::vector<int32_t> sample_calibration_tokens(std::shared_ptr<const Model> model, int sequences, int length,
+                                               uint64_t seed, int threads,
+                                               const std::function<void(int64_t done, int64_t total)>& progress = {});
+
 // Runs `model` over `tokens` in chunks and returns the statistics of every weight a matmul reads.
 // Throws elm::Error when there are fewer than two tokens.
 ActivationStats collect_activation_stats(std::shared_ptr<const Model> model, const std::vector<int32_t>& tokens,

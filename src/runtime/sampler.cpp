@@ -38,6 +38,23 @@ void Sampler::distribution(std::span<const float> logits, std::vector<std::pair<
     return;
   }
   size_t n = cand.size();
+  const bool all_k = c_.top_k <= 0 || size_t(c_.top_k) >= n;
+  if (all_k && c_.top_p >= 1.0f) {
+    // No cut that needs an order (only min-p's, against the largest): no sort of the vocabulary. The
+    // pairs stay in token order.
+    const float inv_t = 1.0f / c_.temperature;
+    const float mx = std::min_element(cand.begin(), cand.end(), by_logit)->second * inv_t;
+    std::vector<float> p(n);
+    double sum = 0;
+    for (size_t i = 0; i < n; ++i) sum += p[i] = std::exp(cand[i].second * inv_t - mx);
+    const float cut = c_.min_p > 0 ? float(c_.min_p * (1.0 / sum)) : 0.f;  // min_p times the top probability
+    double kept = 0;
+    for (size_t i = 0; i < n; ++i)
+      if (float(p[i] / sum) >= cut) kept += p[i];
+    for (size_t i = 0; i < n; ++i)
+      if (float(p[i] / sum) >= cut) out.emplace_back(cand[i].first, float(p[i] / kept));
+    return;
+  }
   if (c_.top_k > 0 && size_t(c_.top_k) < n) {
     std::partial_sort(cand.begin(), cand.begin() + c_.top_k, cand.end(), by_logit);
     n = size_t(c_.top_k);

@@ -31,7 +31,8 @@ class Sampler {
   // Picks the next token from logits (vocab floats).
   int32_t sample(std::span<const float> logits);
   // The distribution sample() draws from: (token, probability) pairs summing to 1, after penalties,
-  // filters and temperature. Greedy configs give one pair with probability 1.
+  // filters and temperature, in no particular order (most likely first when top-k or top-p cut, token
+  // order otherwise: no sort of the vocabulary). Greedy configs give one pair with probability 1.
   void distribution(std::span<const float> logits, std::vector<std::pair<int32_t, float>>& out) const;
   // Records a token in the penalty window (sample() does this for the tokens it returns; call it for
   // prompt tokens and for tokens chosen elsewhere, e.g. accepted speculative drafts).

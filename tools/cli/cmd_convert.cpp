@@ -48,7 +48,7 @@ void register_convert(CLI::App& app, Registry& reg) {
                   "formats). Default: int4 for Hugging Face checkpoints, keep for GGUF files");
   sub->add_option("--calib", a->calib,
                   "a text file the float model reads first: 4-bit weights are then rounded for the least error in "
-                  "the activations it produces (lowers KL divergence)");
+                  "the activations it produces (lowers KL divergence); 'self': text the model samples itself");
   sub->add_option("--calib-tokens", a->calib_tokens, "at most this many tokens of the calibration text")
       ->check(CLI::Range(int64_t(2), int64_t(1) << 30));
   sub->add_option("--calib-mode", a->calib_mode,
