@@ -130,9 +130,10 @@ TEST_P(Kernels, QuantizedMatmulPlainAndPackedMatchReference) {
     for (int group : {32, 64, 128})
       for (DType scales : {DType::F16, DType::F32})
         for (int trial = 0; trial < 3; ++trial) {
-          // Rows cover decode (1), the gemv/gemm switch, and tile remainders; N covers partial panels.
-          const int64_t R = std::vector<int64_t>{1, 2, 3, 4, 5, 6, 13}[rng() % 7];
-          const int64_t N = 1 + int64_t(rng() % 70);
+          // Rows cover decode (1), the gemv/gemm switch, and tile remainders; N covers partial panels,
+          // and in the last trial decode chunks of several tiles (which prefetch across tiles).
+          const int64_t R = trial == 2 ? 1 : std::vector<int64_t>{1, 2, 3, 4, 5, 6, 13}[rng() % 7];
+          const int64_t N = trial == 2 ? 1000 + int64_t(rng() % 600) : 1 + int64_t(rng() % 70);
           const int64_t K = group * (1 + int64_t(rng() % 4));
           SCOPED_TRACE(testing::Message() << dtype_name(type) << " g" << group << " " << dtype_name(scales) << " R=" << R
                                           << " N=" << N << " K=" << K);

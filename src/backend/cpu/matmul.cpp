@@ -36,8 +36,11 @@ void matmul_quantized(const float* x, int64_t R, const MatmulWeight& w, const QK
   const int64_t N = t.rows(), K = t.cols();
   thread_local ActScratch scratch;
   const Int8Rows a = quantize_acts(x, R, K, qk, pool, scratch);
-  // Small chunks keep both threads busy to the end on a noisy machine; 4 panels = 64 columns.
-  const int64_t chunk = R == 1 ? 4 : 2;
+  // Chunks of panels claimed one at a time. Decode: about two per thread (at least one 4-panel
+  // tile), so each thread streams through consecutive tiles and prefetches across them, yet a
+  // thread slowed by a noisy neighbour hands its second chunk over; prefill: small chunks.
+  const int64_t chunk =
+      R == 1 ? std::clamp<int64_t>(w.packed.panels() / (2 * int64_t(pool.size())) / 4 * 4, 4, 64) : 2;
 
   if (w.packed.data) {
     pool.parallel_for_dynamic(w.packed.panels(), [&](int64_t p0, int64_t p1) {
