@@ -55,11 +55,12 @@ void matmul_quantized(const float* x, int64_t R, const MatmulWeight& w, const QK
     prep.resize(qk.gemv_prep_bytes(qm.type, R, K, qm.group));
     qk.gemv_prep(qm.type, a, qm.group, prep.data());
     // A plain pointer for the workers: naming the thread_local inside the lambda would give each
-    // worker its own (empty) buffer.
+    // worker its own (empty) buffer. Chunks of about N / (2 threads) rows: each thread streams
+    // long runs of consecutive rows, which the kernels prefetch ahead in.
     const uint8_t* prepared = prep.data();
     pool.parallel_for_dynamic(N, [&](int64_t n0, int64_t n1) {
       qk.gemv_plain(qm, a, prepared, n0, n1, bias, y, N);
-    }, 64);
+    }, std::max<int64_t>(64, N / (2 * int64_t(pool.size())) / 16 * 16));
     return;
   }
   // Prefill: each thread packs the panels it claims into a small buffer (in L1/L2) and runs the

@@ -351,6 +351,7 @@ void gemv_q8(const QMatrix& w, const uint8_t* prep, int64_t n0, int64_t n1, cons
     for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
     for (int64_t j = 0; j < steps; ++j) {
       const int64_t left = K - j * kQ8Step;
+      _mm_prefetch(reinterpret_cast<const char*>(wq + j * kQ8Step + kPrefetchAhead), _MM_HINT_T0);
       const __m512i wv = left >= 64 ? _mm512_loadu_si512(wq + j * kQ8Step)
                                     : _mm512_maskz_loadu_epi8((__mmask64(1) << left) - 1, wq + j * kQ8Step);
       const __m512i corr = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, wv);
@@ -379,6 +380,7 @@ void gemv_q4(const QMatrix& w, const uint8_t* prep, int64_t n0, int64_t n1, cons
     for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
     for (int64_t j = 0; j < steps; ++j) {
       const int64_t left = (K - j * kQ4Step) / 2;
+      _mm_prefetch(reinterpret_cast<const char*>(wq + j * 64 + kPrefetchAhead), _MM_HINT_T0);
       const __m512i raw = left >= 64 ? _mm512_loadu_si512(wq + j * 64)
                                      : _mm512_maskz_loadu_epi8((__mmask64(1) << left) - 1, wq + j * 64);
       const __m512i lo = _mm512_and_si512(raw, nib), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nib);
