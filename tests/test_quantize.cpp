@@ -9,6 +9,8 @@
 #include "core/half.h"
 #include "quant/quantize.h"
 #include "op_harness.h"
+#include "runtime/model.h"
+#include "util.h"
 
 using namespace elm;
 
@@ -115,4 +117,48 @@ TEST(Quantize, MixedPolicyGivesEachRoleItsFormat) {
   // A row of 64 columns (narrow test models) that 128 does not divide: 8-bit groups of 32.
   EXPECT_EQ(m.spec_for(WeightRole::Embedding, {512, 64}).type, DType::Q8);
   EXPECT_EQ(m.spec_for(WeightRole::Embedding, {512, 64}).group, 32);
+}
+
+// The default's per-layer choices: 4-bit query / key projections, 8-bit down projections in half the
+// layers spread from the first to the last.
+TEST(Quantize, DefaultPolicyWidensDownProjectionsOfHalfTheLayers) {
+  const QuantPolicy m = QuantPolicy::parse(kDefaultQuant);
+  EXPECT_EQ(m.spec_for(WeightRole::AttentionQK, {128, 64}).type, DType::Q4M);
+  EXPECT_EQ(m.spec_for(WeightRole::Attention, {128, 64}).type, DType::Q8);
+  auto wide = [&](int layers) {
+    std::vector<int> out;
+    for (int l = 0; l < layers; ++l)
+      if (m.spec_for(WeightRole::FeedForwardDown, {64, 128}, l, layers).type == DType::Q8) out.push_back(l);
+    return out;
+  };
+  EXPECT_EQ(wide(1), std::vector<int>({0}));
+  EXPECT_EQ(wide(2), std::vector<int>({0}));
+  EXPECT_EQ(wide(6), std::vector<int>({0, 3, 5}));
+  EXPECT_EQ(wide(7), std::vector<int>({0, 2, 4, 6}));
+  const std::vector<int> w32 = wide(32);
+  EXPECT_EQ(w32.size(), 16u);
+  EXPECT_EQ(w32.front(), 0);
+  EXPECT_EQ(w32.back(), 31);
+  // Unknown layer: the base format. Other policies keep every down projection at the base format.
+  EXPECT_EQ(m.spec_for(WeightRole::FeedForwardDown, {64, 128}).type, DType::Q4M);
+  EXPECT_EQ(QuantPolicy::parse("int4-mix").spec_for(WeightRole::FeedForwardDown, {64, 128}, 0, 6).type, DType::Q4);
+  EXPECT_EQ(QuantPolicy::parse("int4-mix").spec_for(WeightRole::AttentionQK, {64, 128}).type, DType::Q8);
+}
+
+TEST(Quantize, WeightsArePlacedByRoleAndLayer) {
+  EXPECT_EQ(weight_layer("model.layers.12.mlp.down_proj.weight"), 12);
+  EXPECT_EQ(weight_layer("model.embed_tokens.weight"), -1);
+  EXPECT_EQ(weight_layer("model.sublayers.3.weight"), -1);
+  ELM_REQUIRE_SHARED("models/ref-28m");
+  const auto model = Model::load(test::shared("models/ref-28m"));
+  const Graph& g = model->graph;
+  EXPECT_EQ(layer_count(g), 6);
+  EXPECT_EQ(weight_role(g, "model.layers.2.self_attn.q_proj.weight"), WeightRole::AttentionQK);
+  EXPECT_EQ(weight_role(g, "model.layers.2.self_attn.k_proj.weight"), WeightRole::AttentionQK);
+  EXPECT_EQ(weight_role(g, "model.layers.2.self_attn.v_proj.weight"), WeightRole::Attention);
+  EXPECT_EQ(weight_role(g, "model.layers.2.self_attn.o_proj.weight"), WeightRole::Attention);
+  EXPECT_EQ(weight_role(g, "model.layers.2.mlp.down_proj.weight"), WeightRole::FeedForwardDown);
+  EXPECT_EQ(weight_role(g, "model.layers.2.mlp.up_proj.weight"), WeightRole::FeedForward);
+  EXPECT_EQ(weight_role(g, "model.embed_tokens.weight"), WeightRole::Output);  // tied
+  EXPECT_EQ(weight_role(g, "model.norm.weight"), WeightRole::Small);
 }

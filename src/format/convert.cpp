@@ -216,13 +216,14 @@ ConvertResult convert_to_elm(const std::string& input, const std::string& output
   if (!src.chat_template.empty()) w.add_text(SectionKind::ChatTemplate, src.chat_template);
 
   std::vector<TensorEntry> table;
+  const int layers = layer_count(g);
   w.begin_section(SectionKind::Weights, uint32_t(kElmPageAlign));
   uint64_t done = 0;
   for (const std::string& name : names) {
     std::vector<uint8_t> buf, quantized;
     const TensorView in = src.fetch(name, buf);
     ELM_CHECK(in.data, "convert: no data for tensor '", name, "'");
-    const QuantSpec spec = keep ? spec_of(in) : policy.spec_for(weight_role(g, name), in.shape);
+    const QuantSpec spec = keep ? spec_of(in) : policy.spec_for(weight_role(g, name), in.shape, weight_layer(name), layers);
     TensorEntry e;
     e.name = name;
     if (same_format(in, spec)) {

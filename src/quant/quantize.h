@@ -33,10 +33,17 @@ std::vector<uint8_t> quantize_matrix(const float* x, int64_t rows, int64_t cols,
                                      TensorView* out_view = nullptr, const MatrixCalibration& cal = {});
 
 // Role of a weight in the graph, which the policy keys on.
-enum class WeightRole { Embedding, Output, Attention, FeedForward, Other, Small };
+enum class WeightRole { Embedding, Output, Attention, AttentionQK, FeedForward, FeedForwardDown, Other, Small };
 // Small: vectors and anything not consumed by a matmul or embedding (norms, biases, tables): never
-// quantized. Output: the lm_head matmul weight (also the embedding when tied).
+// quantized. Output: the lm_head matmul weight (also the embedding when tied). AttentionQK: separate
+// query / key projections (the rest of attention is Attention); FeedForwardDown: the feed-forward
+// output projection.
 WeightRole weight_role(const Graph& g, const std::string& tensor);
+
+// Where a weight sits: the N of "layers.N." in its name (-1 for none), and how many layers the graph's
+// weights name (max N + 1).
+int weight_layer(const std::string& tensor);
+int layer_count(const Graph& g);
 
 // What `elm convert` (and the server's conversions) apply to Hugging Face checkpoints when no --quant
 // is given: the measured choice, docs/quantization.md.
@@ -46,13 +53,16 @@ struct QuantPolicy {
   std::string name = "f32";   // what the user asked for: f32, bf16, f16, int8, int4, ...
   QuantSpec base{DType::F32, 0, DType::F16};
   std::optional<QuantSpec> embedding, output, attention;  // overrides for those roles
+  std::optional<QuantSpec> attention_qk;                  // query / key projections (else `attention`)
+  std::optional<QuantSpec> wide_down;  // the feed-forward down projection of every other layer (see .cpp)
 
   // Parses --quant values: f32, bf16, f16, int8, int4 (the measured default), int4-g32/g64/g128,
   // int4m-g32/... (asymmetric); Error on unknown names.
   static QuantPolicy parse(const std::string& name);
   // The format a tensor of this role and shape gets (plain types for what cannot be quantized, e.g.
   // columns not divisible by the group).
-  QuantSpec spec_for(WeightRole role, const Shape& shape) const;
+  // `layer` of `layers` places per-layer weights (weight_layer, layer_count; -1 / 0: unknown).
+  QuantSpec spec_for(WeightRole role, const Shape& shape, int layer = -1, int layers = 0) const;
 };
 
 struct Model;
