@@ -3,13 +3,14 @@
 #   bench/run_bench.sh [WORKDIR] [PRESETS] [THREADS]
 # WORKDIR (default /tmp/elm-run-bench, outside the repository) receives, for every preset of
 # ../shared/tools/make_bench_model.py in PRESETS (default "smollm2-360m smollm2-1.7b"): the random-weight
-# Hugging Face checkpoint (real SmolLM2 tokenizer), its .elm conversions (int8, int4) and their
-# CPU-compiled forms (`elm compile --backends cpu`: weights stored pre-packed for the AVX-512/AVX2/NEON
-# kernels), and, when llama-quantize and llama-bench are on PATH, GGUF copies (bench/hf_to_gguf.py,
-# then Q8_0 / Q4_0). Each elm file and its llama.cpp counterpart are benchmarked back to back
-# (`elm bench -p 128 -n 64 -r REPS` and `llama-bench -p 128 -n 64 -r REPS`), so a noisy machine
-# affects both alike. Prints one markdown table; decode / roofline uses BW_GBS (default 75: the read
-# bandwidth ../shared/peers.md measured on this machine type) and the bytes of the file.
+# Hugging Face checkpoint (real SmolLM2 tokenizer), its .elm conversions (int8, int4) and, when
+# llama-quantize and llama-bench are on PATH, GGUF copies (bench/hf_to_gguf.py, then Q8_0 / Q4_0).
+# Each elm file runs twice, as loaded by default (quantized weights packed at load for the AVX-512 /
+# AVX2 / NEON kernels; `elm compile --backends cpu` stores the same packed copy in the file) and with
+# --no-repack (read in place from the file's portable layout), back to back with its llama.cpp
+# counterpart (`elm bench -p 128 -n 64 -r REPS`, `llama-bench -p 128 -n 64 -r REPS`), so a noisy
+# machine affects both alike. Prints one markdown table; decode / roofline uses BW_GBS (default 75:
+# the read bandwidth ../shared/peers.md measured on this machine type) and the bytes of the file.
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${ELM_SHARED_DIR:-$ROOT/../shared}
@@ -27,10 +28,12 @@ mkdir -p "$WORK"
 RESULTS="$WORK/results.jsonl"
 : >"$RESULTS"
 
-bench_elm() {  # preset label file
-  "$ELM" bench -m "$3" -p 128 -n 64 -r "$REPS" -t "$THREADS" -c 256 --json 2>/dev/null |
+bench_elm() {  # preset label file [elm bench options]
+  preset=$1 label=$2 file=$3
+  shift 3
+  "$ELM" bench -m "$file" -p 128 -n 64 -r "$REPS" -t "$THREADS" -c 256 --json "$@" 2>/dev/null |
     python3 -c 'import json,sys; j=json.load(sys.stdin); print(json.dumps({"preset":sys.argv[1],"engine":"elm","type":sys.argv[2],"bytes":int(sys.argv[3]),"pp":j["pp_tokens_per_s"],"tg":j["tg_tokens_per_s"],"rss":j["peak_rss_mb"]}))' \
-      "$1" "$2" "$(stat -L -c %s "$3")" >>"$RESULTS"
+      "$preset" "$label" "$(stat -L -c %s "$file")" >>"$RESULTS"
 }
 
 bench_llama() {  # preset label file
@@ -53,12 +56,11 @@ for preset in $PRESETS; do
     for t in Q8_0 Q4_0; do llama-quantize "$WORK/$preset-bf16.gguf" "$WORK/$preset-$t.gguf" "$t" >/dev/null 2>&1; done
   fi
   for q in int8 int4; do
-    plain="$WORK/$preset-$q.elm" packed="$WORK/$preset-$q-cpu.elm"
+    plain="$WORK/$preset-$q.elm"
     [ -f "$plain" ] || "$ELM" convert "$HF" -o "$plain" --quant "$q" >/dev/null 2>&1
-    [ -f "$packed" ] || "$ELM" compile "$plain" --backends cpu -o "$packed" >/dev/null 2>&1
     echo "== $preset $q" >&2
     bench_elm "$preset" "$q" "$plain"
-    bench_elm "$preset" "$q compiled" "$packed"
+    bench_elm "$preset" "$q --no-repack" "$plain" --no-repack
     if [ "$LLAMA" = 1 ]; then
       t=$([ "$q" = int8 ] && echo Q8_0 || echo Q4_0)
       bench_llama "$preset" "$t" "$WORK/$preset-$t.gguf"
@@ -78,8 +80,7 @@ for r in rows:
     if r["engine"] == "elm":
         ref = next((x for x in rows if x["engine"] == "llama.cpp" and x["preset"] == r["preset"]
                     and x["type"] == peer[r["type"].split()[0]]), None)
-    # The roofline counts the weights a token reads: the plain copies of a compiled file are never read.
-    weights = r["bytes"] / 2 if r["type"].endswith("compiled") else r["bytes"]
+    weights = r["bytes"]
     ratio = lambda k: f"{r[k] / ref[k]:.2f}x" if ref else ""
     print(f"| {r['preset']} | {r['engine']} | {r['type']} | {r['bytes'] / 2**20:.0f} | {r['pp']:.1f} | {r['tg']:.1f} | "
           f"{r['tg'] * weights / bw:.2f} | {ratio('pp')} | {ratio('tg')} |")

@@ -1,5 +1,6 @@
 // `elm compile` for the CPU backend: the packed-weight artifact gives the same logits as the plain
-// weights (prefill and decode), is used in place, and damaged artifacts are refused with an Error.
+// weights (prefill and decode) and as weights packed at load, is used in place, and damaged artifacts
+// are refused with an Error.
 #include <gtest/gtest.h>
 
 #include "backend/cpu/cpu_artifact.h"
@@ -42,9 +43,11 @@ Compiled compile_cpu(const std::shared_ptr<Model>& m) {
 }
 
 // Logits of a prefill of `ids` and then of single-token steps over `more`.
+// repack: RuntimeConfig::cpu_repack (pack weights the file has no packed copy of at load).
 std::vector<float> run(const std::shared_ptr<const Model>& m, const std::vector<int32_t>& ids,
-                       const std::vector<int32_t>& more, bool* used_compiled = nullptr) {
+                       const std::vector<int32_t>& more, bool* used_compiled = nullptr, bool repack = true) {
   SessionOptions o;
+  o.runtime.cpu_repack = repack;
   Session s(m, o);
   if (used_compiled) *used_compiled = s.executor().used_compiled_plan();
   std::vector<float> out = s.feed_all(0, ids);
@@ -64,7 +67,8 @@ TEST(CpuArtifact, PackedWeightsGiveThePlainLogits) {
     auto m = Model::load(shared("fixtures/tiny/llama"));
     quantize_weights(*m, QuantPolicy::parse(quant));
     const std::vector<int32_t> ids = {1, 5, 9, 200, 3, 77, 41, 8}, more = {13, 99, 250};
-    const std::vector<float> plain = run(m, ids, more);
+    const std::vector<float> plain = run(m, ids, more, nullptr, /*repack=*/false);
+    const std::vector<float> packed_at_load = run(m, ids, more);
 
     Compiled c = compile_cpu(m);
     ASSERT_FALSE(c.bytes.empty());
@@ -77,6 +81,8 @@ TEST(CpuArtifact, PackedWeightsGiveThePlainLogits) {
     // different kernel (another summation order).
     ASSERT_EQ(plain.size(), packed.size());
     EXPECT_LT(rel_max_err(packed.data(), plain.data(), plain.size()), 1e-5);
+    // Packing at load makes the artifact's bytes, read by the same kernels.
+    EXPECT_EQ(packed_at_load, packed);
   }
 }
 

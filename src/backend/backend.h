@@ -34,6 +34,10 @@ struct RuntimeConfig {
   // than activations rounded to int8 blocks (the fast path, as llama.cpp does). For tests that compare
   // another backend with the CPU, and for debugging.
   bool exact_matmul = false;
+  // CPU: quantized matmul weights that the file holds no packed copy of (`elm compile --backends cpu`)
+  // are packed at load (qgemm.h's layout, what the fast decode and prefill kernels read) and the
+  // mapped originals paged out. Off: the kernels read the portable layout in place (slower, no copy).
+  bool cpu_repack = true;
 };
 
 // A float32 matrix in host memory: a value crossing a segment boundary, or the logits.

@@ -59,4 +59,45 @@ std::string read_text_file(const std::string& path) {
   return ss.str();
 }
 
+namespace {
+
+// madvise over the whole `page`-sized pages inside [data, data + bytes).
+void advise_inner(const void* data, size_t bytes, size_t page, int advice) {
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, advice);
+}
+
+}  // namespace
+
+void page_out(const void* data, size_t bytes) {
+#ifdef MADV_PAGEOUT
+  advise_inner(data, bytes, size_t(sysconf(_SC_PAGESIZE)), MADV_PAGEOUT);
+#else
+  (void)data, (void)bytes;
+#endif
+}
+
+void populate_read(const void* data, size_t bytes) {
+#ifdef MADV_POPULATE_READ
+  // Outward to whole pages: populating a partly covered page is harmless.
+  const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(data) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes + page - 1) / page * page;
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ);
+#else
+  (void)data, (void)bytes;
+#endif
+}
+
+void populate_write(void* data, size_t bytes) {
+#ifdef MADV_POPULATE_WRITE
+  advise_inner(data, bytes, size_t(sysconf(_SC_PAGESIZE)), MADV_POPULATE_WRITE);
+#else
+  (void)data, (void)bytes;
+#endif
+}
+
+void prefer_huge_pages(void* data, size_t bytes) { advise_inner(data, bytes, size_t(2) << 20, MADV_HUGEPAGE); }
+
 }  // namespace elm

@@ -32,4 +32,19 @@ class MappedFile {
 
 std::string read_text_file(const std::string& path);
 
+// Asks the kernel to reclaim the whole pages inside [data, data + bytes) (MADV_PAGEOUT): for a
+// backend that copied a weight elsewhere and will not read the host copy again. It never loses data
+// (file pages are re-read on a later access, anonymous pages swapped or kept), so it is safe whoever
+// else still reads the tensor. A no-op where the kernel lacks MADV_PAGEOUT.
+void page_out(const void* data, size_t bytes);
+// Maps the whole pages inside [data, data + bytes) in one call (MADV_POPULATE_READ) rather than one
+// page fault per 4 KiB, for a range about to be read end to end. A no-op where unsupported.
+void populate_read(const void* data, size_t bytes);
+// Faults in the whole pages inside the range for writing in one call (MADV_POPULATE_WRITE): a fresh
+// buffer about to be filled end to end. A no-op where unsupported.
+void populate_write(void* data, size_t bytes);
+// Asks for transparent huge pages over the whole 2 MiB pages inside the range (MADV_HUGEPAGE):
+// fewer faults when a large buffer is first written, fewer TLB misses when it is streamed.
+void prefer_huge_pages(void* data, size_t bytes);
+
 }  // namespace elm

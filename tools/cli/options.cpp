@@ -23,6 +23,9 @@ void ModelOptions::add(CLI::App* app) {
   app->add_option("--act-type", act_type,
                   "precision activations are rounded to between ops: f32, bf16, f16 (arithmetic stays f32)")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
+  app->add_flag("--no-repack", no_repack,
+               "CPU: multiply quantized weights in place from the file instead of a copy packed at load for "
+               "the fast kernels (no copy: slower; files from `elm compile --backends cpu` hold the packed copy)");
   app->add_flag("-v,--verbose", verbose, "print timings and the execution plan");
 }
 
@@ -36,6 +39,7 @@ SessionOptions ModelOptions::session(const Model& m, int max_seqs) const {
   o.runtime.kv_dtype = kv_type == "f16" ? DType::F16 : kv_type == "int8" ? DType::I8 : DType::F32;
   if (kv_type == "auto") o.runtime.kv_dtype = m.auto_kv_dtype();
   o.runtime.act_dtype = act_type == "bf16" ? DType::BF16 : act_type == "f16" ? DType::F16 : DType::F32;
+  o.runtime.cpu_repack = !no_repack;
   if (!backends.empty()) {
     o.backends = backends;
   } else {

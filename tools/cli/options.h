@@ -18,6 +18,7 @@ struct ModelOptions {
   std::vector<std::string> backends;  // empty: cpu
   std::string kv_type = "auto";  // auto: f16 unless every matmul weight is f32
   std::string act_type = "f32";
+  bool no_repack = false;  // RuntimeConfig::cpu_repack off
   bool verbose = false;
 
   void add(CLI::App* app);

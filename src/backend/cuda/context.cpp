@@ -1,31 +1,11 @@
 #include "backend/cuda/context.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 
+#include "core/mapped_file.h"
 #include "core/tensor.h"
 
 namespace elm::cuda {
-
-namespace {
-
-// The host copy of an uploaded weight is not read again by this backend: ask the kernel to drop its
-// pages. MADV_PAGEOUT never loses data (file pages are re-read on a later access, anonymous pages are
-// swapped or kept), so it is safe even when another backend still reads the tensor.
-void release_host_pages(const void* data, size_t bytes) {
-#ifdef MADV_PAGEOUT
-  const size_t page = size_t(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
-  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT);
-#else
-  (void)data, (void)bytes;
-#endif
-}
-
-}  // namespace
 
 Context::Context(const RuntimeConfig& config) : config_(config) {}
 
@@ -35,7 +15,7 @@ DeviceWeight Context::matrix(const WeightStore& w, const std::string& name) {
   const TensorView& t = w.get(name);
   DeviceBuffer buf(t.nbytes);
   ELM_CUDA_CHECK(cudaMemcpy(buf.get(), t.data, t.nbytes, cudaMemcpyHostToDevice));
-  release_host_pages(t.data, t.nbytes);
+  page_out(t.data, t.nbytes);  // the host copy is not read again by this backend
   DeviceWeight d;
   d.data = buf.as<uint8_t>();
   d.rows = t.rows(), d.cols = t.cols();
