@@ -4,6 +4,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 
 namespace elm::cpu {
 
@@ -57,6 +58,10 @@ void pack_weight(const QMatrix& w, uint8_t* out, ThreadPool& pool) {
   const size_t pb = packed_panel_bytes(w.type, w.k, w.group, w.f32_scales);
   const int64_t panels = (w.n + kPanelRows - 1) / kPanelRows;
   pool.parallel_for_dynamic(panels, [&](int64_t p0, int64_t p1) {
+    // A fresh buffer's pages are faulted in (and zeroed by the kernel) by the thread that fills them,
+    // a chunk at a time: one fault per 4 KiB costs more than the packing, and one thread zeroing the
+    // whole buffer first leaves the other cores idle.
+    populate_write(out + size_t(p0) * pb, size_t(p1 - p0) * pb);
     if (qk) qk->pack(w, p0, p1, out + size_t(p0) * pb);
     else pack_panels(w, p0, p1, out + size_t(p0) * pb);
   }, 16);

@@ -243,10 +243,8 @@ class CpuSegment : public Segment {
     const cpu::QMatrix m = cpu::qmatrix(t);
     auto [it, fresh] = packed_at_load_->try_emplace(name);
     if (fresh) {
-      // Page faults one by one cost more than the packing itself (360m int4: 0.42 s -> 0.22 s).
       it->second = ZeroedArray<uint8_t>(cpu::packed_bytes(m));
       prefer_huge_pages(it->second.data(), it->second.size());
-      populate_write(it->second.data(), it->second.size());
       populate_read(t.data, t.nbytes);
       cpu::pack_weight(m, it->second.data(), *pool_);
       page_out(t.data, t.nbytes);
