@@ -27,10 +27,11 @@ struct Case {
   int64_t heads = 4, kv_heads = 2, dim = 16, window = 0, n_ctx = 400, max_batch = 16;
   float softcap = 0;
   int32_t prefix = 150;  // positions already cached per sequence before the step
+  int step = 5, seqs = 2;  // tokens per sequence in the step (1: decode)
 };
 
-// Fills two sequences' caches with `prefix` random positions, then writes a step of 5 tokens of each
-// (interleaved in the batch) and attends; returns the outputs of fast (isa) and reference.
+// Fills the sequences' caches with `prefix` random positions, then writes a step of `step` tokens of
+// each (interleaved in the batch) and attends; returns the outputs of fast (isa) and reference.
 void run_case(const Case& c, DType kv, const VecOps& ops, std::vector<float>& fast, std::vector<float>& ref,
               KvCache* out_cache = nullptr) {
   KvCache cache(2, c.n_ctx, c.window, c.max_batch, c.kv_heads, c.dim, c.dim, kv);
@@ -40,11 +41,11 @@ void run_case(const Case& c, DType kv, const VecOps& ops, std::vector<float>& fa
     const std::vector<float> k = rnd(size_t(kc), seed++), v = rnd(size_t(kc), seed++);
     cache.write(seq, pos, k.data(), v.data());
   };
-  for (int seq = 0; seq < 2; ++seq)
+  for (int seq = 0; seq < c.seqs; ++seq)
     for (int32_t p = 0; p < c.prefix; ++p) write(seq, p);
   std::vector<int32_t> positions, seqs;
-  for (int i = 0; i < 5; ++i)
-    for (int seq = 0; seq < 2; ++seq) {
+  for (int i = 0; i < c.step; ++i)
+    for (int seq = 0; seq < c.seqs; ++seq) {
       positions.push_back(c.prefix + i);
       seqs.push_back(seq);
       write(seq, c.prefix + i);
@@ -77,6 +78,14 @@ TEST_P(Attention, TiledMatchesReference) {
   cases[2].window = 20, cases[2].n_ctx = 4096;  // ring buffer: window + max_batch < n_ctx
   cases[3].softcap = 3.f, cases[3].kv_heads = 1;
   cases[4].heads = cases[4].kv_heads = 3, cases[4].dim = 40, cases[4].prefix = 3;  // tiny context
+  // Decode steps: one token of one or two sequences.
+  for (int i = 0; i < 5; ++i) {
+    Case d = cases[size_t(i)];
+    d.step = 1;
+    d.seqs = i % 2 ? 2 : 1;
+    cases.push_back(d);
+  }
+  cases.back().prefix = 700, cases.back().n_ctx = 1024;  // many key tiles
   for (DType kv : {DType::F32, DType::F16, DType::I8})
     for (size_t i = 0; i < cases.size(); ++i) {
       SCOPED_TRACE(testing::Message() << "case " << i << " kv " << dtype_name(kv));
