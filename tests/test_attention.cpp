@@ -3,6 +3,7 @@
 // the F16 / INT8 caches against an F32 cache holding the same rounded values.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -91,7 +92,8 @@ TEST_P(Attention, TiledMatchesReference) {
       SCOPED_TRACE(testing::Message() << "case " << i << " kv " << dtype_name(kv));
       std::vector<float> fast, ref;
       run_case(cases[i], kv, ops, fast, ref);
-      EXPECT_LT(max_abs_diff(fast, ref), 2e-6);
+      // Both sum in float32 in different orders: the error grows with the number of keys.
+      EXPECT_LT(max_abs_diff(fast, ref), 2e-6 * std::max(1.0, std::sqrt(cases[i].prefix / 150.0)));
     }
 }
 
