@@ -5,8 +5,8 @@
 # made by ../shared/tools/make_bench_model.py (PRESET, default smollm2-1.7b, with the SmolLM2 tokenizer)
 # and its .elm conversions (QUANTS, default "int4 int8 bf16"). For each file it reports:
 #   convert time and file size;
-#   resident memory right after loading (elm run --verbose): the weights are mapped, not read, so this
-#     must stay far below the file size;
+#   resident memory right after loading (elm run --verbose): the weights are mapped, not read (the
+#     CPU backend's packed copies are made when the session starts, after this point);
 #   time from process start to the first token (elm run --verbose), run twice: cold(er) and warm cache;
 #   peak resident memory of the whole run (/usr/bin/time).
 # When llama-completion is on PATH and LLAMA_GGUFS names GGUF copies of the same weights, both engines
