@@ -158,6 +158,43 @@ TEST_P(Kernels, QuantizedMatmulPlainAndPackedMatchReference) {
         }
 }
 
+// Products sharing an input run as one job: each output equals its own matmul call bit for bit.
+TEST_P(Kernels, MatmulGroupEqualsSeparateProducts) {
+  const Isa isa = GetParam();
+  if (!qkernels(isa)) GTEST_SKIP() << "no integer kernels";
+  ThreadPool pool(3);
+  uint32_t seed = 500;
+  const int64_t K = 128;
+  for (int64_t R : {1, 3, 13}) {
+    std::vector<Weight> ws;
+    std::vector<std::vector<uint8_t>> packs;
+    std::vector<MatmulWeight> mws;
+    const std::vector<std::pair<DType, int64_t>> mats = {{DType::Q4, 300}, {DType::Q8, 70}, {DType::Q4M, 1030}};
+    for (const auto& [type, N] : mats) ws.push_back(make_weight(type, N, K, 32, DType::F16, seed++));
+    for (const Weight& w : ws) {
+      const QMatrix qm = qmatrix(w.view);
+      packs.emplace_back(packed_bytes(qm));
+      pack_panels(qm, 0, (qm.n + kPanelRows - 1) / kPanelRows, packs.back().data());
+    }
+    for (size_t i = 0; i < ws.size(); ++i)
+      mws.push_back(MatmulWeight{&ws[i].view, PackedQ{ws[i].view.dtype, ws[i].view.rows(), K, 32, false, packs[i].data()}});
+    const std::vector<float> x = random_floats(size_t(R * K), seed++);
+    const std::vector<float> bias = random_floats(size_t(300), seed++);
+    std::vector<std::vector<float>> alone(mws.size()), grouped(mws.size());
+    std::vector<MatmulJob> jobs;
+    for (size_t i = 0; i < mws.size(); ++i) {
+      const int64_t N = mws[i].packed.n;
+      alone[i].assign(size_t(R * N), 0.f);
+      grouped[i].assign(size_t(R * N), 0.f);
+      const float* b = i == 0 ? bias.data() : nullptr;
+      matmul(x.data(), R, mws[i], b, alone[i].data(), pool, isa);
+      jobs.push_back({&mws[i], b, grouped[i].data()});
+    }
+    matmul_group(x.data(), R, jobs, pool, isa);
+    for (size_t i = 0; i < mws.size(); ++i) EXPECT_EQ(grouped[i], alone[i]) << "R=" << R << " product " << i;
+  }
+}
+
 TEST_P(Kernels, FloatMatmulMatchesReference) {
   const Isa isa = GetParam();
   if (!fkernels(isa)) GTEST_SKIP() << "no float kernels";

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "backend/cpu/cpu_artifact.h"
 #include "backend/cpu/kernels.h"
@@ -118,6 +119,28 @@ class CpuSegment : public Segment {
       if (auto it = packed_.find(name); it != packed_.end()) mw.packed = it->second;
       else if (repack && is_quantized(t.dtype)) mw.packed = pack_at_load(name, t);
       matmul_weights_[n] = mw;
+    }
+
+    // Products of one input that run back to back (q, k, v; gate, up) run as one job (matmul_group).
+    // Computing the later ones early is safe: between the first and the last only weights (sources)
+    // and these products lie, which read nothing but the shared input, so no buffer a later one
+    // writes holds a value still in use.
+    for (size_t idx = 0; idx < spec.nodes.size(); ++idx) {
+      const int32_t first = spec.nodes[idx];
+      const Node& a = g_.nodes[size_t(first)];
+      if (a.op != Op::MatMul || grouped_later_.count(first) || !matmul_weights_.at(first).packed.data) continue;
+      std::vector<int32_t> group{first};
+      for (size_t j = idx + 1; j < spec.nodes.size(); ++j) {
+        const Node& b = g_.nodes[size_t(spec.nodes[j])];
+        if (b.op == Op::Weight) continue;
+        if (b.op != Op::MatMul || b.inputs[0] != a.inputs[0] || b.rows != a.rows ||
+            !matmul_weights_.at(spec.nodes[j]).packed.data)
+          break;
+        group.push_back(spec.nodes[j]);
+      }
+      if (group.size() < 2) continue;
+      for (size_t k = 1; k < group.size(); ++k) grouped_later_.insert(group[k]);
+      matmul_groups_[first] = std::move(group);
     }
 
     // KV caches for the states this segment's attention nodes use (made by the first segment that
@@ -261,10 +284,21 @@ class CpuSegment : public Segment {
       case Op::Embed:
         cpu::embed(tensor(in(0)), batch_->tokens.data(), T_, out(id));
         return;
-      case Op::MatMul:
-        cpu::matmul(value(in(0)), R, matmul_weights_.at(id), vec(in(2)), out(id), pool,
-                    spec_.config.exact_matmul ? cpu::Isa::Generic : cpu::active_isa());
+      case Op::MatMul: {
+        const cpu::Isa isa = spec_.config.exact_matmul ? cpu::Isa::Generic : cpu::active_isa();
+        if (grouped_later_.count(id)) return;  // computed with the first of its group
+        if (auto g = matmul_groups_.find(id); g != matmul_groups_.end()) {
+          std::vector<cpu::MatmulJob> jobs;
+          for (int32_t m : g->second) {
+            const Node& mn = g_.nodes[size_t(m)];
+            jobs.push_back({&matmul_weights_.at(m), mn.inputs.size() > 2 ? vec(mn.inputs[2]) : nullptr, out(m)});
+          }
+          cpu::matmul_group(value(in(0)), R, jobs, pool, isa);
+          return;
+        }
+        cpu::matmul(value(in(0)), R, matmul_weights_.at(id), vec(in(2)), out(id), pool, isa);
         return;
+      }
       case Op::RmsNorm:
         cpu::rms_norm_fast(value(in(0)), R, C, vec(in(1)), n.attrs.i("group", C), float(n.attrs.f("eps")),
                            n.attrs.i("add_one", 0) != 0, out(id), pool);
@@ -416,6 +450,8 @@ class CpuSegment : public Segment {
   std::map<std::string, cpu::PackedQ> packed_;  // views into spec_.artifact
   std::shared_ptr<PackedAtLoad> packed_at_load_;
   std::map<int32_t, cpu::MatmulWeight> matmul_weights_;
+  std::map<int32_t, std::vector<int32_t>> matmul_groups_;  // first product -> all of its group
+  std::set<int32_t> grouped_later_;                        // the others (computed with the first)
   std::map<std::pair<int32_t, float>, std::vector<float>> rope_tables_;  // this step's cos/sin per frequency table
   BoundaryValues* io_ = nullptr;
   const Batch* batch_ = nullptr;

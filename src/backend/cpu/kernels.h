@@ -2,6 +2,7 @@
 // reference implementations every faster variant (SIMD, GPU) is tested against; `matmul` dispatches
 // to the fastest variant the CPU supports (matmul.cpp).
 #pragma once
+#include <vector>
 #include <cstdint>
 
 #include "backend/cpu/cpu_features.h"
@@ -28,6 +29,17 @@ void matmul(const float* x, int64_t R, const MatmulWeight& w, const float* bias,
 inline void matmul(const float* x, int64_t R, const TensorView& w, const float* bias, float* y, ThreadPool& pool) {
   matmul(x, R, MatmulWeight{&w, {}}, bias, y, pool);
 }
+// Several products of the same x [R, K] (q, k and v; gate and up): y_i = x w_i^T (+ bias_i). With
+// packed quantized weights x is quantized once and all of them run as one parallel job (one
+// dispatch and one wait instead of one per product: a decode step has hundreds); otherwise one
+// matmul each. Results equal separate matmul calls bit for bit.
+struct MatmulJob {
+  const MatmulWeight* w = nullptr;
+  const float* bias = nullptr;
+  float* y = nullptr;
+};
+void matmul_group(const float* x, int64_t R, const std::vector<MatmulJob>& jobs, ThreadPool& pool,
+                  Isa isa = active_isa());
 // The plain reference: dequantizes each weight row and takes float dot products.
 void matmul_ref(const float* x, int64_t R, const TensorView& w, const float* bias, float* y, ThreadPool& pool);
 

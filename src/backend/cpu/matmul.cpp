@@ -30,17 +30,20 @@ Int8Rows quantize_acts(const float* x, int64_t R, int64_t K, const QKernels& qk,
   return Int8Rows{R, K, s.q.data(), s.d.data(), s.sum.data()};
 }
 
+// Chunks of panels claimed one at a time. Decode: about two per thread (at least one 4-panel tile),
+// so each thread streams through consecutive tiles and prefetches across them, yet a thread slowed
+// by a noisy neighbour hands its second chunk over; prefill: small chunks.
+int64_t panel_chunk(int64_t R, int64_t panels, const ThreadPool& pool) {
+  return R == 1 ? std::clamp<int64_t>(panels / (2 * int64_t(pool.size())) / 4 * 4, 4, 64) : 2;
+}
+
 void matmul_quantized(const float* x, int64_t R, const MatmulWeight& w, const QKernels& qk, const float* bias, float* y,
                       ThreadPool& pool) {
   const TensorView& t = *w.plain;
   const int64_t N = t.rows(), K = t.cols();
   thread_local ActScratch scratch;
   const Int8Rows a = quantize_acts(x, R, K, qk, pool, scratch);
-  // Chunks of panels claimed one at a time. Decode: about two per thread (at least one 4-panel
-  // tile), so each thread streams through consecutive tiles and prefetches across them, yet a
-  // thread slowed by a noisy neighbour hands its second chunk over; prefill: small chunks.
-  const int64_t chunk =
-      R == 1 ? std::clamp<int64_t>(w.packed.panels() / (2 * int64_t(pool.size())) / 4 * 4, 4, 64) : 2;
+  const int64_t chunk = panel_chunk(R, w.packed.panels(), pool);
 
   if (w.packed.data) {
     pool.parallel_for_dynamic(w.packed.panels(), [&](int64_t p0, int64_t p1) {
@@ -83,6 +86,35 @@ void matmul_quantized(const float* x, int64_t R, const MatmulWeight& w, const QK
 }
 
 }  // namespace
+
+void matmul_group(const float* x, int64_t R, const std::vector<MatmulJob>& jobs, ThreadPool& pool, Isa isa) {
+  const QKernels* qk = qkernels(isa);
+  const bool packed = qk && !jobs.empty() && std::all_of(jobs.begin(), jobs.end(), [&](const MatmulJob& j) {
+    return j.w->packed.data && j.w->packed.k == jobs[0].w->packed.k;
+  });
+  if (!packed) {
+    for (const MatmulJob& j : jobs) matmul(x, R, *j.w, j.bias, j.y, pool, isa);
+    return;
+  }
+  const int64_t K = jobs[0].w->packed.k;
+  thread_local ActScratch scratch;
+  const Int8Rows a = quantize_acts(x, R, K, *qk, pool, scratch);
+  struct Chunk {
+    const MatmulJob* job;
+    int64_t p0, p1;
+  };
+  std::vector<Chunk> chunks;
+  for (const MatmulJob& j : jobs) {
+    const int64_t panels = j.w->packed.panels(), step = panel_chunk(R, panels, pool);
+    for (int64_t p = 0; p < panels; p += step) chunks.push_back({&j, p, std::min(panels, p + step)});
+  }
+  pool.parallel_for_dynamic(int64_t(chunks.size()), [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const Chunk& ch = chunks[size_t(c)];
+      qk->gemm_packed(ch.job->w->packed, a, ch.p0, ch.p1, ch.job->bias, ch.job->y, ch.job->w->packed.n);
+    }
+  }, 1);
+}
 
 void matmul(const float* x, int64_t R, const MatmulWeight& w, const float* bias, float* y, ThreadPool& pool, Isa isa) {
   const TensorView& t = *w.plain;
