@@ -61,10 +61,12 @@ std::string read_text_file(const std::string& path) {
 
 namespace {
 
-// madvise over the whole `page`-sized pages inside [data, data + bytes).
-void advise_inner(const void* data, size_t bytes, size_t page, int advice) {
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
+// madvise over the `page`-sized pages inside [data, data + bytes), or with `outward` over every page
+// the range touches.
+void advise_pages(const void* data, size_t bytes, size_t page, int advice, bool outward = false) {
+  const uintptr_t round = outward ? page - 1 : 0;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1 - round) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes + round) / page * page;
   if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, advice);
 }
 
@@ -72,7 +74,7 @@ void advise_inner(const void* data, size_t bytes, size_t page, int advice) {
 
 void page_out(const void* data, size_t bytes) {
 #ifdef MADV_PAGEOUT
-  advise_inner(data, bytes, size_t(sysconf(_SC_PAGESIZE)), MADV_PAGEOUT);
+  advise_pages(data, bytes, size_t(sysconf(_SC_PAGESIZE)), MADV_PAGEOUT);
 #else
   (void)data, (void)bytes;
 #endif
@@ -81,10 +83,7 @@ void page_out(const void* data, size_t bytes) {
 void populate_read(const void* data, size_t bytes) {
 #ifdef MADV_POPULATE_READ
   // Outward to whole pages: populating a partly covered page is harmless.
-  const size_t page = size_t(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(data) / page * page;
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes + page - 1) / page * page;
-  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ);
+  advise_pages(data, bytes, size_t(sysconf(_SC_PAGESIZE)), MADV_POPULATE_READ, /*outward=*/true);
 #else
   (void)data, (void)bytes;
 #endif
@@ -92,12 +91,12 @@ void populate_read(const void* data, size_t bytes) {
 
 void populate_write(void* data, size_t bytes) {
 #ifdef MADV_POPULATE_WRITE
-  advise_inner(data, bytes, size_t(sysconf(_SC_PAGESIZE)), MADV_POPULATE_WRITE);
+  advise_pages(data, bytes, size_t(sysconf(_SC_PAGESIZE)), MADV_POPULATE_WRITE);
 #else
   (void)data, (void)bytes;
 #endif
 }
 
-void prefer_huge_pages(void* data, size_t bytes) { advise_inner(data, bytes, size_t(2) << 20, MADV_HUGEPAGE); }
+void prefer_huge_pages(void* data, size_t bytes) { advise_pages(data, bytes, size_t(2) << 20, MADV_HUGEPAGE); }
 
 }  // namespace elm

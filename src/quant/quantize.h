@@ -54,7 +54,7 @@ struct QuantPolicy {
   QuantSpec base{DType::F32, 0, DType::F16};
   std::optional<QuantSpec> embedding, output, attention;  // overrides for those roles
   std::optional<QuantSpec> attention_qk;                  // query / key projections (else `attention`)
-  std::optional<QuantSpec> wide_down;  // the feed-forward down projection of every other layer (see .cpp)
+  std::optional<QuantSpec> wide_down;  // feed-forward down projections of half the layers (wide_down_layer)
 
   // Parses --quant values: f32, bf16, f16, int8, int4 (the measured default), int4-g32/g64/g128,
   // int4m-g32/... (asymmetric); Error on unknown names.

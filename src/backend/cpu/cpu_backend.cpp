@@ -139,8 +139,12 @@ class CpuSegment : public Segment {
         group.push_back(spec.nodes[j]);
       }
       if (group.size() < 2) continue;
-      for (size_t k = 1; k < group.size(); ++k) grouped_later_.insert(group[k]);
-      matmul_groups_[first] = std::move(group);
+      std::vector<cpu::MatmulJob>& jobs = matmul_groups_[first];
+      for (int32_t m : group) {  // buffers and weights stay where they are: the jobs are made once
+        const Node& mn = g_.nodes[size_t(m)];
+        jobs.push_back({&matmul_weights_.at(m), mn.inputs.size() > 2 ? vec(mn.inputs[2]) : nullptr, out(m)});
+        if (m != first) grouped_later_.insert(m);
+      }
     }
 
     // KV caches for the states this segment's attention nodes use (made by the first segment that
@@ -288,12 +292,7 @@ class CpuSegment : public Segment {
         const cpu::Isa isa = spec_.config.exact_matmul ? cpu::Isa::Generic : cpu::active_isa();
         if (grouped_later_.count(id)) return;  // computed with the first of its group
         if (auto g = matmul_groups_.find(id); g != matmul_groups_.end()) {
-          std::vector<cpu::MatmulJob> jobs;
-          for (int32_t m : g->second) {
-            const Node& mn = g_.nodes[size_t(m)];
-            jobs.push_back({&matmul_weights_.at(m), mn.inputs.size() > 2 ? vec(mn.inputs[2]) : nullptr, out(m)});
-          }
-          cpu::matmul_group(value(in(0)), R, jobs, pool, isa);
+          cpu::matmul_group(value(in(0)), R, g->second, pool, isa);
           return;
         }
         cpu::matmul(value(in(0)), R, matmul_weights_.at(id), vec(in(2)), out(id), pool, isa);
@@ -450,7 +449,7 @@ class CpuSegment : public Segment {
   std::map<std::string, cpu::PackedQ> packed_;  // views into spec_.artifact
   std::shared_ptr<PackedAtLoad> packed_at_load_;
   std::map<int32_t, cpu::MatmulWeight> matmul_weights_;
-  std::map<int32_t, std::vector<int32_t>> matmul_groups_;  // first product -> all of its group
+  std::map<int32_t, std::vector<cpu::MatmulJob>> matmul_groups_;  // first product -> all of its group
   std::set<int32_t> grouped_later_;                        // the others (computed with the first)
   std::map<std::pair<int32_t, float>, std::vector<float>> rope_tables_;  // this step's cos/sin per frequency table
   BoundaryValues* io_ = nullptr;

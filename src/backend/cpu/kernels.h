@@ -2,8 +2,8 @@
 // reference implementations every faster variant (SIMD, GPU) is tested against; `matmul` dispatches
 // to the fastest variant the CPU supports (matmul.cpp).
 #pragma once
-#include <vector>
 #include <cstdint>
+#include <vector>
 
 #include "backend/cpu/cpu_features.h"
 #include "backend/cpu/qgemm.h"
