@@ -33,7 +33,7 @@ struct Case {
 
 // Fills the sequences' caches with `prefix` random positions, then writes a step of `step` tokens of
 // each (interleaved in the batch) and attends; returns the outputs of fast (isa) and reference.
-void run_case(const Case& c, DType kv, const VecOps& ops, std::vector<float>& fast, std::vector<float>& ref,
+void run_case(const Case& c, DType kv, Isa isa, std::vector<float>& fast, std::vector<float>& ref,
               KvCache* out_cache = nullptr) {
   KvCache cache(2, c.n_ctx, c.window, c.max_batch, c.kv_heads, c.dim, c.dim, kv);
   const int64_t kc = c.kv_heads * c.dim;
@@ -58,7 +58,7 @@ void run_case(const Case& c, DType kv, const VecOps& ops, std::vector<float>& fa
   fast.assign(size_t(T * c.heads * c.dim), 0.f);
   ref = fast;
   ThreadPool pool(3);
-  attention(q.data(), T, positions.data(), seqs.data(), cache, p, fast.data(), pool, ops);
+  attention(q.data(), T, positions.data(), seqs.data(), cache, p, fast.data(), pool, isa);
   attention_ref(q.data(), T, positions.data(), seqs.data(), cache, p, ref.data());
 }
 
@@ -73,12 +73,13 @@ class Attention : public testing::TestWithParam<Isa> {};
 }  // namespace
 
 TEST_P(Attention, TiledMatchesReference) {
-  const VecOps& ops = vec_ops(GetParam());
-  std::vector<Case> cases(5);
+  std::vector<Case> cases(6);
   cases[1].window = 37;                        // window inside a full cache
   cases[2].window = 20, cases[2].n_ctx = 4096;  // ring buffer: window + max_batch < n_ctx
   cases[3].softcap = 3.f, cases[3].kv_heads = 1;
   cases[4].heads = cases[4].kv_heads = 3, cases[4].dim = 40, cases[4].prefix = 3;  // tiny context
+  // A prefill: blocks of 8 tokens x 2 heads score their key tiles with the gemm kernel.
+  cases[5].seqs = 1, cases[5].step = 70, cases[5].prefix = 30, cases[5].max_batch = 70, cases[5].dim = 40;
   // Decode steps: one token of one or two sequences.
   for (int i = 0; i < 5; ++i) {
     Case d = cases[size_t(i)];
@@ -91,7 +92,7 @@ TEST_P(Attention, TiledMatchesReference) {
     for (size_t i = 0; i < cases.size(); ++i) {
       SCOPED_TRACE(testing::Message() << "case " << i << " kv " << dtype_name(kv));
       std::vector<float> fast, ref;
-      run_case(cases[i], kv, ops, fast, ref);
+      run_case(cases[i], kv, GetParam(), fast, ref);
       // Both sum in float32 in different orders: the error grows with the number of keys.
       EXPECT_LT(max_abs_diff(fast, ref), 2e-6 * std::max(1.0, std::sqrt(cases[i].prefix / 150.0)));
     }
@@ -128,9 +129,9 @@ TEST(KvCacheTypes, StoredEntriesAreTheRoundedValues) {
 TEST(KvCacheTypes, ReducedPrecisionOutputsStayClose) {
   Case c;
   std::vector<float> f32, f32_ref, out, out_ref;
-  run_case(c, DType::F32, vec_ops(), f32, f32_ref);
-  run_case(c, DType::F16, vec_ops(), out, out_ref);
+  run_case(c, DType::F32, active_isa(), f32, f32_ref);
+  run_case(c, DType::F16, active_isa(), out, out_ref);
   EXPECT_LT(max_abs_diff(out, f32), 2e-3);
-  run_case(c, DType::I8, vec_ops(), out, out_ref);
+  run_case(c, DType::I8, active_isa(), out, out_ref);
   EXPECT_LT(max_abs_diff(out, f32), 3e-2);
 }

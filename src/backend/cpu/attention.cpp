@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "backend/cpu/fgemm.h"
 #include "backend/cpu/kv_cache.h"
 
 namespace elm::cpu {
@@ -29,60 +30,86 @@ std::vector<std::pair<int64_t, int64_t>> query_blocks(int64_t T, const int32_t* 
 }  // namespace
 
 void attention(const float* q, int64_t T, const int32_t* positions, const int32_t* seqs, const KvCache& cache,
-               const AttentionParams& p, float* out, ThreadPool& pool, const VecOps& ops) {
+               const AttentionParams& p, float* out, ThreadPool& pool, Isa isa) {
+  const VecOps& ops = vec_ops(isa);
+  const FKernels* fk = fkernels(isa);  // null for the generic ISA: one dot product per score
   const int64_t H = p.heads, KVH = cache.kv_heads(), D = cache.head_dim(), DV = cache.v_head_dim();
   const int64_t group = H / KVH;
   const auto blocks = query_blocks(T, seqs);
   pool.parallel_for_dynamic(int64_t(blocks.size()) * KVH, [&](int64_t i0, int64_t i1) {
-    thread_local std::vector<float> kbuf, vbuf, scores, acc, m, l;
+    thread_local std::vector<float> kbuf, vbuf, qbuf, scores, acc, m, l;
+    thread_local std::vector<int32_t> kpos;
     kbuf.resize(size_t(kKeyTile * D));
     vbuf.resize(size_t(kKeyTile * DV));
-    scores.resize(size_t(kKeyTile));
-    for (int64_t item = i0; item < i1; ++item) {
+    qbuf.resize(size_t(kQueryBlock * group * D));
+    scores.resize(size_t(kQueryBlock * group * kKeyTile));
+    kpos.resize(size_t(kKeyTile));
+    for (int64_t i = i0; i < i1; ++i) {
+      // Last blocks first: they see the most keys, and the light ones then fill the threads' tails.
+      const int64_t item = int64_t(blocks.size()) * KVH - 1 - i;
       const auto [t0, t1] = blocks[size_t(item / KVH)];
       const int64_t kvh = item % KVH, nq = (t1 - t0) * group;
       const int seq = seqs[t0];
       int32_t pmin = positions[t0], pmax = positions[t0];
       for (int64_t t = t0; t < t1; ++t) pmin = std::min(pmin, positions[t]), pmax = std::max(pmax, positions[t]);
+      // The block's queries [nq, D], query qi = token t0 + qi / group, head kvh * group + qi % group,
+      // pre-scaled so that a product is a score.
+      for (int64_t t = t0; t < t1; ++t) {
+        const float* src = q + t * H * D + kvh * group * D;
+        float* dst = qbuf.data() + (t - t0) * group * D;
+        for (int64_t i = 0; i < group * D; ++i) dst[i] = src[i] * p.scale;
+      }
       // Slots that can hold a visible key: positions in a full cache, the whole ring otherwise.
       int64_t lo = 0, hi = cache.capacity();
       if (!cache.window()) {
         hi = std::min<int64_t>(hi, int64_t(pmax) + 1);
         if (p.window > 0) lo = std::max<int64_t>(0, int64_t(pmin) - p.window + 1);
       }
-      // Online softmax state per query (token t, head h): running max, sum, weighted values.
+      // Online softmax state per query: running max, sum, weighted values.
       acc.assign(size_t(nq * DV), 0.f);
       m.assign(size_t(nq), -INFINITY);
       l.assign(size_t(nq), 0.f);
       for (int64_t s0 = lo; s0 < hi; s0 += kKeyTile) {
         const int64_t n = std::min(kKeyTile, hi - s0);
-        bool any = false;
-        for (int64_t j = 0; j < n && !any; ++j) any = visible(cache.pos(seq, s0 + j), pmax, 0);
+        // Positions of the tile's keys; when every key is visible to every query of the block (all
+        // tiles but the diagonal one in a causal prefill) the scores need no mask.
+        bool any = false, all = true;
+        for (int64_t j = 0; j < n; ++j) {
+          const int32_t pk = kpos[size_t(j)] = cache.pos(seq, s0 + j);
+          any = any || visible(pk, pmax, 0);
+          all = all && visible(pk, pmin, p.window) && visible(pk, pmax, p.window);
+        }
         if (!any) continue;
         const float* kt = cache.keys(seq, kvh, s0, n, kbuf.data(), ops);
         const float* vt = cache.values(seq, kvh, s0, n, vbuf.data(), ops);
+        // scores [nq, kKeyTile] = queries [nq, D] x keys [n, D]^T: a float matmul with the keys as weights.
+        float* sc = scores.data();
+        if (fk && nq > 4) {
+          fk->gemm(DType::F32, kt, n, D, qbuf.data(), nq, 0, (n + 15) / 16, nullptr, sc, kKeyTile);
+        } else if (fk) {
+          fk->gemv(DType::F32, kt, D, qbuf.data(), nq, 0, n, nullptr, sc, kKeyTile);
+        } else {
+          for (int64_t qi = 0; qi < nq; ++qi)
+            for (int64_t j = 0; j < n; ++j) sc[qi * kKeyTile + j] = ops.dot(qbuf.data() + qi * D, kt + j * D, D);
+        }
         for (int64_t qi = 0; qi < nq; ++qi) {
-          const int64_t t = t0 + qi / group, h = kvh * group + qi % group;
-          const int32_t pq = positions[t];
-          const float* qh = q + t * H * D + h * D;
-          for (int64_t j = 0; j < n; ++j) {
-            if (!visible(cache.pos(seq, s0 + j), pq, p.window)) {
-              scores[size_t(j)] = -INFINITY;
-              continue;
-            }
-            float sc = ops.dot(qh, kt + j * D, D) * p.scale;
-            if (p.softcap > 0) sc = p.softcap * std::tanh(sc / p.softcap);
-            scores[size_t(j)] = sc;
+          float* s = sc + qi * kKeyTile;
+          if (p.softcap > 0)
+            for (int64_t j = 0; j < n; ++j) s[j] = p.softcap * std::tanh(s[j] / p.softcap);
+          if (!all) {
+            const int32_t pq = positions[t0 + qi / group];
+            for (int64_t j = 0; j < n; ++j)
+              if (!visible(kpos[size_t(j)], pq, p.window)) s[j] = -INFINITY;
           }
-          const float tile_max = ops.max(scores.data(), n);
+          const float tile_max = ops.max(s, n);
           if (tile_max == -INFINITY) continue;
           float& mq = m[size_t(qi)];
           const float m_new = std::max(mq, tile_max);
           const float correction = mq == -INFINITY ? 0.f : std::exp(mq - m_new);
           float* aq = acc.data() + qi * DV;
-          l[size_t(qi)] = l[size_t(qi)] * correction + ops.exp_shift(scores.data(), n, m_new);
+          l[size_t(qi)] = l[size_t(qi)] * correction + ops.exp_shift(s, n, m_new);
           if (correction != 1.f) ops.scale(correction, aq, DV);
-          ops.weighted_rows(scores.data(), vt, n, DV, aq);
+          ops.weighted_rows(s, vt, n, DV, aq);
           mq = m_new;
         }
       }

@@ -1,6 +1,9 @@
 #include "backend/cpu/cpu_backend.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -27,6 +30,45 @@ bool is_recurrent(Op op) { return op == Op::CausalConv1d || op == Op::GatedDelta
 using KvCaches = std::map<int64_t, std::unique_ptr<KvCache>>;
 // Weights packed at load (RuntimeConfig::cpu_repack), by tensor name; shared by the segments.
 using PackedAtLoad = std::map<std::string, ZeroedArray<uint8_t>>;
+
+// ELM_CPU_PROFILE=1: wall time per op kind (products by shape), decode steps (one token) apart from
+// larger ones, printed to stderr when the segment is destroyed. For finding where a step goes.
+class OpProfile {
+ public:
+  static std::unique_ptr<OpProfile> from_env() {
+    const char* e = std::getenv("ELM_CPU_PROFILE");
+    return e && *e && std::strcmp(e, "0") != 0 ? std::make_unique<OpProfile>() : nullptr;
+  }
+  void add(const std::string& key, bool decode, double seconds) {
+    Entry& e = entries_[{decode ? "decode" : "prefill", key}];
+    e.seconds += seconds;
+    ++e.calls;
+  }
+  void step(bool decode) { ++steps_[decode]; }
+  ~OpProfile() {
+    for (const char* kind : {"decode", "prefill"}) {
+      const int64_t steps = steps_[std::strcmp(kind, "decode") == 0];
+      if (!steps) continue;
+      std::vector<std::pair<double, std::string>> rows;
+      double total = 0;
+      for (const auto& [k, e] : entries_)
+        if (k.first == kind) rows.emplace_back(e.seconds, k.second + " x" + std::to_string(e.calls / steps)), total += e.seconds;
+      std::sort(rows.rbegin(), rows.rend());
+      std::fprintf(stderr, "cpu profile, %s: %lld steps, %.3f ms a step\n", kind, static_cast<long long>(steps),
+                   1e3 * total / double(steps));
+      for (const auto& [sec, name] : rows)
+        std::fprintf(stderr, "  %8.3f ms %5.1f%%  %s\n", 1e3 * sec / double(steps), 100 * sec / total, name.c_str());
+    }
+  }
+
+ private:
+  struct Entry {
+    double seconds = 0;
+    int64_t calls = 0;
+  };
+  std::map<std::pair<std::string, std::string>, Entry> entries_;
+  int64_t steps_[2] = {0, 0};
+};
 
 // One float32 buffer per value, reused once the value is dead (liveness computed at prepare).
 class CpuSegment : public Segment {
@@ -181,8 +223,15 @@ class CpuSegment : public Segment {
     group_by_sequence();
     rope_tables_.clear();
     const DType act = spec_.config.act_dtype;
+    if (profile_) profile_->step(T == 1);
     for (int32_t n : spec_.nodes) {
-      exec(n);
+      if (profile_) {
+        const auto t0 = std::chrono::steady_clock::now();
+        exec(n);
+        profile_->add(profile_key(n), T == 1, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      } else {
+        exec(n);
+      }
       if (act != DType::F32) cpu::round_activations(act, out(n), rows_of(g_.nodes[size_t(n)]) * g_.nodes[size_t(n)].cols);
     }
     for (int32_t o : spec_.outputs) {
@@ -217,6 +266,16 @@ class CpuSegment : public Segment {
   }
 
  private:
+  // A product is named by its shape (and the group it leads), other ops by their kind.
+  std::string profile_key(int32_t id) const {
+    const Node& n = g_.nodes[size_t(id)];
+    if (n.op != Op::MatMul) return op_name(n.op);
+    if (grouped_later_.count(id)) return "MatMul (grouped, counted with the first)";
+    const int64_t K = g_.nodes[size_t(n.inputs[0])].cols;
+    return "MatMul " + std::to_string(K) + "x" + std::to_string(n.cols) +
+           (matmul_groups_.count(id) ? " (group of " + std::to_string(matmul_groups_.at(id).size()) + ")" : "");
+  }
+
   int64_t rows_of(const Node& n) const { return n.rows == kRowsT ? T_ : n.rows == kRowsOut ? int64_t(out_rows_.size()) : n.rows; }
 
   // Read access to any value: boundary input, own buffer.
@@ -274,7 +333,11 @@ class CpuSegment : public Segment {
       prefer_huge_pages(it->second.data(), it->second.size());
       populate_read(t.data, t.nbytes);
       cpu::pack_weight(m, it->second.data(), *pool_);
-      page_out(t.data, t.nbytes);
+      // A tied embedding table stays resident: embedding lookups read the original rows, and each
+      // row paged out would come back from disk on a random token.
+      bool embedded = false;
+      for (const Node& n : g_.nodes) embedded = embedded || (n.op == Op::Embed && g_.nodes[size_t(n.inputs[0])].name == name);
+      if (!embedded) page_out(t.data, t.nbytes);
     }
     return cpu::PackedQ{m.type, m.n, m.k, m.group, m.f32_scales, it->second.data()};
   }
@@ -456,6 +519,7 @@ class CpuSegment : public Segment {
   const Batch* batch_ = nullptr;
   int64_t T_ = 0;
   std::vector<int64_t> out_rows_;
+  std::unique_ptr<OpProfile> profile_ = OpProfile::from_env();
 };
 
 // One instance serves one graph (an Executor makes its own backends), so state ids key its caches.

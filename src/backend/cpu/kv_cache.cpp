@@ -44,7 +44,7 @@ void KvCache::store(Plane& p, int64_t dim, int64_t slot, const float* x) const {
       std::memcpy(p.data.data() + row * size_t(dim) * 4, xh, size_t(dim) * 4);
     } else if (dtype_ == DType::F16) {
       auto* o = reinterpret_cast<uint16_t*>(p.data.data()) + row * size_t(dim);
-      for (int64_t i = 0; i < dim; ++i) o[i] = f32_to_f16(xh[i]);
+      vec_ops().f32_to_f16(xh, o, dim);
     } else {
       float amax = 0;
       for (int64_t i = 0; i < dim; ++i) amax = std::max(amax, std::fabs(xh[i]));

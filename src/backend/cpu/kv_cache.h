@@ -71,9 +71,10 @@ struct AttentionParams {
 };
 // Tiled over keys with an online softmax (flash-attention style): memory does not grow with the
 // context, and every key tile is converted once for all query heads sharing its KV head (GQA) and
-// for a block of consecutive tokens of the sequence.
+// for a block of consecutive tokens of the sequence, whose scores are one small float matmul
+// (fgemm.h) of the block's queries against the tile's keys.
 void attention(const float* q, int64_t T, const int32_t* positions, const int32_t* seqs, const KvCache& cache,
-               const AttentionParams& p, float* out, ThreadPool& pool, const VecOps& ops = vec_ops());
+               const AttentionParams& p, float* out, ThreadPool& pool, Isa isa = active_isa());
 // The plain reference: every query scores every cached key of its sequence, then a softmax.
 void attention_ref(const float* q, int64_t T, const int32_t* positions, const int32_t* seqs, const KvCache& cache,
                    const AttentionParams& p, float* out);
