@@ -80,17 +80,22 @@ void attention(const float* q, int64_t T, const int32_t* positions, const int32_
           all = all && visible(pk, pmin, p.window) && visible(pk, pmax, p.window);
         }
         if (!any) continue;
-        const float* kt = cache.keys(seq, kvh, s0, n, kbuf.data(), ops);
-        const float* vt = cache.values(seq, kvh, s0, n, vbuf.data(), ops);
+        // F32 / F16 entries are read in place by the kernels; I8 entries (and the generic ISA's
+        // dot products) take float copies of the tile.
+        const bool in_place = fk && cache.dtype() != DType::I8;
+        const DType et = in_place ? cache.dtype() : DType::F32;
+        const void* kt = in_place ? cache.key_entries(seq, kvh, s0) : cache.keys(seq, kvh, s0, n, kbuf.data(), ops);
+        const void* vt = in_place ? cache.value_entries(seq, kvh, s0) : cache.values(seq, kvh, s0, n, vbuf.data(), ops);
         // scores [nq, kKeyTile] = queries [nq, D] x keys [n, D]^T: a float matmul with the keys as weights.
         float* sc = scores.data();
         if (fk && nq > 4) {
-          fk->gemm(DType::F32, kt, n, D, qbuf.data(), nq, 0, (n + 15) / 16, nullptr, sc, kKeyTile);
+          fk->gemm(et, kt, n, D, qbuf.data(), nq, 0, (n + 15) / 16, nullptr, sc, kKeyTile);
         } else if (fk) {
-          fk->gemv(DType::F32, kt, D, qbuf.data(), nq, 0, n, nullptr, sc, kKeyTile);
+          fk->gemv(et, kt, D, qbuf.data(), nq, 0, n, nullptr, sc, kKeyTile);
         } else {
           for (int64_t qi = 0; qi < nq; ++qi)
-            for (int64_t j = 0; j < n; ++j) sc[qi * kKeyTile + j] = ops.dot(qbuf.data() + qi * D, kt + j * D, D);
+            for (int64_t j = 0; j < n; ++j)
+              sc[qi * kKeyTile + j] = ops.dot(qbuf.data() + qi * D, static_cast<const float*>(kt) + j * D, D);
         }
         for (int64_t qi = 0; qi < nq; ++qi) {
           float* s = sc + qi * kKeyTile;
@@ -109,7 +114,8 @@ void attention(const float* q, int64_t T, const int32_t* positions, const int32_
           float* aq = acc.data() + qi * DV;
           l[size_t(qi)] = l[size_t(qi)] * correction + ops.exp_shift(s, n, m_new);
           if (correction != 1.f) ops.scale(correction, aq, DV);
-          ops.weighted_rows(s, vt, n, DV, aq);
+          if (et == DType::F16) ops.weighted_rows_f16(s, static_cast<const uint16_t*>(vt), n, DV, aq);
+          else ops.weighted_rows(s, static_cast<const float*>(vt), n, DV, aq);
           mq = m_new;
         }
       }

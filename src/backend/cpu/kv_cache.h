@@ -43,6 +43,11 @@ class KvCache {
   const float* keys(int seq, int64_t head, int64_t slot, int64_t n, float* scratch, const VecOps& ops) const;
   const float* values(int seq, int64_t head, int64_t slot, int64_t n, float* scratch, const VecOps& ops) const;
 
+  // Rows [slot, ...) of one head as stored, for kernels that read F32 or F16 entries in place
+  // (null for I8 entries, which need their row scales).
+  const void* key_entries(int seq, int64_t head, int64_t slot) const { return entries(k_[size_t(seq)], d_, head, slot); }
+  const void* value_entries(int seq, int64_t head, int64_t slot) const { return entries(v_[size_t(seq)], dv_, head, slot); }
+
   void reset(int seq);
   void truncate(int seq, int32_t n_past);
   size_t bytes() const;
@@ -53,6 +58,10 @@ class KvCache {
     std::vector<float> scales;   // I8: [kv_heads, cap]
   };
   void store(Plane& p, int64_t dim, int64_t slot, const float* x) const;
+  const void* entries(const Plane& p, int64_t dim, int64_t head, int64_t slot) const {
+    if (dtype_ == DType::I8) return nullptr;
+    return p.data.data() + size_t(head * cap_ + slot) * size_t(dim) * (dtype_ == DType::F32 ? 4 : 2);
+  }
   const float* rows(const Plane& p, int64_t dim, int64_t head, int64_t slot, int64_t n, float* scratch,
                     const VecOps& ops) const;
 

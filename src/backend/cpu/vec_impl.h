@@ -90,7 +90,9 @@ struct VecImpl {
     return S::load(t);
   }
 
-  static void weighted_rows(const float* p, const float* rows, int64_t n, int64_t width, float* acc) {
+  // RT: the rows' element type (F32, or F16 read in place from a KV cache).
+  template <DType RT, class E>
+  static void weighted_rows_t(const float* p, const E* rows, int64_t n, int64_t width, float* acc) {
     constexpr int U = 4;  // vectors of acc kept in registers
     for (int64_t c = 0; c < width; c += U * W) {
       V a[U];
@@ -102,13 +104,19 @@ struct VecImpl {
       }
       for (int64_t j = 0; j < n; ++j) {
         const V pj = S::bcast(p[j]);
-        const float* row = rows + j * width + c;
+        const E* row = rows + j * width + c;
         for (int u = 0; u < U; ++u)
-          if (cnt[u]) a[u] = S::fma(pj, cnt[u] == W ? S::load(row + u * W) : S::load(row + u * W, cnt[u]), a[u]);
+          if (cnt[u]) a[u] = S::fma(pj, S::template widen<RT>(row + u * W, cnt[u]), a[u]);
       }
       for (int u = 0; u < U; ++u)
         if (cnt[u]) S::store(acc + c + u * W, a[u], cnt[u]);
     }
+  }
+  static void weighted_rows(const float* p, const float* rows, int64_t n, int64_t width, float* acc) {
+    weighted_rows_t<DType::F32>(p, rows, n, width, acc);
+  }
+  static void weighted_rows_f16(const float* p, const uint16_t* rows, int64_t n, int64_t width, float* acc) {
+    weighted_rows_t<DType::F16>(p, rows, n, width, acc);
   }
 
   static void silu(const float* x, float* y, int64_t n) {
@@ -155,7 +163,7 @@ struct VecImpl {
   }
 
   static constexpr VecOps table() {
-    return VecOps{dot,      max, axpy, scale,      exp_shift,  weighted_rows, silu,      add,
+    return VecOps{dot,      max, axpy, scale,      exp_shift,  weighted_rows, weighted_rows_f16, silu,      add,
                   mul,      rms_norm, f16_to_f32, bf16_to_f32, i8_to_f32, f32_to_f16};
   }
 };

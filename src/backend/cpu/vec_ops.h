@@ -17,6 +17,7 @@ struct VecOps {
   float (*exp_shift)(float* x, int64_t n, float m);
   // acc[0, width) += sum over j < n of p[j] * rows[j * width .. j * width + width).
   void (*weighted_rows)(const float* p, const float* rows, int64_t n, int64_t width, float* acc);
+  void (*weighted_rows_f16)(const float* p, const uint16_t* rows, int64_t n, int64_t width, float* acc);
   void (*silu)(const float* x, float* y, int64_t n);  // x / (1 + exp(-x))
   void (*add)(const float* a, const float* b, float* y, int64_t n);
   void (*mul)(const float* a, const float* b, float* y, int64_t n);
