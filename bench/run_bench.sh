@@ -10,7 +10,9 @@
 # --no-repack (read in place from the file's portable layout), back to back with its llama.cpp
 # counterpart (`elm bench -p 128 -n 64 -r REPS`, `llama-bench -p 128 -n 64 -r REPS`), so a noisy
 # machine affects both alike. Prints one markdown table; decode / roofline uses BW_GBS (default 75:
-# the read bandwidth ../shared/peers.md measured on this machine type) and the bytes of the file.
+# the read bandwidth ../shared/peers.md measured on this machine type) and the bytes of the file, and
+# decode / measured uses the read bandwidth build/bin/elm-membw measures at the start and the end of
+# this run (the best of both): the machine's roofline on the day.
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${ELM_SHARED_DIR:-$ROOT/../shared}
@@ -24,7 +26,10 @@ ELM=${ELM:-$ROOT/build/bin/elm}
 LLAMA=0
 if command -v llama-bench >/dev/null && command -v llama-quantize >/dev/null; then LLAMA=1; fi
 [ "$LLAMA" = 1 ] || echo "llama-bench / llama-quantize not on PATH: elm only" >&2
+MEMBW=${MEMBW:-$ROOT/build/bin/elm-membw}
+measure_bw() { if [ -x "$MEMBW" ]; then "$MEMBW" "$THREADS"; else echo 0; fi; }
 mkdir -p "$WORK"
+BW_START=$(measure_bw)
 RESULTS="$WORK/results.jsonl"
 : >"$RESULTS"
 
@@ -68,13 +73,17 @@ for preset in $PRESETS; do
   done
 done
 
-python3 - "$RESULTS" "$BW_GBS" <<'EOF'
+BW_END=$(measure_bw)
+echo "read bandwidth, $THREADS threads (elm-membw): $BW_START GB/s at the start, $BW_END GB/s at the end" >&2
+python3 - "$RESULTS" "$BW_GBS" "$BW_START" "$BW_END" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 bw = float(sys.argv[2]) * 1e9
+measured = max(float(sys.argv[3]), float(sys.argv[4])) * 1e9
 peer = {"int8": "Q8_0", "int4": "Q4_0"}
-print("| model | engine | type | file MiB | pp128 tok/s | tg64 tok/s | decode / roofline | pp vs llama.cpp | tg vs llama.cpp |")
-print("|---|---|---|---|---|---|---|---|---|")
+print(f"| model | engine | type | file MiB | pp128 tok/s | tg64 tok/s | decode / roofline ({bw / 1e9:.0f} GB/s) | "
+      f"decode / measured ({measured / 1e9:.1f} GB/s) | pp vs llama.cpp | tg vs llama.cpp |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     ref = None
     if r["engine"] == "elm":
@@ -82,6 +91,7 @@ for r in rows:
                     and x["type"] == peer[r["type"].split()[0]]), None)
     weights = r["bytes"]
     ratio = lambda k: f"{r[k] / ref[k]:.2f}x" if ref else ""
+    of_measured = f"{r['tg'] * weights / measured:.2f}" if measured > 0 else ""
     print(f"| {r['preset']} | {r['engine']} | {r['type']} | {r['bytes'] / 2**20:.0f} | {r['pp']:.1f} | {r['tg']:.1f} | "
-          f"{r['tg'] * weights / bw:.2f} | {ratio('pp')} | {ratio('tg')} |")
+          f"{r['tg'] * weights / bw:.2f} | {of_measured} | {ratio('pp')} | {ratio('tg')} |")
 EOF

@@ -120,6 +120,26 @@ TEST_P(Kernels, PackIsBitIdenticalToPortablePack) {
           }
 }
 
+TEST(PackedLayout, UnpackedRowsEqualTheDequantizedOriginal) {
+  uint32_t seed = 900;
+  for (DType type : {DType::Q8, DType::Q4, DType::Q4M})
+    for (int group : {32, 64, 128})
+      for (DType scales : {DType::F16, DType::F32}) {
+        const int64_t N = 37, K = 2 * group;
+        Weight w = make_weight(type, N, K, group, scales, seed++);
+        const QMatrix qm = qmatrix(w.view);
+        std::vector<uint8_t> packed(packed_bytes(qm));
+        pack_panels(qm, 0, (N + kPanelRows - 1) / kPanelRows, packed.data());
+        const PackedQ pq{qm.type, qm.n, qm.k, qm.group, qm.f32_scales, packed.data()};
+        std::vector<float> want(static_cast<size_t>(K)), got(static_cast<size_t>(K));
+        for (int64_t n = 0; n < N; ++n) {
+          dequantize_row(w.view, n, want.data());
+          unpack_row(pq, n, got.data());
+          ASSERT_EQ(got, want) << dtype_name(type) << " g" << group << " row " << n;
+        }
+      }
+}
+
 TEST_P(Kernels, QuantizedMatmulPlainAndPackedMatchReference) {
   const Isa isa = GetParam();
   if (!qkernels(isa)) GTEST_SKIP() << "no integer kernels";

@@ -72,6 +72,13 @@ void advise_pages(const void* data, size_t bytes, size_t page, int advice, bool 
 
 }  // namespace
 
+bool MappedFile::release_pages(const void* data, size_t bytes) const {
+  const auto* p = static_cast<const uint8_t*>(data);
+  if (!data_ || p < data_ || p + bytes > data_ + size_) return false;
+  advise_pages(data, bytes, size_t(sysconf(_SC_PAGESIZE)), MADV_DONTNEED);
+  return true;
+}
+
 void page_out(const void* data, size_t bytes) {
 #ifdef MADV_PAGEOUT
   advise_pages(data, bytes, size_t(sysconf(_SC_PAGESIZE)), MADV_PAGEOUT);

@@ -22,6 +22,9 @@ class MappedFile {
   // fault back in when read again: the mapping is read-only, so nothing is lost). For callers that
   // have copied what they need out of the file, e.g. after an in-memory quantization.
   void release_pages() const;
+  // The same for the whole pages inside [data, data + bytes) when that range lies in this mapping;
+  // returns whether it did.
+  bool release_pages(const void* data, size_t bytes) const;
 
  private:
   MappedFile() = default;

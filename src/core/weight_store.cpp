@@ -4,6 +4,12 @@
 
 namespace elm {
 
+void WeightStore::release_copied(const void* data, size_t bytes) const {
+  for (const auto& f : files_)
+    if (f->release_pages(data, bytes)) return;
+  page_out(data, bytes);
+}
+
 void WeightStore::add(const std::string& name, const TensorView& view) {
   ELM_CHECK(!tensors_.count(name), "duplicate tensor '", name, "'");
   tensors_[name] = view;

@@ -22,7 +22,7 @@ class WeightStore {
   // Conv1d kernel [C, 1, K] as [C, K]. Throws elm::Error otherwise.
   void reshape(const std::string& name, Shape shape);
   void keep_alive(std::shared_ptr<const void> owner) { owners_.push_back(std::move(owner)); }
-  void keep_mapped(std::shared_ptr<const MappedFile> file) {  // keep_alive, for release_mapped_pages
+  void keep_mapped(std::shared_ptr<const MappedFile> file) {  // keep_alive, for release_mapped_pages / release_copied
     files_.push_back(file);
     owners_.push_back(std::move(file));
   }
@@ -30,6 +30,11 @@ class WeightStore {
   void release_mapped_pages() const {
     for (const auto& f : files_) f->release_pages();
   }
+  // Takes a tensor's pages out of this process's resident set once a backend has its own copy. Pages
+  // of a mapped file leave the mapping only (they stay in the page cache, so a later read, such as an
+  // embedding lookup of a tied table, or the next process loading the file, costs a minor fault, not
+  // a disk read); other memory is paged out (page_out, which never loses data).
+  void release_copied(const void* data, size_t bytes) const;
 
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
   const TensorView& get(const std::string& name) const;  // throws elm::Error naming the tensor

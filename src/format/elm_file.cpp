@@ -62,7 +62,7 @@ std::shared_ptr<Model> model_from_elm(const ElmFile& f) {
     fail(f.label(), ": ", e.what());
   }
   for (const TensorEntry& t : f.tensors) m->weights.add(t.name, t.view);
-  if (f.file) m->weights.keep_alive(f.file);
+  if (f.file) m->weights.keep_mapped(f.file);
   try {
     m->graph = Graph::from_json(parse_json_section(f, f.find(SectionKind::Graph)));
     m->graph.validate(m->weights.shapes());

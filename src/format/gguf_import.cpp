@@ -368,7 +368,7 @@ std::shared_ptr<Model> GgufImport::model(bool with_data) const {
     else if (t.src < 0) m->weights.add_owned(name, v.shape, t.values);
     else m->weights.add(name, v);
   }
-  if (gguf.file) m->weights.keep_alive(gguf.file);
+  if (gguf.file) m->weights.keep_mapped(gguf.file);
   const std::string label = gguf.file ? gguf.file->path() : "GGUF";
   const HfConfig config(this->config);
   try {

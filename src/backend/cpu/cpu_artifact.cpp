@@ -54,10 +54,14 @@ std::vector<std::string> packable_weights(const SegmentSpec& spec) {
 }
 
 void pack_weight(const QMatrix& w, uint8_t* out, ThreadPool& pool) {
+  pack_weight(w, out, pool, 0, (w.n + kPanelRows - 1) / kPanelRows);
+}
+
+void pack_weight(const QMatrix& w, uint8_t* out, ThreadPool& pool, int64_t first, int64_t last) {
   const QKernels* qk = qkernels(active_isa());
   const size_t pb = packed_panel_bytes(w.type, w.k, w.group, w.f32_scales);
-  const int64_t panels = (w.n + kPanelRows - 1) / kPanelRows;
-  pool.parallel_for_dynamic(panels, [&](int64_t p0, int64_t p1) {
+  pool.parallel_for_dynamic(last - first, [&](int64_t i0, int64_t i1) {
+    const int64_t p0 = first + i0, p1 = first + i1;
     // A fresh buffer's pages are faulted in (and zeroed by the kernel) by the thread that fills them,
     // a chunk at a time: one fault per 4 KiB costs more than the packing, and one thread zeroing the
     // whole buffer first leaves the other cores idle.

@@ -36,5 +36,7 @@ std::map<std::string, PackedQ> read_artifact(std::span<const uint8_t> artifact, 
 
 // Packs `w` (all panels) with the active ISA's packer, on the pool.
 void pack_weight(const QMatrix& w, uint8_t* out, ThreadPool& pool);
+// Panels [p0, p1) only (out is still the whole packed buffer).
+void pack_weight(const QMatrix& w, uint8_t* out, ThreadPool& pool, int64_t p0, int64_t p1);
 
 }  // namespace elm::cpu

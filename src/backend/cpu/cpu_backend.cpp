@@ -162,6 +162,15 @@ class CpuSegment : public Segment {
       else if (repack && is_quantized(t.dtype)) mw.packed = pack_at_load(name, t);
       matmul_weights_[n] = mw;
     }
+    // Embedding lookups of a table that a product here has packed (a tied output head) read the
+    // packed copy, so the original's pages are not brought back in.
+    for (int32_t n : spec.nodes) {
+      const Node& node = g_.nodes[size_t(n)];
+      if (node.op != Op::Embed) continue;
+      for (const auto& [m, mw] : matmul_weights_)
+        if (mw.packed.data && g_.nodes[size_t(g_.nodes[size_t(m)].inputs[1])].name == g_.nodes[size_t(node.inputs[0])].name)
+          embed_packed_[n] = mw.packed;
+    }
 
     // Products of one input that run back to back (q, k, v; gate, up) run as one job (matmul_group).
     // Computing the later ones early is safe: between the first and the last only weights (sources)
@@ -322,22 +331,33 @@ class CpuSegment : public Segment {
     }
   }
 
-  // The packed copy of a quantized matrix, made once per backend; the mapped original is paged out
-  // (prefill and decode read only the copy; the reference kernels and other backends may still read
-  // the original, which faults back in).
+  // The packed copy of a quantized matrix, made once per backend; the original leaves the resident
+  // set (prefill and decode read only the copy; embedding lookups of a tied table, the reference
+  // kernels and other backends may still read the original, which faults back in from the page cache).
   cpu::PackedQ pack_at_load(const std::string& name, const TensorView& t) {
     const cpu::QMatrix m = cpu::qmatrix(t);
     auto [it, fresh] = packed_at_load_->try_emplace(name);
     if (fresh) {
       it->second = ZeroedArray<uint8_t>(cpu::packed_bytes(m));
       prefer_huge_pages(it->second.data(), it->second.size());
-      populate_read(t.data, t.nbytes);
-      cpu::pack_weight(m, it->second.data(), *pool_);
-      // A tied embedding table stays resident: embedding lookups read the original rows, and each
-      // row paged out would come back from disk on a random token.
-      bool embedded = false;
-      for (const Node& n : g_.nodes) embedded = embedded || (n.op == Op::Embed && g_.nodes[size_t(n.inputs[0])].name == name);
-      if (!embedded) page_out(t.data, t.nbytes);
+      // Slices of about 8 MiB of the original: each is faulted in, packed and released before the
+      // next, so the original and its copy are never both resident (peak RSS).
+      const size_t qrow = size_t(m.type == DType::Q8 ? m.k : m.k / 2), srow = size_t(m.k / m.group) * (m.f32_scales ? 4 : 2);
+      const auto parts = [&](int64_t r0, int64_t r1, auto&& fn) {
+        fn(m.quants + size_t(r0) * qrow, size_t(r1 - r0) * qrow);
+        fn(m.scales + size_t(r0) * srow, size_t(r1 - r0) * srow);
+        if (m.mins) fn(m.mins + size_t(r0) * srow, size_t(r1 - r0) * srow);
+      };
+      const int64_t panels = (m.n + cpu::kPanelRows - 1) / cpu::kPanelRows;
+      const int64_t step = std::max<int64_t>(1, int64_t((size_t(8) << 20) / (size_t(cpu::kPanelRows) * qrow)));
+      for (int64_t p0 = 0; p0 < panels; p0 += step) {
+        const int64_t p1 = std::min(panels, p0 + step);
+        const int64_t r0 = p0 * cpu::kPanelRows, r1 = std::min(m.n, p1 * cpu::kPanelRows);
+        parts(r0, r1, [](const uint8_t* d, size_t n) { populate_read(d, n); });
+        cpu::pack_weight(m, it->second.data(), *pool_, p0, p1);
+        parts(r0, r1, [&](const uint8_t* d, size_t n) { w_.release_copied(d, n); });
+      }
+      w_.release_copied(t.data, t.nbytes);  // the pages that straddled two slices
     }
     return cpu::PackedQ{m.type, m.n, m.k, m.group, m.f32_scales, it->second.data()};
   }
@@ -349,6 +369,14 @@ class CpuSegment : public Segment {
     ThreadPool& pool = *pool_;
     switch (n.op) {
       case Op::Embed:
+        if (auto p = embed_packed_.find(id); p != embed_packed_.end()) {
+          for (int64_t t = 0; t < T_; ++t) {
+            const int32_t tok = batch_->tokens[size_t(t)];
+            ELM_CHECK(tok >= 0 && tok < p->second.n, "token id ", tok, " is outside the vocabulary (", p->second.n, " tokens)");
+            cpu::unpack_row(p->second, tok, out(id) + t * C);
+          }
+          return;
+        }
         cpu::embed(tensor(in(0)), batch_->tokens.data(), T_, out(id));
         return;
       case Op::MatMul: {
@@ -512,6 +540,7 @@ class CpuSegment : public Segment {
   std::map<std::string, cpu::PackedQ> packed_;  // views into spec_.artifact
   std::shared_ptr<PackedAtLoad> packed_at_load_;
   std::map<int32_t, cpu::MatmulWeight> matmul_weights_;
+  std::map<int32_t, cpu::PackedQ> embed_packed_;  // Embed nodes whose table a product here packed
   std::map<int32_t, std::vector<cpu::MatmulJob>> matmul_groups_;  // first product -> all of its group
   std::set<int32_t> grouped_later_;                        // the others (computed with the first)
   std::map<std::pair<int32_t, float>, std::vector<float>> rope_tables_;  // this step's cos/sin per frequency table

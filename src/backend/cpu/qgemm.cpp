@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/half.h"
 
 namespace elm::cpu {
 
@@ -93,6 +94,51 @@ void pack_panels(const QMatrix& w, int64_t p0, int64_t p1, uint8_t* out) {
         }
         o += kPanelRows * ssize;
       }
+    }
+  }
+}
+
+void unpack_row(const PackedQ& w, int64_t n, float* out) {
+  ELM_CHECK(n >= 0 && n < w.n, "row ", n, " of a packed weight with ", w.n, " rows");
+  const size_t ssize = w.f32_scales ? 4 : 2;
+  const int64_t groups = w.k / w.group, blocks_per_group = w.group / kActBlock, lane = n % kPanelRows;
+  const bool q8 = w.type == DType::Q8;
+  const uint8_t* o = w.data + size_t(n / kPanelRows) * packed_panel_bytes(w.type, w.k, w.group, w.f32_scales);
+  const auto scale = [&](const uint8_t* p) {
+    if (w.f32_scales) {
+      float f;
+      std::memcpy(&f, p, 4);
+      return f;
+    }
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return f16_to_f32(h);
+  };
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* quants = o;
+    o += size_t(blocks_per_group) * (q8 ? 512 : 256);
+    const float d = scale(o + lane * int64_t(ssize));
+    o += kPanelRows * ssize;
+    float m = 0.f;
+    if (w.type == DType::Q4M) {
+      m = scale(o + lane * int64_t(ssize));
+      o += kPanelRows * ssize;
+    }
+    const float offset = w.type == DType::Q4 ? -8.f : 0.f;
+    for (int64_t bg = 0; bg < blocks_per_group; ++bg) {
+      const uint8_t* b = quants + bg * (q8 ? 512 : 256);
+      float* y = out + (g * blocks_per_group + bg) * kActBlock;
+      if (q8) {
+        for (int c = 0; c < 8; ++c)
+          for (int j = 0; j < 4; ++j) y[4 * c + j] = d * float(int(b[c * 64 + lane * 4 + j]) - 128);
+        continue;
+      }
+      for (int c = 0; c < 4; ++c)
+        for (int j = 0; j < 4; ++j) {
+          const uint8_t byte = b[c * 64 + lane * 4 + j];
+          y[8 * c + j] = d * (float(byte & 15) + offset) + m;
+          y[8 * c + 4 + j] = d * (float(byte >> 4) + offset) + m;
+        }
     }
   }
 }

@@ -71,6 +71,9 @@ inline size_t packed_bytes(const QMatrix& w) {
 }
 // Packs panels [p0, p1) of w into out (packed_panel_bytes each). Portable.
 void pack_panels(const QMatrix& w, int64_t p0, int64_t p1, uint8_t* out);
+// Row n of a packed weight as floats [K], equal to dequantize_row of the plain original: embedding
+// lookups of a tied table read the packed copy the output head uses, so the original stays out of memory.
+void unpack_row(const PackedQ& w, int64_t n, float* out);
 
 // One ISA's kernels. y is [a.rows, ldy] row-major with output column n at y[n] (bias[n]; bias may
 // be null). Each call writes its own columns only, so threads split N between them.
