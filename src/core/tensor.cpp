@@ -45,8 +45,7 @@ size_t tensor_nbytes(DType t, const Shape& shape, int group, DType scale_dtype) 
   return quant_layout(t, rows, cols, group, scale_dtype).total_bytes;
 }
 
-namespace {
-inline float load_scale(const uint8_t* base, size_t index, DType st) {
+float load_scale(const uint8_t* base, size_t index, DType st) {
   if (st == DType::F32) {
     float f;
     std::memcpy(&f, base + index * 4, 4);
@@ -56,7 +55,6 @@ inline float load_scale(const uint8_t* base, size_t index, DType st) {
   std::memcpy(&h, base + index * 2, 2);
   return f16_to_f32(h);
 }
-}  // namespace
 
 void dequantize_row(const TensorView& t, int64_t r, float* out) {
   const int64_t C = t.cols();

@@ -32,6 +32,8 @@ struct TensorView {
 // Bytes a tensor of this type and shape occupies (quantized: all planes). Throws on bad shapes.
 size_t tensor_nbytes(DType t, const Shape& shape, int group = 0, DType scale_dtype = DType::F16);
 
+// Scale `index` of a plane of quantization scales (or mins) of type st (F16 or F32).
+float load_scale(const uint8_t* base, size_t index, DType st);
 // Decodes row r of a 2-D (or 1-D, r = 0) tensor of any type into `out` (cols() floats).
 void dequantize_row(const TensorView& t, int64_t r, float* out);
 // Whole tensor to float32 (numel floats).

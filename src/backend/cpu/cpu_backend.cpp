@@ -370,11 +370,7 @@ class CpuSegment : public Segment {
     switch (n.op) {
       case Op::Embed:
         if (auto p = embed_packed_.find(id); p != embed_packed_.end()) {
-          for (int64_t t = 0; t < T_; ++t) {
-            const int32_t tok = batch_->tokens[size_t(t)];
-            ELM_CHECK(tok >= 0 && tok < p->second.n, "token id ", tok, " is outside the vocabulary (", p->second.n, " tokens)");
-            cpu::unpack_row(p->second, tok, out(id) + t * C);
-          }
+          cpu::embed(p->second, batch_->tokens.data(), T_, out(id));
           return;
         }
         cpu::embed(tensor(in(0)), batch_->tokens.data(), T_, out(id));

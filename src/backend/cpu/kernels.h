@@ -14,6 +14,8 @@ namespace elm::cpu {
 
 // out[t] = row ids[t] of table. Throws elm::Error for ids outside [0, table rows).
 void embed(const TensorView& table, const int32_t* ids, int64_t T, float* out);
+// The same from the packed copy of a quantized table (a tied output head's, see unpack_row).
+void embed(const PackedQ& table, const int32_t* ids, int64_t T, float* out);
 
 // A matmul weight as the kernels take it: the model's tensor, plus its packed form (qgemm.h) when
 // `elm compile` stored one (packed.data null otherwise).

@@ -7,7 +7,6 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "core/half.h"
 
 namespace elm::cpu {
 
@@ -104,24 +103,15 @@ void unpack_row(const PackedQ& w, int64_t n, float* out) {
   const int64_t groups = w.k / w.group, blocks_per_group = w.group / kActBlock, lane = n % kPanelRows;
   const bool q8 = w.type == DType::Q8;
   const uint8_t* o = w.data + size_t(n / kPanelRows) * packed_panel_bytes(w.type, w.k, w.group, w.f32_scales);
-  const auto scale = [&](const uint8_t* p) {
-    if (w.f32_scales) {
-      float f;
-      std::memcpy(&f, p, 4);
-      return f;
-    }
-    uint16_t h;
-    std::memcpy(&h, p, 2);
-    return f16_to_f32(h);
-  };
+  const DType st = w.f32_scales ? DType::F32 : DType::F16;
   for (int64_t g = 0; g < groups; ++g) {
     const uint8_t* quants = o;
     o += size_t(blocks_per_group) * (q8 ? 512 : 256);
-    const float d = scale(o + lane * int64_t(ssize));
+    const float d = load_scale(o, size_t(lane), st);
     o += kPanelRows * ssize;
     float m = 0.f;
     if (w.type == DType::Q4M) {
-      m = scale(o + lane * int64_t(ssize));
+      m = load_scale(o, size_t(lane), st);
       o += kPanelRows * ssize;
     }
     const float offset = w.type == DType::Q4 ? -8.f : 0.f;
