@@ -38,6 +38,9 @@ struct RuntimeConfig {
   // are packed at load (qgemm.h's layout, what the fast decode and prefill kernels read) and the
   // mapped originals paged out. Off: the kernels read the portable layout in place (slower, no copy).
   bool cpu_repack = true;
+  // CPU: a gated feed-forward block (act(x Wg) * (x Wu)) with packed weights runs as one job, a few
+  // output columns at a time (bit-identical to the separate ops). Off (or ELM_CPU_FUSE=0): op by op.
+  bool cpu_fuse = true;
 };
 
 // A float32 matrix in host memory: a value crossing a segment boundary, or the logits.

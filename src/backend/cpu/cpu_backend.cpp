@@ -88,6 +88,8 @@ class CpuSegment : public Segment {
     boundary_in_.assign(N, false);
     for (int32_t n : spec.inputs) boundary_in_[size_t(n)] = true;
 
+    find_glus(spec);
+
     // Last reader of every value inside the segment; outputs stay live to the end.
     std::vector<size_t> last_use(N, 0);
     for (size_t idx = 0; idx < spec.nodes.size(); ++idx)
@@ -179,7 +181,9 @@ class CpuSegment : public Segment {
     for (size_t idx = 0; idx < spec.nodes.size(); ++idx) {
       const int32_t first = spec.nodes[idx];
       const Node& a = g_.nodes[size_t(first)];
-      if (a.op != Op::MatMul || grouped_later_.count(first) || !matmul_weights_.at(first).packed.data) continue;
+      if (a.op != Op::MatMul || grouped_later_.count(first) || fused_away_.count(first) || glus_.count(first) ||
+          !matmul_weights_.at(first).packed.data)
+        continue;
       std::vector<int32_t> group{first};
       for (size_t j = idx + 1; j < spec.nodes.size(); ++j) {
         const Node& b = g_.nodes[size_t(spec.nodes[j])];
@@ -231,17 +235,22 @@ class CpuSegment : public Segment {
     (void)n_out;
     group_by_sequence();
     rope_tables_.clear();
-    const DType act = spec_.config.act_dtype;
     if (profile_) profile_->step(T == 1);
     for (int32_t n : spec_.nodes) {
+      if (fused_away_.count(n)) continue;  // computed with the product that leads its pattern
+      const auto glu = glus_.find(n);
+      const auto run_node = [&] {
+        if (glu == glus_.end()) return exec_rounded(n);
+        if (!run_glu(n, glu->second))
+          for (int32_t m : {n, glu->second.up, glu->second.act, glu->second.mul}) exec_rounded(m);
+      };
       if (profile_) {
         const auto t0 = std::chrono::steady_clock::now();
-        exec(n);
+        run_node();
         profile_->add(profile_key(n), T == 1, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       } else {
-        exec(n);
+        run_node();
       }
-      if (act != DType::F32) cpu::round_activations(act, out(n), rows_of(g_.nodes[size_t(n)]) * g_.nodes[size_t(n)].cols);
     }
     for (int32_t o : spec_.outputs) {
       const Node& node = g_.nodes[size_t(o)];
@@ -280,6 +289,11 @@ class CpuSegment : public Segment {
     const Node& n = g_.nodes[size_t(id)];
     if (n.op != Op::MatMul) return op_name(n.op);
     if (grouped_later_.count(id)) return "MatMul (grouped, counted with the first)";
+    if (glus_.count(id)) {
+      const int64_t K = g_.nodes[size_t(n.inputs[0])].cols;
+      return "MatMul " + std::to_string(K) + "x" + std::to_string(n.cols) + " (gate and up, with " +
+             op_name(g_.nodes[size_t(glus_.at(id).act)].op) + " and mul)";
+    }
     const int64_t K = g_.nodes[size_t(n.inputs[0])].cols;
     return "MatMul " + std::to_string(K) + "x" + std::to_string(n.cols) +
            (matmul_groups_.count(id) ? " (group of " + std::to_string(matmul_groups_.at(id).size()) + ")" : "");
@@ -360,6 +374,64 @@ class CpuSegment : public Segment {
       w_.release_copied(t.data, t.nbytes);  // the pages that straddled two slices
     }
     return cpu::PackedQ{m.type, m.n, m.k, m.group, m.f32_scales, it->second.data()};
+  }
+
+  struct Glu {
+    int32_t up, act, mul;
+    cpu::Unary fn;
+  };
+
+  // Gated feed-forward patterns: gate = x Wg, up = x Wu, act(gate) * up, where the four are the
+  // segment's consecutive compute nodes in that order (weights may lie between), each value read
+  // only by the next step of the pattern. All four then run when the gate product's turn comes:
+  // that is the order the nodes run in anyway, so every buffer holds what it would.
+  void find_glus(const SegmentSpec& spec) {
+    const char* env = std::getenv("ELM_CPU_FUSE");
+    if (!spec.config.cpu_fuse || (env && std::string(env) == "0")) return;
+    std::vector<int> readers(g_.nodes.size(), 0);
+    for (int32_t n : spec.nodes)
+      for (int32_t in : g_.nodes[size_t(n)].inputs)
+        if (in >= 0) ++readers[size_t(in)];
+    for (int32_t o : spec.outputs) ++readers[size_t(o)];
+    std::vector<int32_t> compute;  // the segment's nodes other than weights, in order
+    for (int32_t n : spec.nodes)
+      if (g_.nodes[size_t(n)].op != Op::Weight) compute.push_back(n);
+    for (size_t i = 0; i + 3 < compute.size(); ++i) {
+      const int32_t gate = compute[i], up = compute[i + 1], act = compute[i + 2], mul = compute[i + 3];
+      const Node &g = g_.nodes[size_t(gate)], &u = g_.nodes[size_t(up)], &a = g_.nodes[size_t(act)],
+                 &m = g_.nodes[size_t(mul)];
+      cpu::Unary fn;
+      if (a.op == Op::Silu) fn = cpu::Unary::Silu;
+      else if (a.op == Op::Gelu) fn = cpu::Unary::Gelu;
+      else if (a.op == Op::GeluTanh) fn = cpu::Unary::GeluTanh;
+      else continue;
+      if (g.op != Op::MatMul || u.op != Op::MatMul || m.op != Op::Mul || g.inputs[0] != u.inputs[0] ||
+          g.cols != u.cols || g.rows != u.rows || a.inputs[0] != gate || m.inputs.size() != 2 ||
+          !((m.inputs[0] == act && m.inputs[1] == up) || (m.inputs[0] == up && m.inputs[1] == act)) ||
+          readers[size_t(gate)] != 1 || readers[size_t(up)] != 1 || readers[size_t(act)] != 1)
+        continue;
+      glus_[gate] = Glu{up, act, mul, fn};
+      fused_away_.insert({up, act, mul});
+      i += 3;
+    }
+  }
+
+  // The fused pattern (matmul_glu) when its weights are packed; false: run the nodes one by one.
+  bool run_glu(int32_t gate, const Glu& glu) {
+    const auto job = [&](int32_t m) {
+      const Node& n = g_.nodes[size_t(m)];
+      return cpu::MatmulJob{&matmul_weights_.at(m), n.inputs.size() > 2 ? vec(n.inputs[2]) : nullptr, nullptr};
+    };
+    if (spec_.config.exact_matmul) return false;
+    // x is quantized before any output is written, so the product may write over x's buffer.
+    return cpu::matmul_glu(value(g_.nodes[size_t(gate)].inputs[0]), rows_of(g_.nodes[size_t(gate)]), job(gate),
+                           job(glu.up), glu.fn, spec_.config.act_dtype, out(glu.mul), *pool_);
+  }
+
+  void exec_rounded(int32_t id) {
+    exec(id);
+    if (spec_.config.act_dtype != DType::F32)
+      cpu::round_activations(spec_.config.act_dtype, out(id), rows_of(g_.nodes[size_t(id)]) * g_.nodes[size_t(id)].cols);
   }
 
   void exec(int32_t id) {
@@ -481,8 +553,6 @@ class CpuSegment : public Segment {
         return;
       }
       case Op::Rope: {
-        float* y = out(id);
-        std::memcpy(y, value(in(0)), size_t(R * C) * 4);
         // Angles once per step for every rope node sharing the frequencies (all layers, q and k).
         const Node& f = g_.nodes[size_t(in(2))];
         const float factor = float(n.attrs.f("attn_factor", 1.0));
@@ -491,7 +561,15 @@ class CpuSegment : public Segment {
           table.resize(size_t(T_ * 2 * f.cols));
           cpu::rope_table(batch_->positions.data(), T_, vec(in(2)), f.cols, factor, table.data());
         }
-        cpu::rope_apply(y, R, C, table.data(), f.cols, n.attrs.i("head_dim"), n.attrs.i("pairs", 0) != 0);
+        const float* x = value(in(0));
+        float* y = out(id);
+        const int64_t F = f.cols, D = n.attrs.i("head_dim");
+        const bool pairs = n.attrs.i("pairs", 0) != 0;
+        const auto rows = [&](int64_t r0, int64_t r1) {
+          cpu::rope_apply(x + r0 * C, y + r0 * C, r1 - r0, C, table.data() + r0 * 2 * F, F, D, pairs);
+        };
+        if (R * C >= (int64_t(1) << 15)) pool.parallel_for(R, rows);
+        else rows(0, R);
         return;
       }
       case Op::Attention: {
@@ -539,6 +617,8 @@ class CpuSegment : public Segment {
   std::map<int32_t, cpu::PackedQ> embed_packed_;  // Embed nodes whose table a product here packed
   std::map<int32_t, std::vector<cpu::MatmulJob>> matmul_groups_;  // first product -> all of its group
   std::set<int32_t> grouped_later_;                        // the others (computed with the first)
+  std::map<int32_t, Glu> glus_;  // gate product -> the rest of its gated feed-forward pattern
+  std::set<int32_t> fused_away_;  // up, act and mul of those: run with their gate product
   std::map<std::pair<int32_t, float>, std::vector<float>> rope_tables_;  // this step's cos/sin per frequency table
   BoundaryValues* io_ = nullptr;
   const Batch* batch_ = nullptr;

@@ -42,6 +42,16 @@ struct MatmulJob {
 };
 void matmul_group(const float* x, int64_t R, const std::vector<MatmulJob>& jobs, ThreadPool& pool,
                   Isa isa = active_isa());
+// A gated feed-forward product: y [R, N] = act(x wg^T + bg) * (x wu^T + bu), where act is Silu
+// (vec_ops' silu, as the Silu op runs), Gelu or GeluTanh (unary), both weights packed quantized
+// with the same shape. A few panels of both products at a time, combined while still in L1, in
+// place of two products, an activation pass and a product pass over [R, N] buffers. round: the
+// activation type (F32, or BF16 / F16: each intermediate rounded as the separate ops round it),
+// so results equal the unfused ops bit for bit. Returns false (nothing done) for weights it cannot
+// take: the caller runs the ops one by one.
+enum class Unary;
+bool matmul_glu(const float* x, int64_t R, const MatmulJob& gate, const MatmulJob& up, Unary act, DType round,
+                float* y, ThreadPool& pool, Isa isa = active_isa());
 // The plain reference: dequantizes each weight row and takes float dot products.
 void matmul_ref(const float* x, int64_t R, const TensorView& w, const float* bias, float* y, ThreadPool& pool);
 
@@ -93,10 +103,12 @@ void gated_delta_rule_chunked(const DeltaRuleArgs& a, const int64_t* rows, int64
 // Rotates the first 2F dims of every head_dim-wide head of x [T, C] in place.
 void rope(float* x, int64_t T, int64_t C, const int32_t* positions, const float* inv_freq, int64_t F, int64_t head_dim,
           bool pairs, float attn_factor);
-// rope() in two steps, so a step's angles are computed once for all layers: table [T, 2F] holds
-// cos, sin (times attn_factor) of pos * inv_freq[i], then rope_apply rotates with it.
+// rope() in two steps, so a step's angles are computed once for all layers: row t of table [T, 2F]
+// holds cos of pos * inv_freq[i] for i < F, then the sines (both times attn_factor); rope_apply
+// writes y = x rotated with it (y may be x).
 void rope_table(const int32_t* positions, int64_t T, const float* inv_freq, int64_t F, float attn_factor, float* table);
-void rope_apply(float* x, int64_t T, int64_t C, const float* table, int64_t F, int64_t head_dim, bool pairs);
+void rope_apply(const float* x, float* y, int64_t T, int64_t C, const float* table, int64_t F, int64_t head_dim,
+                bool pairs);
 
 // Fast variants of the light ops: SIMD (vec_ops.h) and, for prefill-sized inputs, split over rows
 // on the pool. Tested against the references above (tests/test_ops.cpp runs them in the executor).

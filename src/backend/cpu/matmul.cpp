@@ -1,10 +1,12 @@
 // matmul dispatch: picks the kernel for the weight's dtype and layout, the row count and the ISA,
 // and splits the output columns between the pool's threads.
 #include <algorithm>
+#include <tuple>
 #include <vector>
 
 #include "backend/cpu/fgemm.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/vec_ops.h"
 
 namespace elm::cpu {
 
@@ -114,6 +116,42 @@ void matmul_group(const float* x, int64_t R, const std::vector<MatmulJob>& jobs,
       qk->gemm_packed(ch.job->w->packed, a, ch.p0, ch.p1, ch.job->bias, ch.job->y, ch.job->w->packed.n);
     }
   }, 1);
+}
+
+bool matmul_glu(const float* x, int64_t R, const MatmulJob& gate, const MatmulJob& up, Unary act, DType round,
+                float* y, ThreadPool& pool, Isa isa) {
+  const QKernels* qk = qkernels(isa);
+  const PackedQ &wg = gate.w->packed, &wu = up.w->packed;
+  if (!qk || !wg.data || !wu.data || wg.n != wu.n || wg.k != wu.k) return false;
+  if (act != Unary::Silu && act != Unary::Gelu && act != Unary::GeluTanh) return false;
+  const int64_t N = wg.n, K = wg.k, panels = wg.panels();
+  thread_local ActScratch scratch;
+  const Int8Rows a = quantize_acts(x, R, K, *qk, pool, scratch);
+  const VecOps& ops = vec_ops();
+  // One chunk: panels p0..p1 of both products into [R, cols] scratch, then the gated rows into y.
+  auto chunk = [&](int64_t p0, int64_t p1) {
+    const int64_t c0 = p0 * kPanelRows, cols = std::min(N - c0, (p1 - p0) * kPanelRows);
+    thread_local std::vector<float> g, u;
+    g.resize(size_t(R * cols));
+    u.resize(size_t(R * cols));
+    for (auto [w, bias, out] : {std::tuple{&wg, gate.bias, g.data()}, std::tuple{&wu, up.bias, u.data()}}) {
+      PackedQ sub = *w;
+      sub.n = cols;
+      sub.data = w->data + size_t(p0) * packed_panel_bytes(w->type, K, w->group, w->f32_scales);
+      qk->gemm_packed(sub, a, 0, p1 - p0, bias ? bias + c0 : nullptr, out, cols);
+      if (round != DType::F32) round_activations(round, out, R * cols);
+    }
+    if (act == Unary::Silu) ops.silu(g.data(), g.data(), R * cols);
+    else unary(act, g.data(), R * cols, g.data());
+    if (round != DType::F32) round_activations(round, g.data(), R * cols);
+    for (int64_t r = 0; r < R; ++r) {
+      float* yr = y + r * N + c0;
+      ops.mul(g.data() + r * cols, u.data() + r * cols, yr, cols);
+      if (round != DType::F32) round_activations(round, yr, cols);
+    }
+  };
+  pool.parallel_for_dynamic(panels, chunk, panel_chunk(R, panels, pool));
+  return true;
 }
 
 void matmul(const float* x, int64_t R, const MatmulWeight& w, const float* bias, float* y, ThreadPool& pool, Isa isa) {
