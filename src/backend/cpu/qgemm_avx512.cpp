@@ -206,13 +206,18 @@ void tile(const uint8_t* pw, size_t panel_bytes, const Int8Rows& a, int64_t r0, 
 template <DType T, bool F32S, int NP>
 void rows_tiles(const uint8_t* pw, size_t panel_bytes, const Int8Rows& a, int group, const float* bias, float* y,
                 int64_t ldy, int64_t n0, int64_t N) {
-  constexpr int MR = 4;
+  // Rows per tile: 5 x 2 panels keeps the 10 int32 and 10 float accumulators, the unpacked weights
+  // and the broadcasts within the 32 vector registers (5 rows beat 4 by 5-12 % on Zen 5; 6 spills);
+  // Q4M's mins take two more registers, so it keeps 4.
+  constexpr int MR = T == DType::Q4M ? 4 : 5;
   int64_t r = 0;
   for (; r + MR <= a.rows; r += MR) tile<T, F32S, MR, NP>(pw, panel_bytes, a, r, group, bias, y, ldy, n0, N);
   switch (a.rows - r) {
     case 1: tile<T, F32S, 1, NP>(pw, panel_bytes, a, r, group, bias, y, ldy, n0, N); break;
     case 2: tile<T, F32S, 2, NP>(pw, panel_bytes, a, r, group, bias, y, ldy, n0, N); break;
     case 3: tile<T, F32S, 3, NP>(pw, panel_bytes, a, r, group, bias, y, ldy, n0, N); break;
+    case 4: tile<T, F32S, 4, NP>(pw, panel_bytes, a, r, group, bias, y, ldy, n0, N); break;
+    case 5: tile<T, F32S, 5, NP>(pw, panel_bytes, a, r, group, bias, y, ldy, n0, N); break;
     default: break;
   }
 }
