@@ -81,8 +81,11 @@ void Shapes(benchmark::internal::Benchmark* b) {
       for (int64_t threads : {1, 2})
         for (int64_t pack : {0, 1}) {
           if (pack && !is_quantized(t)) continue;
-          // smollm2-360m's MLP up projection and smollm2-1.7b's down projection.
+          // smollm2-360m's MLP up projection, its attention output projection (small: decode
+          // is bound by start-up and synchronization as much as by bandwidth) and smollm2-1.7b's
+          // down projection.
           b->Args({int64_t(t), R, 2560, 960, threads, pack});
+          b->Args({int64_t(t), R, 960, 960, threads, pack});
           b->Args({int64_t(t), R, 2048, 8192, threads, pack});
         }
 }

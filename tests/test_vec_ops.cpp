@@ -75,34 +75,41 @@ TEST_P(Vec, ExpShiftIsAccurateAndZeroesMaskedScores) {
   }
 }
 
+// Blocks of queries: nq covers whole register blocks (2 or 6 queries) and remainders; each query's
+// probabilities sit ldp apart, and its row of acc is added to, not overwritten.
 TEST_P(Vec, WeightedRows) {
-  for (int64_t width : {1, 7, 16, 64, 80, 130}) {
-    const int64_t n = 9;
-    std::vector<float> p = rnd(size_t(n), 5), rows = rnd(size_t(n * width), 6), acc = rnd(size_t(width), 7);
-    std::vector<float> got = acc;
-    ops().weighted_rows(p.data(), rows.data(), n, width, got.data());
-    for (int64_t c = 0; c < width; ++c) {
-      double want = acc[size_t(c)];
-      for (int64_t j = 0; j < n; ++j) want += double(p[size_t(j)]) * rows[size_t(j * width + c)];
-      EXPECT_NEAR(got[size_t(c)], want, 1e-5) << "width " << width << " col " << c;
+  for (int64_t width : {1, 7, 16, 64, 80, 130})
+    for (int64_t nq : {1, 2, 3, 7, 13}) {
+      const int64_t n = 9, ldp = 11;
+      std::vector<float> p = rnd(size_t(nq * ldp), 5), rows = rnd(size_t(n * width), 6), acc = rnd(size_t(nq * width), 7);
+      std::vector<float> got = acc;
+      ops().weighted_rows(p.data(), ldp, nq, rows.data(), n, width, got.data());
+      for (int64_t q = 0; q < nq; ++q)
+        for (int64_t c = 0; c < width; ++c) {
+          double want = acc[size_t(q * width + c)];
+          for (int64_t j = 0; j < n; ++j) want += double(p[size_t(q * ldp + j)]) * rows[size_t(j * width + c)];
+          EXPECT_NEAR(got[size_t(q * width + c)], want, 1e-5) << "width " << width << " query " << q << " col " << c;
+        }
     }
-  }
 }
 
 TEST_P(Vec, WeightedRowsOfHalves) {
-  for (int64_t width : {1, 7, 16, 64, 80, 130}) {
-    const int64_t n = 9;
-    std::vector<float> p = rnd(size_t(n), 5), rows = rnd(size_t(n * width), 6), acc = rnd(size_t(width), 7);
-    std::vector<uint16_t> halves(rows.size());
-    for (size_t i = 0; i < rows.size(); ++i) halves[i] = f32_to_f16(rows[i]);
-    std::vector<float> got = acc;
-    ops().weighted_rows_f16(p.data(), halves.data(), n, width, got.data());
-    for (int64_t c = 0; c < width; ++c) {
-      double want = acc[size_t(c)];
-      for (int64_t j = 0; j < n; ++j) want += double(p[size_t(j)]) * f16_to_f32(halves[size_t(j * width + c)]);
-      EXPECT_NEAR(got[size_t(c)], want, 1e-5) << "width " << width << " col " << c;
+  for (int64_t width : {1, 7, 16, 64, 80, 130})
+    for (int64_t nq : {1, 2, 3, 7, 13}) {
+      const int64_t n = 9, ldp = 11;
+      std::vector<float> p = rnd(size_t(nq * ldp), 5), rows = rnd(size_t(n * width), 6), acc = rnd(size_t(nq * width), 7);
+      std::vector<uint16_t> halves(rows.size());
+      for (size_t i = 0; i < rows.size(); ++i) halves[i] = f32_to_f16(rows[i]);
+      std::vector<float> got = acc;
+      ops().weighted_rows_f16(p.data(), ldp, nq, halves.data(), n, width, got.data());
+      for (int64_t q = 0; q < nq; ++q)
+        for (int64_t c = 0; c < width; ++c) {
+          double want = acc[size_t(q * width + c)];
+          for (int64_t j = 0; j < n; ++j)
+            want += double(p[size_t(q * ldp + j)]) * f16_to_f32(halves[size_t(j * width + c)]);
+          EXPECT_NEAR(got[size_t(q * width + c)], want, 1e-5) << "width " << width << " query " << q << " col " << c;
+        }
     }
-  }
 }
 
 TEST_P(Vec, ActivationsNormAndElementwise) {

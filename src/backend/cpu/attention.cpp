@@ -97,27 +97,31 @@ void attention(const float* q, int64_t T, const int32_t* positions, const int32_
             for (int64_t j = 0; j < n; ++j)
               sc[qi * kKeyTile + j] = ops.dot(qbuf.data() + qi * D, static_cast<const float*>(kt) + j * D, D);
         }
+        // Scores become probabilities (a row that sees none of the tile's keys: zeros, so the block
+        // product below adds exactly nothing to it), then acc [nq, DV] += probabilities x values.
         for (int64_t qi = 0; qi < nq; ++qi) {
           float* s = sc + qi * kKeyTile;
           if (p.softcap > 0)
             for (int64_t j = 0; j < n; ++j) s[j] = p.softcap * std::tanh(s[j] / p.softcap);
           if (!all) {
             const int32_t pq = positions[t0 + qi / group];
-            for (int64_t j = 0; j < n; ++j)
-              if (!visible(kpos[size_t(j)], pq, p.window)) s[j] = -INFINITY;
+            for (int64_t j = 0; j < n; ++j)  // branch-free: the diagonal tile's pattern mispredicts
+              s[j] = visible(kpos[size_t(j)], pq, p.window) ? s[j] : -INFINITY;
           }
           const float tile_max = ops.max(s, n);
-          if (tile_max == -INFINITY) continue;
+          if (tile_max == -INFINITY) {
+            std::fill(s, s + n, 0.f);
+            continue;
+          }
           float& mq = m[size_t(qi)];
           const float m_new = std::max(mq, tile_max);
           const float correction = mq == -INFINITY ? 0.f : std::exp(mq - m_new);
-          float* aq = acc.data() + qi * DV;
           l[size_t(qi)] = l[size_t(qi)] * correction + ops.exp_shift(s, n, m_new);
-          if (correction != 1.f) ops.scale(correction, aq, DV);
-          if (et == DType::F16) ops.weighted_rows_f16(s, static_cast<const uint16_t*>(vt), n, DV, aq);
-          else ops.weighted_rows(s, static_cast<const float*>(vt), n, DV, aq);
+          if (correction != 1.f) ops.scale(correction, acc.data() + qi * DV, DV);
           mq = m_new;
         }
+        if (et == DType::F16) ops.weighted_rows_f16(sc, kKeyTile, nq, static_cast<const uint16_t*>(vt), n, DV, acc.data());
+        else ops.weighted_rows(sc, kKeyTile, nq, static_cast<const float*>(vt), n, DV, acc.data());
       }
       for (int64_t qi = 0; qi < nq; ++qi) {
         const int64_t t = t0 + qi / group, h = kvh * group + qi % group;

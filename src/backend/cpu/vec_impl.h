@@ -90,33 +90,59 @@ struct VecImpl {
     return S::load(t);
   }
 
-  // RT: the rows' element type (F32, or F16 read in place from a KV cache).
-  template <DType RT, class E>
-  static void weighted_rows_t(const float* p, const E* rows, int64_t n, int64_t width, float* acc) {
-    constexpr int U = 4;  // vectors of acc kept in registers
-    for (int64_t c = 0; c < width; c += U * W) {
-      V a[U];
-      int cnt[U];
-      for (int u = 0; u < U; ++u) {
-        const int64_t at = c + u * W;
-        cnt[u] = at < width ? rest(width, at) : 0;
-        a[u] = cnt[u] ? S::load(acc + at, cnt[u]) : S::zero();
+  // RT: the rows' element type (F32, or F16 read in place from a KV cache). QB queries at a time,
+  // so each row is loaded (and widened) once for all of them; per query the sum runs over j in
+  // order, as a one-query loop would.
+  // Columns [c, c + U * W) of QB queries; cnt: lanes of the last vector (W when the run is whole).
+  // No per-vector conditions inside, so the QB x U accumulators stay in registers.
+  template <DType RT, int QB, int U, class E>
+  static void weighted_cols(const float* p, int64_t ldp, const E* rows, int64_t n, int64_t width, float* acc,
+                            int64_t c, int cnt) {
+    V a[QB][U];
+#pragma GCC unroll 8
+    for (int q = 0; q < QB; ++q)
+#pragma GCC unroll 4
+      for (int u = 0; u < U; ++u) a[q][u] = S::load(acc + q * width + c + u * W, u == U - 1 ? cnt : W);
+    for (int64_t j = 0; j < n; ++j) {
+      const E* row = rows + j * width + c;
+      V v[U];
+#pragma GCC unroll 4
+      for (int u = 0; u < U; ++u) v[u] = S::template widen<RT>(row + u * W, u == U - 1 ? cnt : W);
+#pragma GCC unroll 8
+      for (int q = 0; q < QB; ++q) {
+        const V pj = S::bcast(p[q * ldp + j]);
+#pragma GCC unroll 4
+        for (int u = 0; u < U; ++u) a[q][u] = S::fma(pj, v[u], a[q][u]);
       }
-      for (int64_t j = 0; j < n; ++j) {
-        const V pj = S::bcast(p[j]);
-        const E* row = rows + j * width + c;
-        for (int u = 0; u < U; ++u)
-          if (cnt[u]) a[u] = S::fma(pj, S::template widen<RT>(row + u * W, cnt[u]), a[u]);
-      }
-      for (int u = 0; u < U; ++u)
-        if (cnt[u]) S::store(acc + c + u * W, a[u], cnt[u]);
     }
+#pragma GCC unroll 8
+    for (int q = 0; q < QB; ++q)
+#pragma GCC unroll 4
+      for (int u = 0; u < U; ++u) S::store(acc + q * width + c + u * W, a[q][u], u == U - 1 ? cnt : W);
   }
-  static void weighted_rows(const float* p, const float* rows, int64_t n, int64_t width, float* acc) {
-    weighted_rows_t<DType::F32>(p, rows, n, width, acc);
+  template <DType RT, int QB, class E>
+  static void weighted_rows_block(const float* p, int64_t ldp, const E* rows, int64_t n, int64_t width, float* acc) {
+    constexpr int U = 4;  // vectors of each query's acc kept in registers
+    int64_t c = 0;
+    for (; c + U * W <= width; c += U * W) weighted_cols<RT, QB, U>(p, ldp, rows, n, width, acc, c, W);
+    for (; c < width; c += W) weighted_cols<RT, QB, 1>(p, ldp, rows, n, width, acc, c, rest(width, c));
   }
-  static void weighted_rows_f16(const float* p, const uint16_t* rows, int64_t n, int64_t width, float* acc) {
-    weighted_rows_t<DType::F16>(p, rows, n, width, acc);
+  template <DType RT, class E>
+  static void weighted_rows_t(const float* p, int64_t ldp, int64_t nq, const E* rows, int64_t n, int64_t width,
+                              float* acc) {
+    // QB x 4 accumulators + 4 rows + a broadcast within the register file (16 registers with AVX2).
+    constexpr int QB = W == 8 ? 2 : 6;
+    int64_t q = 0;
+    for (; q + QB <= nq; q += QB) weighted_rows_block<RT, QB>(p + q * ldp, ldp, rows, n, width, acc + q * width);
+    for (; q < nq; ++q) weighted_rows_block<RT, 1>(p + q * ldp, ldp, rows, n, width, acc + q * width);
+  }
+  static void weighted_rows(const float* p, int64_t ldp, int64_t nq, const float* rows, int64_t n, int64_t width,
+                            float* acc) {
+    weighted_rows_t<DType::F32>(p, ldp, nq, rows, n, width, acc);
+  }
+  static void weighted_rows_f16(const float* p, int64_t ldp, int64_t nq, const uint16_t* rows, int64_t n,
+                                int64_t width, float* acc) {
+    weighted_rows_t<DType::F16>(p, ldp, nq, rows, n, width, acc);
   }
 
   static void silu(const float* x, float* y, int64_t n) {

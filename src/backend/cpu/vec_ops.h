@@ -15,9 +15,12 @@ struct VecOps {
   void (*scale)(float a, float* y, int64_t n);                 // y *= a
   // x = exp(x - m), 0 where x - m < -87 (so -inf scores give exactly 0); returns the sum.
   float (*exp_shift)(float* x, int64_t n, float m);
-  // acc[0, width) += sum over j < n of p[j] * rows[j * width .. j * width + width).
-  void (*weighted_rows)(const float* p, const float* rows, int64_t n, int64_t width, float* acc);
-  void (*weighted_rows_f16)(const float* p, const uint16_t* rows, int64_t n, int64_t width, float* acc);
+  // For each query q < nq: acc[q * width, + width) += sum over j < n of p[q * ldp + j] * rows[j * width,
+  // + width) (attention's probabilities times a tile of value rows, for a block of queries at once).
+  void (*weighted_rows)(const float* p, int64_t ldp, int64_t nq, const float* rows, int64_t n, int64_t width,
+                        float* acc);
+  void (*weighted_rows_f16)(const float* p, int64_t ldp, int64_t nq, const uint16_t* rows, int64_t n, int64_t width,
+                            float* acc);
   void (*silu)(const float* x, float* y, int64_t n);  // x / (1 + exp(-x))
   void (*add)(const float* a, const float* b, float* y, int64_t n);
   void (*mul)(const float* a, const float* b, float* y, int64_t n);
