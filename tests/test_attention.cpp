@@ -87,7 +87,14 @@ TEST_P(Attention, TiledMatchesReference) {
     d.seqs = i % 2 ? 2 : 1;
     cases.push_back(d);
   }
-  cases.back().prefix = 700, cases.back().n_ctx = 1024;  // many key tiles
+  cases.back().prefix = 700, cases.back().n_ctx = 1024;  // many key tiles: split over the threads
+  // Split decode with a window, in a full cache and in a ring buffer.
+  Case split_window;
+  split_window.step = 1, split_window.seqs = 1, split_window.prefix = 700, split_window.n_ctx = 1024;
+  split_window.window = 300;
+  cases.push_back(split_window);
+  split_window.window = 500, split_window.n_ctx = 4096;  // ring of 516 slots
+  cases.push_back(split_window);
   for (DType kv : {DType::F32, DType::F16, DType::I8})
     for (size_t i = 0; i < cases.size(); ++i) {
       SCOPED_TRACE(testing::Message() << "case " << i << " kv " << dtype_name(kv));

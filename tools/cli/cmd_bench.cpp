@@ -32,6 +32,7 @@ struct BenchArgs {
   int n_prompt = 128;
   int n_gen = 64;
   int reps = 5;
+  int depth = 0;  // tokens already in the cache when each test starts (llama-bench's -d)
   bool json = false;
   std::string quant;
 };
@@ -99,7 +100,10 @@ int run(const BenchArgs& a) {
   }
 
   ModelOptions mo = a.model;
-  if (mo.ctx <= 0) mo.ctx = std::max(a.n_prompt + a.n_gen, 16);
+  if (mo.ctx <= 0) mo.ctx = std::max(a.depth + std::max(a.n_prompt, a.n_gen), 16);
+  if (a.depth + std::max(a.n_prompt, a.n_gen) > mo.ctx)
+    fail("a depth of ", a.depth, " and ", std::max(a.n_prompt, a.n_gen), " test tokens do not fit a context of ", mo.ctx,
+         " (raise --ctx)");
   mo.batch = std::max(1, std::max(a.n_prompt, std::min(mo.batch, mo.ctx)));
   Session session(m, mo.session(*m));
   const double load_s = seconds_since(t_load);
@@ -111,15 +115,20 @@ int run(const BenchArgs& a) {
     for (int32_t& id : t) id = int32_t(rng() % uint32_t(session.vocab()));
     return t;
   };
-  auto time_prefill = [&] {
+  // Each test starts from a cache holding `depth` random tokens (filled untimed).
+  auto fill = [&] {
     session.reset(0);
+    if (a.depth > 0) session.feed(0, random_tokens(a.depth));
+  };
+  auto time_prefill = [&] {
+    fill();
     const std::vector<int32_t> toks = random_tokens(a.n_prompt);
     const auto t0 = std::chrono::steady_clock::now();
     session.feed(0, toks);
     return double(a.n_prompt) / seconds_since(t0);
   };
   auto time_decode = [&] {
-    session.reset(0);
+    fill();
     const std::vector<int32_t> toks = random_tokens(a.n_gen);
     const auto t0 = std::chrono::steady_clock::now();
     for (int32_t t : toks) session.feed(0, std::span<const int32_t>(&t, 1));
@@ -154,6 +163,7 @@ int run(const BenchArgs& a) {
                         {"act_type", mo.act_type},
                         {"n_prompt", a.n_prompt},
                         {"n_gen", a.n_gen},
+                        {"depth", a.depth},
                         {"reps", a.reps},
                         {"pp_tokens_per_s", ps.mean},
                         {"pp_stddev", ps.stddev},
@@ -180,8 +190,15 @@ int run(const BenchArgs& a) {
   std::printf("\nthreads: %d  kernels: %s  kv cache: %s  activations: %s  load: %.2f s\n", threads, isa.c_str(),
               std::string(dtype_name(session.executor().config().kv_dtype)).c_str(), mo.act_type.c_str(), load_s);
   std::printf("| test   |         t/s (mean +- sd) |  median |\n");
-  if (a.n_prompt > 0) std::printf("| pp%-4d | %14.2f +- %7.2f | %7.2f |\n", a.n_prompt, ps.mean, ps.stddev, ps.median);
-  if (a.n_gen > 0) std::printf("| tg%-4d | %14.2f +- %7.2f | %7.2f |\n", a.n_gen, ts.mean, ts.stddev, ts.median);
+  const std::string at = a.depth > 0 ? " @ d" + std::to_string(a.depth) : "";
+  if (a.n_prompt > 0) {
+    const std::string name = "pp" + std::to_string(a.n_prompt) + at;
+    std::printf("| %-6s | %14.2f +- %7.2f | %7.2f |\n", name.c_str(), ps.mean, ps.stddev, ps.median);
+  }
+  if (a.n_gen > 0) {
+    const std::string name = "tg" + std::to_string(a.n_gen) + at;
+    std::printf("| %-6s | %14.2f +- %7.2f | %7.2f |\n", name.c_str(), ts.mean, ts.stddev, ts.median);
+  }
   std::printf("peak RSS: %.1f MiB (after load: %.1f MiB)\n", peak_rss, rss_loaded);
   return 0;
 }
@@ -195,6 +212,8 @@ void register_bench(CLI::App& app, Registry& reg) {
   sub->add_option("-p,--n-prompt", a->n_prompt, "prompt tokens per prefill test (0: skip)")->check(CLI::Range(0, 65536));
   sub->add_option("-n,--n-gen", a->n_gen, "tokens per decode test (0: skip)")->check(CLI::Range(0, 65536));
   sub->add_option("-r,--repetitions", a->reps, "repetitions of each test")->check(CLI::Range(1, 1000));
+  sub->add_option("-d,--depth", a->depth, "tokens already in the KV cache when each test starts (filled untimed)")
+      ->check(CLI::Range(0, 1 << 20));
   sub->add_flag("--json", a->json, "print one JSON object");
   sub->add_option("--quant", a->quant,
                   "quantize the weights in memory first (f32, bf16, f16, int8, int4, int4-g32/64/128, int4m-g...)");

@@ -36,7 +36,42 @@ void attention(const float* q, int64_t T, const int32_t* positions, const int32_
   const int64_t H = p.heads, KVH = cache.kv_heads(), D = cache.head_dim(), DV = cache.v_head_dim();
   const int64_t group = H / KVH;
   const auto blocks = query_blocks(T, seqs);
-  pool.parallel_for_dynamic(int64_t(blocks.size()) * KVH, [&](int64_t i0, int64_t i1) {
+  const int64_t nb = int64_t(blocks.size());
+
+  // Slots that can hold a visible key for each block: positions in a full cache, the whole ring
+  // otherwise.
+  std::vector<std::pair<int64_t, int64_t>> range(static_cast<size_t>(nb));
+  int64_t widest = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const auto [t0, t1] = blocks[size_t(b)];
+    const int32_t pmin = *std::min_element(positions + t0, positions + t1);
+    const int32_t pmax = *std::max_element(positions + t0, positions + t1);
+    int64_t lo = 0, hi = cache.capacity();
+    if (!cache.window()) {
+      hi = std::min<int64_t>(hi, int64_t(pmax) + 1);
+      if (p.window > 0) lo = std::max<int64_t>(0, int64_t(pmin) - p.window + 1);
+    }
+    range[size_t(b)] = {lo, hi};
+    widest = std::max(widest, hi - lo);
+  }
+  // Decode has one block per sequence, so a few (block, KV head) items for all the threads. With
+  // fewer than two items a thread (many cores, few KV heads) long key ranges are split (flash-
+  // decoding), each part kept as (max, sum, weighted values) and the parts merged at the end; at
+  // least two tiles a part. Not sooner: decode reads the cache from memory, and on two cores five
+  // whole heads (3 : 2) beat ten half heads, whose streams the prefetchers pick up twice as often.
+  const int64_t threads = pool.size();
+  int64_t splits = 1;
+  if (nb * KVH < 2 * threads)
+    splits = std::max<int64_t>(1, std::min((4 * threads + nb * KVH - 1) / (nb * KVH), widest / (2 * kKeyTile)));
+  const int64_t items = nb * KVH * splits;
+  std::vector<float> part_acc, part_ml;  // per item: [nq, DV] values; [nq] max then [nq] sum
+  const int64_t max_nq = kQueryBlock * group;
+  if (splits > 1) {
+    part_acc.resize(size_t(items * max_nq * DV));
+    part_ml.resize(size_t(items * max_nq * 2));
+  }
+
+  pool.parallel_for_dynamic(items, [&](int64_t i0, int64_t i1) {
     thread_local std::vector<float> kbuf, vbuf, qbuf, scores, acc, m, l;
     thread_local std::vector<int32_t> kpos;
     kbuf.resize(size_t(kKeyTile * D));
@@ -46,9 +81,10 @@ void attention(const float* q, int64_t T, const int32_t* positions, const int32_
     kpos.resize(size_t(kKeyTile));
     for (int64_t i = i0; i < i1; ++i) {
       // Last blocks first: they see the most keys, and the light ones then fill the threads' tails.
-      const int64_t item = int64_t(blocks.size()) * KVH - 1 - i;
-      const auto [t0, t1] = blocks[size_t(item / KVH)];
-      const int64_t kvh = item % KVH, nq = (t1 - t0) * group;
+      const int64_t item = items - 1 - i, part = item % splits;
+      const int64_t b = item / splits / KVH, kvh = item / splits % KVH;
+      const auto [t0, t1] = blocks[size_t(b)];
+      const int64_t nq = (t1 - t0) * group;
       const int seq = seqs[t0];
       int32_t pmin = positions[t0], pmax = positions[t0];
       for (int64_t t = t0; t < t1; ++t) pmin = std::min(pmin, positions[t]), pmax = std::max(pmax, positions[t]);
@@ -59,12 +95,10 @@ void attention(const float* q, int64_t T, const int32_t* positions, const int32_
         float* dst = qbuf.data() + (t - t0) * group * D;
         for (int64_t i = 0; i < group * D; ++i) dst[i] = src[i] * p.scale;
       }
-      // Slots that can hold a visible key: positions in a full cache, the whole ring otherwise.
-      int64_t lo = 0, hi = cache.capacity();
-      if (!cache.window()) {
-        hi = std::min<int64_t>(hi, int64_t(pmax) + 1);
-        if (p.window > 0) lo = std::max<int64_t>(0, int64_t(pmin) - p.window + 1);
-      }
+      // This part's share of the block's slots, in whole tiles.
+      const auto [blo, bhi] = range[size_t(b)];
+      const int64_t per = ((bhi - blo + splits - 1) / splits + kKeyTile - 1) / kKeyTile * kKeyTile;
+      const int64_t lo = std::min(bhi, blo + part * per), hi = std::min(bhi, lo + per);
       // Online softmax state per query: running max, sum, weighted values.
       acc.assign(size_t(nq * DV), 0.f);
       m.assign(size_t(nq), -INFINITY);
@@ -86,6 +120,17 @@ void attention(const float* q, int64_t T, const int32_t* positions, const int32_
         const DType et = in_place ? cache.dtype() : DType::F32;
         const void* kt = in_place ? cache.key_entries(seq, kvh, s0) : cache.keys(seq, kvh, s0, n, kbuf.data(), ops);
         const void* vt = in_place ? cache.value_entries(seq, kvh, s0) : cache.values(seq, kvh, s0, n, vbuf.data(), ops);
+        // Decode reads each layer's cache once, from memory: ask for the next tile while this one
+        // is scored (a head's entries are contiguous, so that tile follows this one).
+        if (in_place && s0 + kKeyTile < hi) {
+          const size_t esize = cache.dtype() == DType::F32 ? 4 : 2;
+          const size_t kbytes = size_t(std::min(kKeyTile, hi - s0 - kKeyTile)) * size_t(D) * esize;
+          const size_t vbytes = kbytes / size_t(D) * size_t(DV);
+          const char* kn = static_cast<const char*>(kt) + size_t(kKeyTile * D) * esize;
+          const char* vn = static_cast<const char*>(vt) + size_t(kKeyTile * DV) * esize;
+          for (size_t o = 0; o < kbytes; o += 64) __builtin_prefetch(kn + o);
+          for (size_t o = 0; o < vbytes; o += 64) __builtin_prefetch(vn + o);
+        }
         // scores [nq, kKeyTile] = queries [nq, D] x keys [n, D]^T: a float matmul with the keys as weights.
         float* sc = scores.data();
         if (fk && nq > 4) {
@@ -123,6 +168,12 @@ void attention(const float* q, int64_t T, const int32_t* positions, const int32_
         if (et == DType::F16) ops.weighted_rows_f16(sc, kKeyTile, nq, static_cast<const uint16_t*>(vt), n, DV, acc.data());
         else ops.weighted_rows(sc, kKeyTile, nq, static_cast<const float*>(vt), n, DV, acc.data());
       }
+      if (splits > 1) {  // a part: kept for the merge below
+        std::copy(acc.begin(), acc.begin() + nq * DV, part_acc.begin() + item * max_nq * DV);
+        std::copy(m.begin(), m.begin() + nq, part_ml.begin() + item * max_nq * 2);
+        std::copy(l.begin(), l.begin() + nq, part_ml.begin() + item * max_nq * 2 + max_nq);
+        continue;
+      }
       for (int64_t qi = 0; qi < nq; ++qi) {
         const int64_t t = t0 + qi / group, h = kvh * group + qi % group;
         float* o = out + t * H * DV + h * DV;
@@ -131,6 +182,33 @@ void attention(const float* q, int64_t T, const int32_t* positions, const int32_
       }
     }
   }, 1);
+  if (splits == 1) return;
+
+  // Merge the parts of each (block, KV head): rescaled to the largest of their maxima.
+  for (int64_t b = 0; b < nb; ++b) {
+    const auto [t0, t1] = blocks[size_t(b)];
+    const int64_t nq = (t1 - t0) * group;
+    for (int64_t kvh = 0; kvh < KVH; ++kvh)
+      for (int64_t qi = 0; qi < nq; ++qi) {
+        const int64_t first = (b * KVH + kvh) * splits;
+        const auto ml = [&](int64_t s) { return part_ml.data() + (first + s) * max_nq * 2; };
+        float mx = -INFINITY;
+        for (int64_t s = 0; s < splits; ++s) mx = std::max(mx, ml(s)[qi]);
+        const int64_t t = t0 + qi / group, h = kvh * group + qi % group;
+        float* o = out + t * H * DV + h * DV;
+        std::fill(o, o + DV, 0.f);
+        float sum = 0.f;
+        if (mx != -INFINITY)
+          for (int64_t s = 0; s < splits; ++s) {
+            if (ml(s)[qi] == -INFINITY) continue;  // a part that saw no visible key
+            const float w = std::exp(ml(s)[qi] - mx);
+            sum += w * ml(s)[max_nq + qi];
+            ops.axpy(w, part_acc.data() + ((first + s) * max_nq + qi) * DV, o, DV);
+          }
+        const float inv = sum > 0 ? 1.f / sum : 0.f;
+        ops.scale(inv, o, DV);
+      }
+  }
 }
 
 void attention_ref(const float* q, int64_t T, const int32_t* positions, const int32_t* seqs, const KvCache& cache,

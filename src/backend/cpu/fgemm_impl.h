@@ -46,8 +46,14 @@ struct FloatGemm {
           for (int r = 0; r < R; ++r) acc[i][r] = S::fma(wv, xv[r], acc[i][r]);
         }
       }
-      for (int i = 0; i < NR; ++i)
-        for (int r = 0; r < R; ++r) y[r * ldy + n + i] = S::sum(acc[i][r]) + (bias ? bias[n + i] : 0.f);
+      // Four rows' sums at once: with short rows (attention's 64-dim keys) the reductions cost as
+      // much as the products when done one by one.
+      static_assert(NR == 4);
+      for (int r = 0; r < R; ++r) {
+        float s[4];
+        S::sum4(acc[0][r], acc[1][r], acc[2][r], acc[3][r], s);
+        for (int i = 0; i < NR; ++i) y[r * ldy + n + i] = s[i] + (bias ? bias[n + i] : 0.f);
+      }
     }
     for (; n < n1; ++n) {
       V acc[R];

@@ -30,6 +30,14 @@ struct Simd {
   static V min(V a, V b) { return _mm512_min_ps(a, b); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static float sum(V v) { return _mm512_reduce_add_ps(v); }
+  // out[0..3] = sum(a), sum(b), sum(c), sum(d): halves folded, then pairwise adds shared by all four.
+  static void sum4(V a, V b, V c, V d, float* out) {
+    const auto fold = [](V v) {
+      return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    };
+    const __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(fold(a), fold(b)), _mm256_hadd_ps(fold(c), fold(d)));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1)));
+  }
   static float hmax(V v) { return _mm512_reduce_max_ps(v); }
   static V round(V v) { return _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   // 2^n for integral n in [-126, 127] (n given as float).

@@ -33,6 +33,7 @@ struct Simd {
   static V min(V a, V b) { return vminq_f32(a, b); }
   static V fma(V a, V b, V c) { return vfmaq_f32(c, a, b); }
   static float sum(V v) { return vaddvq_f32(v); }
+  static void sum4(V a, V b, V c, V d, float* out) { vst1q_f32(out, vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d))); }
   static float hmax(V v) { return vmaxvq_f32(v); }
   static V round(V v) { return vrndnq_f32(v); }
   static V pow2(V n) {

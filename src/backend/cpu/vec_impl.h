@@ -134,7 +134,17 @@ struct VecImpl {
     constexpr int QB = W == 8 ? 2 : 6;
     int64_t q = 0;
     for (; q + QB <= nq; q += QB) weighted_rows_block<RT, QB>(p + q * ldp, ldp, rows, n, width, acc + q * width);
-    for (; q < nq; ++q) weighted_rows_block<RT, 1>(p + q * ldp, ldp, rows, n, width, acc + q * width);
+    // The rest as one block too (decode: the 2-5 query heads of a KV head).
+    const float* pq = p + q * ldp;
+    float* aq = acc + q * width;
+    switch (QB > 2 ? nq - q : nq > q) {
+      case 0: break;
+      case 1: weighted_rows_block<RT, 1>(pq, ldp, rows, n, width, aq); break;
+      case 2: weighted_rows_block<RT, 2>(pq, ldp, rows, n, width, aq); break;
+      case 3: weighted_rows_block<RT, 3>(pq, ldp, rows, n, width, aq); break;
+      case 4: weighted_rows_block<RT, 4>(pq, ldp, rows, n, width, aq); break;
+      default: weighted_rows_block<RT, 5>(pq, ldp, rows, n, width, aq); break;
+    }
   }
   static void weighted_rows(const float* p, int64_t ldp, int64_t nq, const float* rows, int64_t n, int64_t width,
                             float* acc) {

@@ -31,6 +31,7 @@ struct Scalar {
   static V min(V a, V b) { return std::min(a, b); }
   static V fma(V a, V b, V c) { return std::fma(a, b, c); }
   static float sum(V v) { return v; }
+  static void sum4(V a, V b, V c, V d, float* out) { out[0] = a, out[1] = b, out[2] = c, out[3] = d; }
   static float hmax(V v) { return v; }
   static V round(V v) { return std::nearbyint(v); }
   static V pow2(V n) { return std::ldexp(1.f, int(n)); }
