@@ -78,7 +78,7 @@ TEST_P(Attention, TiledMatchesReference) {
   cases[2].window = 20, cases[2].n_ctx = 4096;  // ring buffer: window + max_batch < n_ctx
   cases[3].softcap = 3.f, cases[3].kv_heads = 1;
   cases[4].heads = cases[4].kv_heads = 3, cases[4].dim = 40, cases[4].prefix = 3;  // tiny context
-  // A prefill: blocks of 8 tokens x 2 heads score their key tiles with the gemm kernel.
+  // A prefill: blocks of 16 tokens x 2 heads score their key tiles with the gemm kernel.
   cases[5].seqs = 1, cases[5].step = 70, cases[5].prefix = 30, cases[5].max_batch = 70, cases[5].dim = 40;
   // Decode steps: one token of one or two sequences.
   for (int i = 0; i < 5; ++i) {

@@ -11,7 +11,10 @@ namespace elm::cpu {
 namespace {
 
 constexpr int64_t kKeyTile = 64;    // keys converted and scored together
-constexpr int64_t kQueryBlock = 8;  // consecutive tokens of one sequence sharing the key tiles
+// Consecutive tokens of one sequence sharing the key tiles: 16 amortizes each tile (and its
+// conversion into the gemm kernel's panels) over more queries than 8 did (512-token prefill
+// attention 14 % faster), with still 8 blocks x KV heads of work items at 128 tokens.
+constexpr int64_t kQueryBlock = 16;
 
 bool visible(int32_t pk, int32_t pq, int64_t window) { return pk >= 0 && pk <= pq && (window <= 0 || pq - pk < window); }
 
