@@ -189,16 +189,12 @@ int run(const BenchArgs& a) {
   if (file_mb > 0) std::printf(", file %.1f MiB", file_mb);
   std::printf("\nthreads: %d  kernels: %s  kv cache: %s  activations: %s  load: %.2f s\n", threads, isa.c_str(),
               std::string(dtype_name(session.executor().config().kv_dtype)).c_str(), mo.act_type.c_str(), load_s);
-  std::printf("| test   |         t/s (mean +- sd) |  median |\n");
   const std::string at = a.depth > 0 ? " @ d" + std::to_string(a.depth) : "";
-  if (a.n_prompt > 0) {
-    const std::string name = "pp" + std::to_string(a.n_prompt) + at;
-    std::printf("| %-6s | %14.2f +- %7.2f | %7.2f |\n", name.c_str(), ps.mean, ps.stddev, ps.median);
-  }
-  if (a.n_gen > 0) {
-    const std::string name = "tg" + std::to_string(a.n_gen) + at;
-    std::printf("| %-6s | %14.2f +- %7.2f | %7.2f |\n", name.c_str(), ts.mean, ts.stddev, ts.median);
-  }
+  const std::string pp_name = "pp" + std::to_string(a.n_prompt) + at, tg_name = "tg" + std::to_string(a.n_gen) + at;
+  const int w = int(std::max({size_t(6), pp_name.size(), tg_name.size()}));
+  std::printf("| %-*s |         t/s (mean +- sd) |  median |\n", w, "test");
+  if (a.n_prompt > 0) std::printf("| %-*s | %14.2f +- %7.2f | %7.2f |\n", w, pp_name.c_str(), ps.mean, ps.stddev, ps.median);
+  if (a.n_gen > 0) std::printf("| %-*s | %14.2f +- %7.2f | %7.2f |\n", w, tg_name.c_str(), ts.mean, ts.stddev, ts.median);
   std::printf("peak RSS: %.1f MiB (after load: %.1f MiB)\n", peak_rss, rss_loaded);
   return 0;
 }
