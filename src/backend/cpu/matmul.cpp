@@ -32,11 +32,15 @@ Int8Rows quantize_acts(const float* x, int64_t R, int64_t K, const QKernels& qk,
   return Int8Rows{R, K, s.q.data(), s.d.data(), s.sum.data()};
 }
 
-// Chunks of panels claimed one at a time. Decode: about two per thread (at least one 4-panel tile),
-// so each thread streams through consecutive tiles and prefetches across them, yet a thread slowed
-// by a noisy neighbour hands its second chunk over; prefill: small chunks.
+// Chunks of panels claimed one at a time. Decode: about two per thread (whole 4-panel tiles, at most
+// 64 panels), so each thread streams through consecutive tiles and prefetches across them, yet a
+// thread slowed by a noisy neighbour hands its second chunk over. Rounded up, not down: 60 panels
+// on two threads make chunks of 16, 16, 16 and 12 (32 : 28 panels a thread), not five of 12
+// (36 : 24). Prefill: small chunks.
 int64_t panel_chunk(int64_t R, int64_t panels, const ThreadPool& pool) {
-  return R == 1 ? std::clamp<int64_t>(panels / (2 * int64_t(pool.size())) / 4 * 4, 4, 64) : 2;
+  if (R != 1) return 2;
+  const int64_t target = 2 * int64_t(pool.size());
+  return std::clamp<int64_t>(((panels + target - 1) / target + 3) / 4 * 4, 4, 64);
 }
 
 void matmul_quantized(const float* x, int64_t R, const MatmulWeight& w, const QKernels& qk, const float* bias, float* y,
