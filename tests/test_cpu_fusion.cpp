@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "elm_test_util.h"
 #include "quant/quantize.h"
-#include "runtime/session.h"
 #include "util.h"
 
 using namespace elm;
@@ -20,14 +20,7 @@ std::vector<float> logits(const std::shared_ptr<const Model>& m, bool fuse, DTyp
   SessionOptions o;
   o.runtime.cpu_fuse = fuse;
   o.runtime.act_dtype = act;
-  Session s(m, o);
-  const std::vector<int32_t> ids = {1, 5, 9, 200, 3, 77, 41, 8}, more = {13, 99, 250};
-  std::vector<float> out = s.feed_all(0, ids);
-  for (int32_t t : more) {
-    std::span<const float> row = s.feed(0, std::span<const int32_t>(&t, 1));
-    out.insert(out.end(), row.begin(), row.end());
-  }
-  return out;
+  return model_logits(m, {1, 5, 9, 200, 3, 77, 41, 8, 13, 99, 250}, 8, o);
 }
 
 }  // namespace

@@ -41,21 +41,25 @@ void attention(const float* q, int64_t T, const int32_t* positions, const int32_
   const auto blocks = query_blocks(T, seqs);
   const int64_t nb = int64_t(blocks.size());
 
-  // Slots that can hold a visible key for each block: positions in a full cache, the whole ring
-  // otherwise.
-  std::vector<std::pair<int64_t, int64_t>> range(static_cast<size_t>(nb));
+  // Each block's positions, and the slots that can hold a key visible to it: positions in a full
+  // cache, the whole ring otherwise.
+  struct Span {
+    int32_t pmin, pmax;
+    int64_t lo, hi;
+  };
+  std::vector<Span> spans(static_cast<size_t>(nb));
   int64_t widest = 0;
   for (int64_t b = 0; b < nb; ++b) {
     const auto [t0, t1] = blocks[size_t(b)];
-    const int32_t pmin = *std::min_element(positions + t0, positions + t1);
-    const int32_t pmax = *std::max_element(positions + t0, positions + t1);
-    int64_t lo = 0, hi = cache.capacity();
+    Span& sp = spans[size_t(b)];
+    sp.pmin = *std::min_element(positions + t0, positions + t1);
+    sp.pmax = *std::max_element(positions + t0, positions + t1);
+    sp.lo = 0, sp.hi = cache.capacity();
     if (!cache.window()) {
-      hi = std::min<int64_t>(hi, int64_t(pmax) + 1);
-      if (p.window > 0) lo = std::max<int64_t>(0, int64_t(pmin) - p.window + 1);
+      sp.hi = std::min<int64_t>(sp.hi, int64_t(sp.pmax) + 1);
+      if (p.window > 0) sp.lo = std::max<int64_t>(0, int64_t(sp.pmin) - p.window + 1);
     }
-    range[size_t(b)] = {lo, hi};
-    widest = std::max(widest, hi - lo);
+    widest = std::max(widest, sp.hi - sp.lo);
   }
   // Decode has one block per sequence, so a few (block, KV head) items for all the threads. With
   // fewer than two items a thread (many cores, few KV heads) long key ranges are split (flash-
@@ -89,8 +93,8 @@ void attention(const float* q, int64_t T, const int32_t* positions, const int32_
       const auto [t0, t1] = blocks[size_t(b)];
       const int64_t nq = (t1 - t0) * group;
       const int seq = seqs[t0];
-      int32_t pmin = positions[t0], pmax = positions[t0];
-      for (int64_t t = t0; t < t1; ++t) pmin = std::min(pmin, positions[t]), pmax = std::max(pmax, positions[t]);
+      const Span& sp = spans[size_t(b)];
+      const int32_t pmin = sp.pmin, pmax = sp.pmax;
       // The block's queries [nq, D], query qi = token t0 + qi / group, head kvh * group + qi % group,
       // pre-scaled so that a product is a score.
       for (int64_t t = t0; t < t1; ++t) {
@@ -99,9 +103,8 @@ void attention(const float* q, int64_t T, const int32_t* positions, const int32_
         for (int64_t i = 0; i < group * D; ++i) dst[i] = src[i] * p.scale;
       }
       // This part's share of the block's slots, in whole tiles.
-      const auto [blo, bhi] = range[size_t(b)];
-      const int64_t per = ((bhi - blo + splits - 1) / splits + kKeyTile - 1) / kKeyTile * kKeyTile;
-      const int64_t lo = std::min(bhi, blo + part * per), hi = std::min(bhi, lo + per);
+      const int64_t per = ((sp.hi - sp.lo + splits - 1) / splits + kKeyTile - 1) / kKeyTile * kKeyTile;
+      const int64_t lo = std::min(sp.hi, sp.lo + part * per), hi = std::min(sp.hi, lo + per);
       // Online softmax state per query: running max, sum, weighted values.
       acc.assign(size_t(nq * DV), 0.f);
       m.assign(size_t(nq), -INFINITY);

@@ -561,15 +561,8 @@ class CpuSegment : public Segment {
           table.resize(size_t(T_ * 2 * f.cols));
           cpu::rope_table(batch_->positions.data(), T_, vec(in(2)), f.cols, factor, table.data());
         }
-        const float* x = value(in(0));
-        float* y = out(id);
-        const int64_t F = f.cols, D = n.attrs.i("head_dim");
-        const bool pairs = n.attrs.i("pairs", 0) != 0;
-        const auto rows = [&](int64_t r0, int64_t r1) {
-          cpu::rope_apply(x + r0 * C, y + r0 * C, r1 - r0, C, table.data() + r0 * 2 * F, F, D, pairs);
-        };
-        if (R * C >= (int64_t(1) << 15)) pool.parallel_for(R, rows);
-        else rows(0, R);
+        cpu::rope_apply_fast(value(in(0)), out(id), R, C, table.data(), f.cols, n.attrs.i("head_dim"),
+                             n.attrs.i("pairs", 0) != 0, pool);
         return;
       }
       case Op::Attention: {

@@ -117,6 +117,8 @@ void rms_norm_fast(const float* x, int64_t R, int64_t C, const float* w, int64_t
 void add_fast(const float* a, const float* b, int64_t R, int64_t C, bool b_broadcast, float* y, ThreadPool& pool);
 void mul_fast(const float* a, const float* b, int64_t R, int64_t C, bool b_broadcast, float* y, ThreadPool& pool);
 void silu_fast(const float* x, int64_t n, float* y, ThreadPool& pool);
+void rope_apply_fast(const float* x, float* y, int64_t T, int64_t C, const float* table, int64_t F, int64_t head_dim,
+                     bool pairs, ThreadPool& pool);
 
 // Activation modes (RuntimeConfig::act_dtype): every value an op produces is rounded to BF16 or F16
 // precision (round to nearest even; F16 overflows to inf) as if feature maps were stored in that

@@ -55,6 +55,13 @@ void silu_fast(const float* x, int64_t n, float* y, ThreadPool& pool) {
   });
 }
 
+void rope_apply_fast(const float* x, float* y, int64_t T, int64_t C, const float* table, int64_t F, int64_t head_dim,
+                     bool pairs, ThreadPool& pool) {
+  over_rows(T, C, pool, [&](int64_t r0, int64_t r1) {
+    rope_apply(x + r0 * C, y + r0 * C, r1 - r0, C, table + r0 * 2 * F, F, head_dim, pairs);
+  });
+}
+
 void round_activations(DType t, float* x, int64_t n) {
   if (t == DType::BF16) {
     // Round to nearest even on the upper 16 bits (f32_to_bf16 without the NaN case: activations
