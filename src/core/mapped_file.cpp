@@ -104,6 +104,5 @@ void populate_write(void* data, size_t bytes) {
 #endif
 }
 
-void prefer_huge_pages(void* data, size_t bytes) { advise_pages(data, bytes, size_t(2) << 20, MADV_HUGEPAGE); }
 
 }  // namespace elm

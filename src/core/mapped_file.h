@@ -46,8 +46,5 @@ void populate_read(const void* data, size_t bytes);
 // Faults in the whole pages inside the range for writing in one call (MADV_POPULATE_WRITE): a fresh
 // buffer about to be filled end to end. A no-op where unsupported.
 void populate_write(void* data, size_t bytes);
-// Asks for transparent huge pages over the whole 2 MiB pages inside the range (MADV_HUGEPAGE):
-// fewer faults when a large buffer is first written, fewer TLB misses when it is streamed.
-void prefer_huge_pages(void* data, size_t bytes);
 
 }  // namespace elm

@@ -12,6 +12,7 @@
 #include "backend/cpu/kv_cache.h"
 #include "backend/cpu/recurrent_state.h"
 #include "core/error.h"
+#include "core/huge_arena.h"
 #include "core/mapped_file.h"
 #include "core/thread_pool.h"
 #include "core/zeroed_array.h"
@@ -28,8 +29,12 @@ bool is_recurrent(Op op) { return op == Op::CausalConv1d || op == Op::GatedDelta
 // The KV caches of one graph on this backend, by state id. Shared by its segments: with KV sharing
 // the layer that writes a cache and the layers that read it may land in different segments.
 using KvCaches = std::map<int64_t, std::unique_ptr<KvCache>>;
-// Weights packed at load (RuntimeConfig::cpu_repack), by tensor name; shared by the segments.
-using PackedAtLoad = std::map<std::string, ZeroedArray<uint8_t>>;
+// Weights packed at load (RuntimeConfig::cpu_repack), by tensor name; shared by the segments. The
+// copies lie back to back on huge pages (core/huge_arena.h).
+struct PackedAtLoad {
+  HugeArena memory;
+  std::map<std::string, const uint8_t*> tensors;
+};
 
 // ELM_CPU_PROFILE=1: wall time per op kind (products by shape), decode steps (one token) apart from
 // larger ones, printed to stderr when the segment is destroyed. For finding where a step goes.
@@ -350,10 +355,10 @@ class CpuSegment : public Segment {
   // kernels and other backends may still read the original, which faults back in from the page cache).
   cpu::PackedQ pack_at_load(const std::string& name, const TensorView& t) {
     const cpu::QMatrix m = cpu::qmatrix(t);
-    auto [it, fresh] = packed_at_load_->try_emplace(name);
+    auto [it, fresh] = packed_at_load_->tensors.try_emplace(name);
     if (fresh) {
-      it->second = ZeroedArray<uint8_t>(cpu::packed_bytes(m));
-      prefer_huge_pages(it->second.data(), it->second.size());
+      uint8_t* packed = packed_at_load_->memory.alloc(cpu::packed_bytes(m));
+      it->second = packed;
       // Slices of about 8 MiB of the original: each is faulted in, packed and released before the
       // next, so the original and its copy are never both resident (peak RSS).
       const size_t qrow = size_t(m.type == DType::Q8 ? m.k : m.k / 2), srow = size_t(m.k / m.group) * (m.f32_scales ? 4 : 2);
@@ -368,12 +373,12 @@ class CpuSegment : public Segment {
         const int64_t p1 = std::min(panels, p0 + step);
         const int64_t r0 = p0 * cpu::kPanelRows, r1 = std::min(m.n, p1 * cpu::kPanelRows);
         parts(r0, r1, [](const uint8_t* d, size_t n) { populate_read(d, n); });
-        cpu::pack_weight(m, it->second.data(), *pool_, p0, p1);
+        cpu::pack_weight(m, packed, *pool_, p0, p1);
         parts(r0, r1, [&](const uint8_t* d, size_t n) { w_.release_copied(d, n); });
       }
       w_.release_copied(t.data, t.nbytes);  // the pages that straddled two slices
     }
-    return cpu::PackedQ{m.type, m.n, m.k, m.group, m.f32_scales, it->second.data()};
+    return cpu::PackedQ{m.type, m.n, m.k, m.group, m.f32_scales, it->second};
   }
 
   struct Glu {
