@@ -11,6 +11,7 @@
 // 0 <= p_k <= p_q and (window == 0 or p_q - p_k < window), exactly the CPU's rule.
 #include <algorithm>
 #include <cfloat>
+#include <cstdlib>
 
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/rope.cuh"
@@ -74,14 +75,44 @@ __global__ void kv_truncate_kernel(int32_t* pos, int cap, int32_t n_past) {
 
 // ---- decode ----
 
-constexpr int kDecThreads = 256, kChunk = 256, kMaxAcc = 8, kMaxGroup = 32;
+constexpr int kDecThreads = 256, kMaxChunk = 256, kMaxAcc = 8, kMaxGroup = 32;
 constexpr int kDecodeMaxT = 16;  // larger mixed batches run one split per (token, kv head)
-constexpr int kMinKeys = 256;    // fewest keys worth a split of their own
+constexpr int kMaxSplits = 32;
+constexpr int kTileBytes = 64 * 1024;  // shared memory for one chunk's key and value rows
+
+// Fewest keys worth a split of their own. Decode at short contexts is a chain of latencies (load the
+// keys, score, softmax, weight the values, combine), so a split of few keys on more SMs finishes
+// sooner; the combine costs one more round trip. ELM_CUDA_ATTN_SPLIT_KEYS overrides it (experiments).
+int split_keys() {
+  static const int keys = [] {
+    const char* e = std::getenv("ELM_CUDA_ATTN_SPLIT_KEYS");
+    const int n = e ? std::atoi(e) : 0;
+    return n > 0 ? n : 64;
+  }();
+  return keys;
+}
 
 int decode_splits(int T, int cap) {
   if (T > kDecodeMaxT) return 1;
-  return std::max(1, std::min(32, (cap + 255) / 256));
+  return std::max(1, std::min(kMaxSplits, (cap + split_keys() - 1) / split_keys()));
 }
+
+// Bytes of one key / value row in the shared tiles: 16-byte multiples, keys padded by 16 bytes so that
+// threads reading consecutive rows hit different banks.
+__host__ __device__ inline int key_row_bytes(int D, int s) { return (D * s + 15) / 16 * 16 + 16; }
+__host__ __device__ inline int value_row_bytes(int Dv, int s) { return (Dv * s + 15) / 16 * 16; }
+
+// Keys per chunk: the most (a power of two, up to one per thread) whose rows fit the tile.
+int decode_chunk(int D, int Dv, int s) {
+  int c = kMaxChunk;
+  while (c > 8 && c * (key_row_bytes(D, s) + value_row_bytes(Dv, s)) > kTileBytes) c /= 2;
+  return c;
+}
+
+struct DecodeShape {
+  int chunk;       // keys per chunk (decode_chunk)
+  int split_keys;  // fewest keys per split (split_keys)
+};
 
 // Eight consecutive cache values (16- or 32-byte aligned when D is a multiple of 8).
 template <class KT>
@@ -130,46 +161,99 @@ __device__ __forceinline__ void dot_heads(const float* qs, int D, int G, const K
   for (int i = 0; i < 4; ++i) out4[i] = acc[i];
 }
 
-// Shared memory of the decode kernel, in floats (offsets kept 16-byte aligned).
+// Shared memory of the decode kernel: float regions (offsets in floats, 16-byte aligned), then the
+// key and value tiles of one chunk (offsets in bytes).
 struct DecodeSmem {
-  int qs, sc, kn, vn, red, total;
-  __host__ __device__ DecodeSmem(int G, int D, int Dv) {
+  int qs, sc, kn, vn, red, floats;
+  int krow, vrow, ks, vs, bytes;
+  __host__ __device__ DecodeSmem(int G, int D, int Dv, int s, int chunk) {
     auto up4 = [](int n) { return (n + 3) / 4 * 4; };
-    qs = 0, sc = up4(G * D), kn = sc + G * kChunk, vn = kn + up4(D), red = vn + up4(Dv);
-    total = red + kDecThreads * 8;
+    qs = 0, sc = up4(G * D), kn = sc + up4(G * chunk), vn = kn + up4(D), red = vn + up4(Dv);
+    floats = red + kDecThreads * 8;
+    krow = key_row_bytes(D, s), vrow = value_row_bytes(Dv, s);
+    ks = floats * 4, vs = ks + chunk * krow, bytes = vs + chunk * vrow;
   }
 };
 
+// Flash-decoding over the cache. With a fused single-token write (k_new), the cache rows this block
+// reads were all written by earlier steps (its own token's are taken from k_new / v_new), so the keys,
+// values and their positions are requested before waiting for the previous kernel (programmatic
+// dependent launch) and arrive while it drains; only q, k_new and v_new need the wait.
 template <class KT>
 __global__ void __launch_bounds__(kDecThreads, 1) attn_decode_kernel(AttnArgs a, KvView kv, const int32_t* positions,
-                                                                  const int32_t* seqs) {
+                                                                  const int32_t* seqs, DecodeShape shape) {
   pdl_launch_dependents();
-  extern __shared__ float smem[];
+  extern __shared__ float4 smem4[];
+  float* smem = reinterpret_cast<float*>(smem4);
   const int KVH = kv.kv_heads, D = kv.head_dim, Dv = kv.v_head_dim, H = a.heads, G = H / KVH;
-  const DecodeSmem L(G, D, Dv);
+  const int chunk = shape.chunk;
+  const DecodeSmem L(G, D, Dv, int(sizeof(KT)), chunk);
   float* qs = smem + L.qs;  // [G][D] rotated, scaled queries
-  float* sc = smem + L.sc;  // [G][kChunk] scores, then probabilities
+  float* sc = smem + L.sc;  // [G][chunk] scores, then probabilities
   float* kn = smem + L.kn;  // [D] this token's rotated key (fused write)
   float* vn = smem + L.vn;  // [Dv] this token's value (fused write)
   float* red = smem + L.red;
+  uint8_t* ks = reinterpret_cast<uint8_t*>(smem) + L.ks;  // [chunk] key rows of L.krow bytes
+  uint8_t* vs = reinterpret_cast<uint8_t*>(smem) + L.vs;  // [chunk] value rows of L.vrow bytes
   __shared__ float m_run[kMaxGroup], l_run[kMaxGroup], alpha[kMaxGroup];
   __shared__ bool last_block;
 
   const int t = blockIdx.x / KVH, kvh = blockIdx.x % KVH, split = blockIdx.y, nsplit = gridDim.y;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  pdl_wait();  // positions and sequences come from the step's upload
-  const int seq = seqs[t];
-  const int32_t pq = positions[t];
+  const KT* kbase = static_cast<const KT*>(kv.k);
+  const KT* vbase = static_cast<const KT*>(kv.v);
+  const int64_t krows = int64_t(KVH) * D, vrows = int64_t(KVH) * Dv;  // cache row strides (values)
+  const bool aligned = (D * sizeof(KT)) % 16 == 0 && (Dv * sizeof(KT)) % 16 == 0;
 
-  int lo, hi;
-  key_range(kv, pq, pq, a.window, lo, hi);
-  // The grid has room for nsplit splits (fixed when a decode step is captured); short contexts use
-  // fewer, at least kMinKeys keys each, and the blocks beyond them leave at once.
-  const int n = max(0, hi - lo);
-  const int used = max(1, min(nsplit, (n + kMinKeys - 1) / kMinKeys));
-  if (split >= used) return;
-  const int per = (n + used - 1) / used;
-  const int s_lo = lo + split * per, s_hi = min(hi, s_lo + per);
+  // Chunk [c0, c0 + cnt) of this sequence's slots into the tiles (asynchronously when aligned) and the
+  // position of this thread's slot into pos_j.
+  int seq = 0, pq = 0, used = 1, s_lo = 0, s_hi = 0, pos_j = -1;
+  const int32_t* pbase = nullptr;
+  auto request = [&](int c0) {
+    const int cnt = min(chunk, s_hi - c0);
+    const KT* k0 = kbase + (int64_t(seq) * kv.cap + c0) * krows + int64_t(kvh) * D;
+    const KT* v0 = vbase + (int64_t(seq) * kv.cap + c0) * vrows + int64_t(kvh) * Dv;
+    if (aligned) {
+      const int kq = D * int(sizeof(KT)) / 16, vq = Dv * int(sizeof(KT)) / 16;
+      for (int i = tid; i < cnt * kq; i += kDecThreads)
+        cp_async16(ks + (i / kq) * L.krow + (i % kq) * 16, reinterpret_cast<const uint8_t*>(k0 + (i / kq) * krows) + (i % kq) * 16, true);
+      for (int i = tid; i < cnt * vq; i += kDecThreads)
+        cp_async16(vs + (i / vq) * L.vrow + (i % vq) * 16, reinterpret_cast<const uint8_t*>(v0 + (i / vq) * vrows) + (i % vq) * 16, true);
+      cp_async_commit();
+    } else {
+      for (int i = tid; i < cnt * D; i += kDecThreads)
+        reinterpret_cast<KT*>(ks + (i / D) * L.krow)[i % D] = k0[(i / D) * krows + i % D];
+      for (int i = tid; i < cnt * Dv; i += kDecThreads)
+        reinterpret_cast<KT*>(vs + (i / Dv) * L.vrow)[i % Dv] = v0[(i / Dv) * vrows + i % Dv];
+    }
+    pos_j = tid < cnt ? pbase[c0 + tid] : -1;
+  };
+  // The step's position and sequence of token t, this split's slots [s_lo, s_hi); false when the
+  // context is too short for this split to have keys.
+  auto locate = [&]() {
+    seq = seqs[t], pq = positions[t];
+    pbase = kv.pos + int64_t(seq) * kv.cap;
+    int lo, hi;
+    key_range(kv, pq, pq, a.window, lo, hi);
+    // The grid has room for nsplit splits (fixed when a decode step is captured); short contexts use
+    // fewer, at least split_keys keys each, and the blocks beyond them leave at once.
+    const int n = max(0, hi - lo);
+    used = max(1, min(nsplit, (n + shape.split_keys - 1) / shape.split_keys));
+    const int per = (n + used - 1) / used;
+    s_lo = lo + split * per, s_hi = min(hi, s_lo + per);
+    return split < used;
+  };
+  // Positions and sequences come from the step's upload, which precedes every kernel of the step.
+  const bool early = a.k_new != nullptr;
+  if (early) {
+    if (!locate()) return;
+    if (s_lo < s_hi) request(s_lo);
+  }
+  pdl_wait();
+  if (!early) {
+    if (!locate()) return;
+    if (s_lo < s_hi) request(s_lo);
+  }
 
   for (int i = tid; i < G * D; i += kDecThreads) {
     const int g = i / D, d = i % D;
@@ -189,8 +273,8 @@ __global__ void __launch_bounds__(kDecThreads, 1) attn_decode_kernel(AttnArgs a,
   __syncthreads();
   if (a.k_new && split == 0) {
     const int64_t row = int64_t(seq) * kv.cap + s_cur;
-    KT* kc = static_cast<KT*>(kv.k) + (row * KVH + kvh) * D;
-    KT* vc = static_cast<KT*>(kv.v) + (row * KVH + kvh) * Dv;
+    KT* kc = const_cast<KT*>(kbase) + row * krows + int64_t(kvh) * D;
+    KT* vc = const_cast<KT*>(vbase) + row * vrows + int64_t(kvh) * Dv;
     for (int d = tid; d < D; d += kDecThreads) kc[d] = kv_cast<KT>(kn[d]);
     for (int d = tid; d < Dv; d += kDecThreads) vc[d] = kv_cast<KT>(vn[d]);
     if (kvh == 0 && tid == 0) kv.pos[row] = pq;
@@ -205,42 +289,41 @@ __global__ void __launch_bounds__(kDecThreads, 1) attn_decode_kernel(AttnArgs a,
   const int vg = vi * 8 / (Dv > 0 ? Dv : 1), vd = vi * 8 % (Dv > 0 ? Dv : 1);
   float acc8[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
 
-  const KT* kbase = static_cast<const KT*>(kv.k);
-  const KT* vbase = static_cast<const KT*>(kv.v);
-  const int32_t* pbase = kv.pos + int64_t(seq) * kv.cap;
-  const int64_t vstride = int64_t(KVH) * Dv;
-  for (int c0 = s_lo; c0 < s_hi; c0 += kChunk) {
-    // Scores of this chunk's keys (one key per thread), -inf where masked.
-    // (The key is read whether or not it is visible, so its load does not wait for pos[].)
-    const int j = c0 + tid;
-    const bool mine = j == s_cur, in = j < s_hi;
-    bool valid = false;
-    if (in) valid = mine || key_visible(pbase[j], pq, a.window);
-    const KT* key = kbase + ((int64_t(seq) * kv.cap + j) * KVH + kvh) * D;
-    for (int g0 = 0; g0 < G; g0 += 4) {
-      float d4[4] = {0.f, 0.f, 0.f, 0.f};
-      if (in) {
-        if (mine) dot_heads(qs, D, G, kn, d4, g0);
-        else dot_heads(qs, D, G, key, d4, g0);
-      }
-      for (int i = 0; i < 4 && g0 + i < G; ++i) {
-        float s = d4[i];
-        if (a.softcap > 0) s = a.softcap * tanhf(s / a.softcap);
-        sc[(g0 + i) * kChunk + tid] = valid ? s : -INFINITY;
+  for (int c0 = s_lo; c0 < s_hi; c0 += chunk) {
+    const int cnt = min(chunk, s_hi - c0);
+    cp_async_wait<0>();
+    __syncthreads();  // the chunk's rows are in the tiles
+    // Scores of this chunk's keys (one key per thread), -inf where masked. A slot's stale row is read
+    // whether or not it is visible (and this token's own slot before its write): the mask decides.
+    if (tid < chunk) {
+      const int j = c0 + tid;
+      const bool mine = j == s_cur, in = tid < cnt;
+      const bool valid = in && (mine || key_visible(pos_j, pq, a.window));
+      const KT* key = reinterpret_cast<const KT*>(ks + tid * L.krow);
+      for (int g0 = 0; g0 < G; g0 += 4) {
+        float d4[4] = {0.f, 0.f, 0.f, 0.f};
+        if (in) {
+          if (mine) dot_heads(qs, D, G, kn, d4, g0);
+          else dot_heads(qs, D, G, key, d4, g0);
+        }
+        for (int i = 0; i < 4 && g0 + i < G; ++i) {
+          float s = d4[i];
+          if (a.softcap > 0) s = a.softcap * tanhf(s / a.softcap);
+          sc[(g0 + i) * chunk + tid] = valid ? s : -INFINITY;
+        }
       }
     }
     __syncthreads();
     // Running max and sum per head; scores become probabilities (relative to the new max).
-    const int cnt = min(kChunk, s_hi - c0);
     for (int g = warp; g < G; g += kDecThreads / 32) {
       float mx = -INFINITY;
-      for (int i = lane; i < cnt; i += 32) mx = fmaxf(mx, sc[g * kChunk + i]);
+      for (int i = lane; i < cnt; i += 32) mx = fmaxf(mx, sc[g * chunk + i]);
       mx = warp_max(mx);
       const float m_old = m_run[g], m_new = fmaxf(m_old, mx);
       float sum = 0.f;
       for (int i = lane; i < cnt; i += 32) {
-        const float p = m_new == -INFINITY ? 0.f : expf(sc[g * kChunk + i] - m_new);
-        sc[g * kChunk + i] = p;
+        const float p = m_new == -INFINITY ? 0.f : expf(sc[g * chunk + i] - m_new);
+        sc[g * chunk + i] = p;
         sum += p;
       }
       sum = warp_sum(sum);
@@ -257,8 +340,7 @@ __global__ void __launch_bounds__(kDecThreads, 1) attn_decode_kernel(AttnArgs a,
       const float al = alpha[vg];
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc8[e] *= al;
-      const float* pg = sc + vg * kChunk;
-      const KT* vcol = vbase + (int64_t(seq) * kv.cap + c0) * vstride + kvh * Dv + vd;
+      const float* pg = sc + vg * chunk;
 #pragma unroll 4
       for (int jj = vset; jj < cnt; jj += nsets) {
         float v[8];
@@ -266,7 +348,7 @@ __global__ void __launch_bounds__(kDecThreads, 1) attn_decode_kernel(AttnArgs a,
 #pragma unroll
           for (int e = 0; e < 8; ++e) v[e] = vn[vd + e];
         } else {
-          kv_load8(vcol + jj * vstride, v);
+          kv_load8(reinterpret_cast<const KT*>(vs + jj * L.vrow) + vd, v);
         }
         const float p = pg[jj];
 #pragma unroll
@@ -279,14 +361,14 @@ __global__ void __launch_bounds__(kDecThreads, 1) attn_decode_kernel(AttnArgs a,
         if (idx >= G * Dv) break;
         const int g = idx / Dv, dv = idx % Dv;
         float s = acc[i] * alpha[g];
-        const float* pg = sc + g * kChunk;
-        const KT* vcol = vbase + (int64_t(seq) * kv.cap + c0) * vstride + kvh * Dv + dv;
+        const float* pg = sc + g * chunk;
         for (int jj = 0; jj < cnt; ++jj)
-          s += pg[jj] * (c0 + jj == s_cur ? vn[dv] : kv_load(vcol + jj * vstride));
+          s += pg[jj] * (c0 + jj == s_cur ? vn[dv] : kv_load(reinterpret_cast<const KT*>(vs + jj * L.vrow) + dv));
         acc[i] = s;
       }
     }
-    __syncthreads();
+    __syncthreads();  // the tiles and scores are free again
+    if (c0 + chunk < s_hi) request(c0 + chunk);
   }
   if (vec) {  // sum the key subsets
     if (vown)
@@ -514,11 +596,12 @@ void launch_attention(const AttnArgs& a, const KvView& kv, const int32_t* positi
   }
   const int G = a.heads / kv.kv_heads;
   const int nsplit = decode_splits(a.T, kv.cap);
-  const size_t smem = size_t(DecodeSmem(G, kv.head_dim, kv.v_head_dim).total) * 4;
+  const DecodeShape shape{decode_chunk(kv.head_dim, kv.v_head_dim, int(sizeof(KT))), split_keys()};
+  const size_t smem = size_t(DecodeSmem(G, kv.head_dim, kv.v_head_dim, int(sizeof(KT)), shape.chunk).bytes);
   auto* k = attn_decode_kernel<KT>;
   allow_dynamic_smem(reinterpret_cast<const void*>(k), smem);
   launch(k, dim3(unsigned(a.T * kv.kv_heads), unsigned(nsplit)), kDecThreads, smem, s, "attention decode", a, kv,
-         positions, seqs);
+         positions, seqs, shape);
 }
 
 }  // namespace

@@ -223,23 +223,31 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
     locate<WT, R, P>(p, unit, cur);
     load_chunks<WT, U, R, P>(cur, lane, nchunks, rb, sb, group, sf32, a);  // weights before x: overlaps the last kernel
   }
+  const bool norm_w = p.norm && p.norm_w;
+  if (norm_w)  // a weight too: into L2 now, read with x below
+    for (int g = threadIdx.x * 8; g < K4; g += kThreads * 8)  // one 128-byte line each
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const float4*>(p.norm_w) + g));
   pdl_wait();
 
-  // x rows into shared memory (rows past T are zero), RMSNorm applied in place when fused.
+  // x rows into shared memory (rows past T are zero), RMSNorm applied in place when fused: the norm
+  // weight is applied with the load (x and w requested together), the 1 / rms once the sum is known.
   for (int t = 0; t < NT; ++t) {
     float ss = 0.f;
     for (int g = threadIdx.x; g < K4; g += kThreads) {
-      const float4 v = t < p.T ? reinterpret_cast<const float4*>(p.x + int64_t(t) * K)[g] : make_float4(0, 0, 0, 0);
-      xs[t * K4 + swz(g)] = v;
+      float4 v = t < p.T ? reinterpret_cast<const float4*>(p.x + int64_t(t) * K)[g] : make_float4(0, 0, 0, 0);
       ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+      if (norm_w) {
+        float4 w = reinterpret_cast<const float4*>(p.norm_w)[g];
+        if (p.norm_add_one) w.x += 1.f, w.y += 1.f, w.z += 1.f, w.w += 1.f;
+        v.x *= w.x, v.y *= w.y, v.z *= w.z, v.w *= w.w;
+      }
+      xs[t * K4 + swz(g)] = v;
     }
     if (p.norm && t < p.T) {
       const float inv = 1.0f / sqrtf(block_sum(ss, red) / float(K) + p.eps);
       for (int g = threadIdx.x; g < K4; g += kThreads) {
         float4 v = xs[t * K4 + swz(g)];
-        float4 w = p.norm_w ? reinterpret_cast<const float4*>(p.norm_w)[g] : make_float4(1, 1, 1, 1);
-        if (p.norm_w && p.norm_add_one) w.x += 1.f, w.y += 1.f, w.z += 1.f, w.w += 1.f;
-        v.x *= inv * w.x, v.y *= inv * w.y, v.z *= inv * w.z, v.w *= inv * w.w;
+        v.x *= inv, v.y *= inv, v.z *= inv, v.w *= inv;
         xs[t * K4 + swz(g)] = v;
       }
     }
@@ -247,6 +255,19 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
   __syncthreads();
 
   for (; unit < p.units; unit += stride) {
+    // The epilogue's residual and bias values (lane t: token t), requested before the products.
+    float res[P], bias[R][P];
+#pragma unroll
+    for (int j = 0; j < P; ++j) {
+      const int64_t row = cur.row0 + j;
+      const bool out = lane < NT && lane < p.T && j < cur.valid;
+      res[j] = R == 1 && out && cur.residual ? cur.residual[int64_t(lane) * cur.N + row] : 0.f;
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const float* b = R == 2 ? p.bias[r] : cur.bias;
+        bias[r][j] = out && b ? b[row] : 0.f;
+      }
+    }
     float acc[RW][NT];
 #pragma unroll
     for (int k = 0; k < RW; ++k)
@@ -283,14 +304,9 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
         }
         const int64_t row = cur.row0 + j;
         if constexpr (R == 2) {
-          const float g = v[0] + (p.bias[0] ? p.bias[0][row] : 0.f);
-          const float up = v[1] + (p.bias[1] ? p.bias[1][row] : 0.f);
-          p.y[0][t * cur.N + row] = gate_act(p.gate, g) * up;
+          p.y[0][t * cur.N + row] = gate_act(p.gate, v[0] + bias[0][j]) * (v[1] + bias[1][j]);
         } else {
-          float out = v[0];
-          if (cur.bias) out += cur.bias[row];
-          if (cur.residual) out += cur.residual[t * cur.N + row];
-          cur.y[t * cur.N + row] = out;
+          cur.y[t * cur.N + row] = v[0] + bias[0][j] + res[j];
         }
       }
     }
