@@ -55,10 +55,13 @@ class VulkanOps : public testing::TestWithParam<bool> {
  protected:
   void SetUp() override { REQUIRE_VULKAN(); }
   // With subgroups, the matvec runs both ways: row groups of one subgroup (subgroupAdd alone) here,
-  // and of several (subgroupAdd, then shared memory) in the fixture tests.
+  // and of several (subgroupAdd, then shared memory) in the fixture tests. Quantized weights take the
+  // shared-x matvec (x staged in shared memory, whole blocks per load) with subgroups, the global-x
+  // one without.
   VulkanOptions options() const {
     VulkanOptions o;
     o.subgroups = GetParam() ? -1 : 0;
+    o.shared_x = GetParam() ? 1 : 0;
     if (GetParam()) o.matvec = "2,1,sg";
     return o;
   }

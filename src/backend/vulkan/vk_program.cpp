@@ -293,7 +293,12 @@ class Builder {
   Kernel matvec(int32_t at, const MatvecSpec& m) {
     const DeviceWeight& dw = p_.weights[size_t(m.wi)];
     const uint32_t tpr = matvec_tpr(t_, dw.cols), wg = std::max(tpr, t_.matvec_wg);
-    Kernel k = kernel(at, "matvec", {wg, wtype(dw.dtype), t_.matvec_rows, m.glu ? 1u : 0u, tpr}, true);
+    // x in shared memory when it fits next to the reduction scratch ((weight rows + 1) x wg floats).
+    const uint64_t red_bytes = uint64_t(m.glu ? 2 : 1) * t_.matvec_rows * wg * 4 + uint64_t(wg) * 4;
+    const bool shared_x = t_.matvec_shared_x && is_quantized(dw.dtype) && dw.cols % 32 == 0 &&
+                          uint64_t(dw.cols) * 4 + red_bytes <= t_.max_shared;
+    const uint32_t xs4 = shared_x ? uint32_t(dw.cols / 4) : 1u;
+    Kernel k = kernel(at, "matvec", {wg, wtype(dw.dtype), t_.matvec_rows, m.glu ? 1u : 0u, tpr, xs4}, true);
     k.bind[kBindW] = wref(m.wi);
     k.bind[kBindX] = value(m.x);
     k.reads = {value(m.x)};

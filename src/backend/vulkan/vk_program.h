@@ -30,6 +30,8 @@ struct Tuning {
   uint32_t matvec_blocks = 1;  // 32-value blocks per invocation and row
   uint32_t matvec_tpr = 0;     // fixed invocations per row group; 0: from K as above
   uint32_t matvec_wg = 128;    // smallest workgroup (several row groups when they are small)
+  bool matvec_shared_x = false;  // quantized weights: x in shared memory, a block per load (matvec.comp XS4)
+  uint32_t max_shared = 32768;  // bytes of shared memory a workgroup may use
   uint64_t max_range = uint64_t(1) << 27;       // largest storage-buffer binding
   uint32_t max_groups_x = 65535;
 };

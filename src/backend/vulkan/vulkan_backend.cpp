@@ -24,6 +24,9 @@ class VulkanBackend : public Backend {
     Tuning& t = sh_->tuning;
     t.max_range = std::min<uint64_t>(info.max_storage_range, uint64_t(1) << 32);
     t.max_groups_x = info.max_group_count_x;
+    t.max_shared = info.max_shared_memory;
+    const char* env_sx = std::getenv("ELM_VULKAN_MATVEC_SHARED_X");  // opt-in until measured on a GPU
+    t.matvec_shared_x = o.shared_x >= 0 ? o.shared_x != 0 : env_sx && std::strcmp(env_sx, "1") == 0;
     const char* env_mv = std::getenv("ELM_VULKAN_MATVEC");
     const std::string mv = !o.matvec.empty() ? o.matvec : env_mv ? env_mv : "";
     if (!mv.empty()) {

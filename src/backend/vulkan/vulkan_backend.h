@@ -20,6 +20,7 @@ struct VulkanOptions {
   std::string device;  // as ELM_VULKAN_DEVICE; empty: the environment, then the default choice
   int subgroups = -1;  // 1 on, 0 off, -1 from the environment and the device
   std::string matvec;  // as ELM_VULKAN_MATVEC; empty: the environment, then the device's default
+  int shared_x = -1;   // matvec x in shared memory (as ELM_VULKAN_MATVEC_SHARED_X): 1 on, 0 off, -1 the environment
 };
 
 // Throws elm::Error when there is no usable Vulkan device.

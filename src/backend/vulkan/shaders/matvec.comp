@@ -21,6 +21,12 @@
 layout(constant_id = 2) const uint NR = 2;    // output rows per row group
 layout(constant_id = 3) const uint GLU = 0;   // 1: gate/up pairs with activation ACT
 layout(constant_id = 4) const uint TPR = 32;  // invocations per row group (a power of two dividing WG)
+// Shared-x path (quantized weights, K % 32 == 0): x staged once per workgroup in shared memory as XS4
+// = K / 4 vec4s (normalized when fused), and each invocation reads whole 32-value blocks of its rows
+// (16 or 32 bytes a load) against x from shared memory, instead of 4-byte units against x from
+// global memory. 1: off.
+layout(constant_id = 5) const uint XS4 = 1;
+const bool SHARED_X = XS4 > 1u && WTYPE >= 3u;
 const uint NROWS = GLU != 0 ? 2 * NR : NR;    // weight rows per row group
 const uint RG = WG / TPR;                     // row groups per workgroup
 
@@ -52,6 +58,10 @@ layout(push_constant) uniform Params {
 } p;
 
 shared float red[(NROWS + 1) * WG];  // [row group][value][lane]
+shared vec4 xsh[XS4];                 // shared-x path: x, vec4 g at swz(g)
+
+// Invocations reading vec4s 8i..8i+7 (one block each) land on distinct 16-byte bank groups.
+uint swz(uint g) { return g ^ ((g >> 3) & 7u); }
 
 float gelu_erf(float x) { return 0.5 * x * (1.0 + erf_approx(x * 0.7071067811865476)); }
 float activate(float g) {
@@ -81,7 +91,37 @@ void main() {
   float acc[NROWS + 1];
   [[unroll]] for (uint j = 0; j <= NROWS; ++j) acc[j] = 0.0;
 
-  if ((p.K & 31u) == 0u) {
+  float sumsq = 0.0;  // shared-x path: the workgroup's sum of x^2 (the other paths sum it in acc[NROWS])
+  if (SHARED_X) {
+    float ss = 0.0;
+    for (uint g = tid; g < p.K / 4u; g += WG) {
+      vec4 v = X4[xo / 4u + g];
+      ss += dot(v, v);
+      if (norm) {
+        vec4 w = NORM_W4[g];
+        if (add_one) w += 1.0;
+        v *= w;
+      }
+      xsh[swz(g)] = v;
+    }
+    if (norm) {  // workgroup sum through red (free until the row groups reduce below)
+      red[tid] = ss;
+      barrier();
+      for (uint s = WG / 2u; s > 0u; s >>= 1) {
+        if (tid < s) red[tid] += red[tid + s];
+        barrier();
+      }
+      sumsq = red[0];
+    }
+    barrier();
+    for (uint b = lane; b < p.K / 32u; b += TPR) {
+      vec4 xb[8];
+      [[unroll]] for (uint i = 0; i < 8u; ++i) xb[i] = xsh[swz(8u * b + i)];
+      const float xs = WTYPE == 5 ? dot((xb[0] + xb[1]) + (xb[2] + xb[3]) + (xb[4] + xb[5]) + (xb[6] + xb[7]), vec4(1.0)) : 0.0;
+      [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] += w_block_dot(wd, wrow[j], b, xb, xs);
+    }
+    barrier();  // red is reused by the reduction below
+  } else if ((p.K & 31u) == 0u) {
     const uint xo4 = xo >> 2;
     for (uint u = lane; u < w_units(wd); u += TPR) {
       const uint ia = unit_xa(u) >> 2, ib = unit_xb(u) >> 2;
@@ -141,7 +181,7 @@ void main() {
     [[unroll]] for (uint j = 0; j <= NROWS; ++j) acc[j] = red[base + j * TPR];
   }
   if (norm) {
-    const float inv = 1.0 / sqrt(acc[NROWS] / float(p.K) + p.eps);
+    const float inv = 1.0 / sqrt((SHARED_X ? sumsq : acc[NROWS]) / float(p.K) + p.eps);
     [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] *= inv;
   }
 

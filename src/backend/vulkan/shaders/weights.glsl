@@ -80,3 +80,27 @@ float w_unit_dot(WDesc d, uint row, uint u, vec4 xa, vec4 xb, float xs) {
   if (WTYPE == 4) return s * acc;
   return s * acc + w_scale_at(d, d.moff, gi) * xs;
 }
+
+// Dot product of 32-value block b of row `row` (quantized types, K % 32 == 0) with its x values x[0..7]
+// (values 4i..4i+3 of the block in x[i]); xs: their sum (Q4M). One 16-byte load per Q4 block, two per
+// Q8 block: the matvec's shared-x path reads a whole block per invocation.
+float w_block_dot(WDesc d, uint row, uint b, vec4 x[8], float xs) {
+  const uint gi = row * (d.K / d.group) + (b * 32u) / d.group;
+  const float s = w_scale_at(d, d.soff, gi);
+  if (WTYPE == 3) {
+    const uint i = row * (d.K >> 4) + 2u * b;
+    const uvec4 a = W4[i], c = W4[i + 1u];
+    return s * (dot(x[0], sbytes_f(a.x)) + dot(x[1], sbytes_f(a.y)) + dot(x[2], sbytes_f(a.z)) +
+                dot(x[3], sbytes_f(a.w)) + dot(x[4], sbytes_f(c.x)) + dot(x[5], sbytes_f(c.y)) +
+                dot(x[6], sbytes_f(c.z)) + dot(x[7], sbytes_f(c.w)));
+  }
+  // Word i holds values 4i..4i+3 (low nibbles) and 16+4i..16+4i+3 (high nibbles).
+  const uvec4 w = W4[row * (d.K >> 5) + b];
+  const float off = WTYPE == 4 ? 8.0 : 0.0;
+  const uvec4 lo = w & 0x0f0f0f0fu, hi = (w >> 4) & 0x0f0f0f0fu;
+  const float acc = dot(x[0], bytes_f(lo.x, off)) + dot(x[1], bytes_f(lo.y, off)) + dot(x[2], bytes_f(lo.z, off)) +
+                    dot(x[3], bytes_f(lo.w, off)) + dot(x[4], bytes_f(hi.x, off)) + dot(x[5], bytes_f(hi.y, off)) +
+                    dot(x[6], bytes_f(hi.z, off)) + dot(x[7], bytes_f(hi.w, off));
+  if (WTYPE == 4) return s * acc;
+  return s * acc + w_scale_at(d, d.moff, gi) * xs;
+}
