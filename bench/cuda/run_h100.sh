@@ -2,11 +2,18 @@
 # One batched run on the GPU machine: CUDA tests, then decode / prefill benchmarks of the random-weight
 # models (bench/cuda/README.md). Expects a bundle made by bench/cuda/make_bundle.sh:
 #   BUNDLE/bin/{elm,elm-model-bench,elm_tests}  BUNDLE/shared/{fixtures/tiny,tokenizers/smollm2,tools}
-#   run_h100.sh BUNDLE OUT [tests|bench|all] [models...]
+#   run_h100.sh BUNDLE OUT [tests|bench|profile|vulkan|all] [models...]
 set -u
 BUNDLE=$(cd "$1" && pwd); OUT=$2; WHAT=${3:-all}; shift 3 2>/dev/null || shift $#
 MODELS=${*:-"llama3.2-1b smollm2-1.7b"}
 mkdir -p "$OUT"
+export LD_LIBRARY_PATH=$BUNDLE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+for z in "$BUNDLE"/bin/*.xz "$BUNDLE"/lib/*.xz; do  # make_bundle.sh compresses the binaries
+  [ -e "$z" ] || continue
+  xz -d "$z" 2>/dev/null || python3 -c "import lzma,sys; open(sys.argv[1][:-3],'wb').write(lzma.open(sys.argv[1]).read())" "$z"
+  rm -f "$z"; case $z in */bin/*) chmod +x "${z%.xz}";; esac
+done
+BIN=$BUNDLE/bin/${BENCH_BIN:-elm-model-bench}  # BENCH_BIN=elm-model-bench-base: the baseline of an A/B
 nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
 export ELM_SHARED_DIR=$BUNDLE/shared
 
@@ -37,10 +44,10 @@ if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
     [ -d /tmp/models/$m ] || python3 "$BUNDLE/shared/tools/make_bench_model.py" "$m" /tmp/models/$m \
       --tokenizer "$BUNDLE/shared/tokenizers/smollm2" || exit 1
     for q in ${QUANTS:-int4 int8 int4-g32}; do
-      timeout 240 "$BUNDLE/bin/elm-model-bench" -m /tmp/models/$m --backend cuda --quant $q --act ${ACT:-f16} \
+      timeout 240 "$BIN" -m /tmp/models/$m --backend cuda --quant $q --act ${ACT:-f16} \
         --kv f16 -p 512 -n 128 -r 5 -c 1024 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err" || echo "bench $m $q failed: $?"
       tail -1 "$OUT/bench.jsonl" | python3 -c "import json,sys; j=json.loads(sys.stdin.read());
-print(f\"{j['model']:14s} {j['quant']:9s} pp512 {j['pp_tps']:9.0f} tok/s  tg128 {j['tg_tps']:7.1f} tok/s \
+print(f\"$(basename $BIN) {j['model']:14s} {j['quant']:9s} pp512 {j['pp_tps']:9.0f} tok/s  tg128 {j['tg_tps']:7.1f} tok/s \
 greedy {j['tg_greedy_tps']:7.1f}  weights {j['weight_bytes']/2**20:6.0f} MiB  gpu mem {j['gpu_mem_elm']/2**20:6.0f} MiB\")"
     done
   done
@@ -58,7 +65,7 @@ if [ "$WHAT" = profile ] || [ "$WHAT" = all ]; then
     echo "== profile: $phase ($m ${PROFILE_QUANT:-int4})"
     timeout 300 $NCU --clock-control none --cache-control none --graph-profiling node \
       --metrics gpu__time_duration.sum,dram__bytes_read.sum --csv -c $count \
-      "$BUNDLE/bin/elm-model-bench" -m /tmp/models/$m --backend cuda --quant ${PROFILE_QUANT:-int4} --act f16 \
+      "$BIN" -m /tmp/models/$m --backend cuda --quant ${PROFILE_QUANT:-int4} --act f16 \
       --kv f16 $args -r 0 -c 1024 > "$OUT/ncu_$phase.csv" 2> "$OUT/ncu_$phase.err"
     python3 "$BUNDLE/bench/ncu_summary.py" "$OUT/ncu_$phase.csv" > "$OUT/ncu_$phase.txt"
     grep -A14 "^step" "$OUT/ncu_$phase.txt" | head -${PROFILE_LINES:-40}
@@ -68,9 +75,27 @@ if [ "$WHAT" = profile ] || [ "$WHAT" = all ]; then
     echo "== detail: $PROFILE_DETAIL"
     timeout 240 $NCU --clock-control none --cache-control none --graph-profiling node -k regex:$PROFILE_DETAIL \
       --launch-skip ${DETAIL_SKIP:-0} -c ${DETAIL_COUNT:-3} --section SpeedOfLight --section Occupancy \
-      --section WarpStateStats --section LaunchStats "$BUNDLE/bin/elm-model-bench" -m /tmp/models/$m --backend cuda \
+      --section WarpStateStats --section LaunchStats "$BIN" -m /tmp/models/$m --backend cuda \
       --quant ${PROFILE_QUANT:-int4} --act f16 --kv f16 -p 8 -n 3 -r 0 -c 1024 > "$OUT/ncu_detail.txt" 2>&1
     grep -E "gemv_kernel|attn_|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Stall|Warp Cycles Per Issued|Issued Warp" \
       "$OUT/ncu_detail.txt" | grep -v "^    ---" | head -${DETAIL_LINES:-80}
   fi
+fi
+
+if [ "$WHAT" = vulkan ]; then
+  # Vulkan on the NVIDIA driver: the carried loader (make_bundle.sh), then decode of smollm2-1.7b int4 on
+  # CUDA and Vulkan (elm_backend_decode; VK_SWEEP, e.g. ELM_VULKAN_MATVEC_SHARED_X=0|1, repeats the Vulkan
+  # measurement per value), the Vulkan tests first.
+  for f in "$BUNDLE"/gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  (cd "$BUNDLE" && ./bin/elm_tests --gtest_filter='*Vulkan*' 2>&1 | grep -E "^\[  (PASSED|FAILED)|SKIPPED" | head -20)
+  m=${VK_MODEL:-smollm2-1.7b}
+  [ -d /tmp/models/$m ] || python3 "$BUNDLE/shared/tools/make_bench_model.py" "$m" /tmp/models/$m \
+    --tokenizer "$BUNDLE/shared/tokenizers/smollm2"
+  for b in ${VK_BACKENDS:-cuda vulkan}; do
+    sweep=""; [ "$b" = vulkan ] && [ -n "${VK_SWEEP:-}" ] && sweep="--sweep $VK_SWEEP"
+    echo "== $b"
+    timeout 300 "$BUNDLE/bin/elm_backend_decode" -m /tmp/models/$m --quant int4 --backend $b --prompt 128 --gen 128 \
+      --repeat 3 -c 1024 $sweep 2>&1 | grep -E "median|sweep|vulkan device|error|=" | head -20
+  done
 fi
