@@ -137,7 +137,9 @@ TEST(Calibration, GptqFactorInvertsTheDampedSecondMoment) {
   double worst = 0;
   for (int64_t i = 0; i < K; ++i)
     for (int64_t j = 0; j < K; ++j) {
-      if (j < i) ASSERT_EQ(U[size_t(i * K + j)], 0.f);
+      if (j < i) {
+        ASSERT_EQ(U[size_t(i * K + j)], 0.f);
+      }
       double s = 0;  // (U^T U (H + 0.01 mean_diag I))[i][j]
       for (int64_t k = 0; k < K; ++k) {
         double utu = 0;

@@ -16,8 +16,6 @@ using namespace elm::test;
 
 namespace {
 
-const QuantSpec kF32{DType::F32, 0, DType::F16};
-
 std::vector<QuantSpec> all_weight_types() {
   return {{DType::F32, 0, DType::F16},  {DType::F16, 0, DType::F16},  {DType::BF16, 0, DType::F16},
           {DType::Q8, 32, DType::F16},  {DType::Q8, 64, DType::F32},  {DType::Q4, 32, DType::F16},

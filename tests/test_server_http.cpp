@@ -129,7 +129,9 @@ TEST_F(ServerHttp, BadInputGets4xxAndTheServerKeepsServing) {
     const json& e = body["error"];
     EXPECT_TRUE(e["message"].is_string() && !e["message"].get<std::string>().empty());
     EXPECT_TRUE(e["type"].is_string());
-    if (*c.param) EXPECT_EQ(e["param"], c.param) << e.dump();
+    if (*c.param) {
+      EXPECT_EQ(e["param"], c.param) << e.dump();
+    }
     EXPECT_EQ(get("/health").first, 200);
   }
   auto [too_long_status, too_long] = post("/v1/completions", R"({"model": "stories", "prompt": )" + ids_prompt(600) + "}");
@@ -187,7 +189,9 @@ TEST_F(ServerHttp, StreamedChatEqualsTheWholeResponse) {
     const json e = json::parse(events[i]);
     EXPECT_EQ(e["object"], "chat.completion.chunk");
     EXPECT_EQ(e["id"], json::parse(events[0])["id"]);  // one id for the whole stream
-    if (i == 0) EXPECT_EQ(e["choices"][0]["delta"]["role"], "assistant");
+    if (i == 0) {
+      EXPECT_EQ(e["choices"][0]["delta"]["role"], "assistant");
+    }
     if (e["choices"].empty()) {
       usage = e["usage"];
       continue;

@@ -85,9 +85,11 @@ double max_err(const std::vector<float>& a, const std::vector<float>& b) {
 // Every compute node of the graph ran on Vulkan (backend 0), not on the CPU fallback.
 void expect_all_on_vulkan(const Executor& ex) {
   const Graph& g = ex.model().graph;
-  for (size_t i = 0; i < g.nodes.size(); ++i)
-    if (ex.plan().node_backend[i] >= 0)
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (ex.plan().node_backend[i] >= 0) {
       EXPECT_EQ(ex.plan().node_backend[i], 0) << "node " << i << " (" << op_name(g.nodes[i].op) << ") is not on Vulkan";
+    }
+  }
 }
 
 double VulkanOps::compare_step(OpHarness& h, NodeId out, int64_t T, int32_t pos0, RuntimeConfig cfg,

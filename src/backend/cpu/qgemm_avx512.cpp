@@ -5,7 +5,9 @@
 // broadcast dword of 4 activation values (s8) into int32 accumulators that start at the offset
 // correction -off * sum(q_a); then one convert and one FMA per accumulator apply d_a * d_w.
 // GCC 12 warns about the deliberately undefined pass-through operand inside AVX-512 intrinsics.
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <algorithm>
