@@ -1,7 +1,8 @@
 #!/bin/sh
 # Packs what one GPU run needs (binaries built here, the fixtures, the bench model maker, the smollm2
 # tokenizer, the scripts) into DEST, for the device tool's `carry` (the GPU machine has no internet and
-# lacks elm's build dependencies; the binaries link the CUDA runtime statically and need only the driver).
+# lacks elm's build dependencies; the binaries link the CUDA runtime statically, and the other shared
+# libraries they need travel in DEST/lib).
 # Binaries travel xz-compressed (run_h100.sh unpacks them). BASE_BUILD=DIR adds that build's
 # elm-model-bench as bin/elm-model-bench-base, for an A/B of two commits on the same warm GPU.
 #   make_bundle.sh BUILD_DIR DEST

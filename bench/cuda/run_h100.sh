@@ -1,7 +1,8 @@
 #!/bin/bash
 # One batched run on the GPU machine: CUDA tests, then decode / prefill benchmarks of the random-weight
 # models (bench/cuda/README.md). Expects a bundle made by bench/cuda/make_bundle.sh:
-#   BUNDLE/bin/{elm,elm-model-bench,elm_tests}  BUNDLE/shared/{fixtures/tiny,tokenizers/smollm2,tools}
+#   BUNDLE/bin/{elm-model-bench,elm_backend_decode,elm_tests}(.xz)  BUNDLE/lib  BUNDLE/gl (optional)
+#   BUNDLE/shared/{fixtures/tiny,tokenizers/smollm2,tools}
 #   run_h100.sh BUNDLE OUT [tests|bench|profile|vulkan|all] [models...]
 set -u
 BUNDLE=$(cd "$1" && pwd); OUT=$2; WHAT=${3:-all}; shift 3 2>/dev/null || shift $#

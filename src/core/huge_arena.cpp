@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <new>
 
 namespace elm {
@@ -34,7 +35,7 @@ HugeArena::~HugeArena() {
 uint8_t* HugeArena::alloc(size_t bytes) {
   bytes = (bytes + kAlign - 1) / kAlign * kAlign;
   if (maps_.empty() || maps_.back().size - maps_.back().used < bytes) {
-    const size_t size = bytes > block_ ? (bytes + kHuge - 1) / kHuge * kHuge : (block_ + kHuge - 1) / kHuge * kHuge;
+    const size_t size = (std::max(bytes, block_) + kHuge - 1) / kHuge * kHuge;
     maps_.push_back(Mapping{map_aligned(size), size, 0});
   }
   Mapping& m = maps_.back();

@@ -104,5 +104,4 @@ void populate_write(void* data, size_t bytes) {
 #endif
 }
 
-
 }  // namespace elm

@@ -243,17 +243,17 @@ __global__ void __launch_bounds__(kDecThreads, 1) attn_decode_kernel(AttnArgs a,
     s_lo = lo + split * per, s_hi = min(hi, s_lo + per);
     return split < used;
   };
+  // This split's slots and its first chunk's requests; false when it has no keys to score.
+  auto start = [&]() {
+    if (!locate()) return false;
+    if (s_lo < s_hi) request(s_lo);
+    return true;
+  };
   // Positions and sequences come from the step's upload, which precedes every kernel of the step.
   const bool early = a.k_new != nullptr;
-  if (early) {
-    if (!locate()) return;
-    if (s_lo < s_hi) request(s_lo);
-  }
+  if (early && !start()) return;
   pdl_wait();
-  if (!early) {
-    if (!locate()) return;
-    if (s_lo < s_hi) request(s_lo);
-  }
+  if (!early && !start()) return;
 
   for (int i = tid; i < G * D; i += kDecThreads) {
     const int g = i / D, d = i % D;

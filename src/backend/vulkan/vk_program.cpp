@@ -293,8 +293,9 @@ class Builder {
   Kernel matvec(int32_t at, const MatvecSpec& m) {
     const DeviceWeight& dw = p_.weights[size_t(m.wi)];
     const uint32_t tpr = matvec_tpr(t_, dw.cols), wg = std::max(tpr, t_.matvec_wg);
-    // x in shared memory when it fits next to the reduction scratch ((weight rows + 1) x wg floats).
-    const uint64_t red_bytes = uint64_t(m.glu ? 2 : 1) * t_.matvec_rows * wg * 4 + uint64_t(wg) * 4;
+    // x in shared memory when it fits next to the reduction scratch: (weight rows + 1) x wg floats for
+    // the row groups, wg for wg_sum (reduce.glsl).
+    const uint64_t red_bytes = (uint64_t(m.glu ? 2 : 1) * t_.matvec_rows + 2) * wg * 4;
     const bool shared_x = t_.matvec_shared_x && is_quantized(dw.dtype) && dw.cols % 32 == 0 &&
                           uint64_t(dw.cols) * 4 + red_bytes <= t_.max_shared;
     const uint32_t xs4 = shared_x ? uint32_t(dw.cols / 4) : 1u;

@@ -13,10 +13,7 @@
 #include "common.glsl"
 #include "weights.glsl"
 #include "erf.glsl"
-#ifdef USE_SUBGROUP
-#extension GL_KHR_shader_subgroup_basic : require
-#extension GL_KHR_shader_subgroup_arithmetic : require
-#endif
+#include "reduce.glsl"  // wg_sum; and the subgroup extensions with USE_SUBGROUP
 
 layout(constant_id = 2) const uint NR = 2;    // output rows per row group
 layout(constant_id = 3) const uint GLU = 0;   // 1: gate/up pairs with activation ACT
@@ -104,15 +101,7 @@ void main() {
       }
       xsh[swz(g)] = v;
     }
-    if (norm) {  // workgroup sum through red (free until the row groups reduce below)
-      red[tid] = ss;
-      barrier();
-      for (uint s = WG / 2u; s > 0u; s >>= 1) {
-        if (tid < s) red[tid] += red[tid + s];
-        barrier();
-      }
-      sumsq = red[0];
-    }
+    if (norm) sumsq = wg_sum(ss);  // a uniform branch: every invocation reaches the barriers inside
     barrier();
     for (uint b = lane; b < p.K / 32u; b += TPR) {
       vec4 xb[8];
@@ -120,7 +109,6 @@ void main() {
       const float xs = WTYPE == 5 ? dot((xb[0] + xb[1]) + (xb[2] + xb[3]) + (xb[4] + xb[5]) + (xb[6] + xb[7]), vec4(1.0)) : 0.0;
       [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] += w_block_dot(wd, wrow[j], b, xb, xs);
     }
-    barrier();  // red is reused by the reduction below
   } else if ((p.K & 31u) == 0u) {
     const uint xo4 = xo >> 2;
     for (uint u = lane; u < w_units(wd); u += TPR) {
