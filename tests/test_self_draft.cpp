@@ -128,6 +128,36 @@ TEST(SubModel, ExplainsWhatItCannotCarve) {
   EXPECT_DOUBLE_EQ(s.ffn_fraction, 0.25);
 }
 
+// A narrowed output layer scores the first `vocab` token ids exactly as the whole model does, whatever
+// sits between the product and the logits (gemma3's soft-cap) and whether the weight is the embedding
+// table too (tied: ids past the prefix still embed); the reference is the unsliced model.
+TEST(SubModel, NarrowedVocabularyScoresTheFirstTokensAsTheWholeModel) {
+  for (const char* fixture : {"llama", "gemma3"}) {
+    const std::string rel = std::string("fixtures/tiny/") + fixture;
+    SCOPED_TRACE(rel);
+    ELM_REQUIRE_SHARED(rel);
+    auto target = Model::load(shared(rel));
+    const int64_t V = target->graph.nodes[size_t(target->graph.output)].cols, N = 96;
+    auto narrow = make_self_draft(*target, SubModelSpec::parse("vocab=96"));
+    ASSERT_EQ(narrow->graph.nodes[size_t(narrow->graph.output)].cols, N);
+    std::vector<int32_t> ids = some_tokens(16, int(V));
+    ids.push_back(int32_t(V - 1));  // a token past the prefix is still read
+    Session a(narrow, small_session()), b(target, small_session());
+    const std::vector<float> got = a.feed_all(0, ids), all = b.feed_all(0, ids);
+    for (size_t t = 0; t < ids.size(); ++t)
+      for (int64_t c = 0; c < N; ++c)
+        ASSERT_NEAR(got[t * size_t(N) + size_t(c)], all[t * size_t(V) + size_t(c)], 1e-5) << t << "," << c;
+    // With fewer layers too; and a prefix as wide as the vocabulary is the whole layer.
+    EXPECT_NO_THROW(make_self_draft(*target, SubModelSpec::parse("layers=0;vocab=64")));
+    auto whole = make_self_draft(*target, SubModelSpec::parse("vocab=" + std::to_string(V)));
+    EXPECT_EQ(whole->graph.nodes[size_t(whole->graph.output)].cols, V);
+  }
+  const SubModelSpec s = SubModelSpec::parse("layers=0-1;vocab=16384");
+  EXPECT_EQ(s.vocab, 16384);
+  EXPECT_EQ(SubModelSpec::parse(s.to_string()).vocab, 16384);
+  for (const char* bad : {"vocab=0", "vocab=-3", "vocab=1k", "vocab="}) EXPECT_THROW(SubModelSpec::parse(bad), Error) << bad;
+}
+
 TEST(SubModel, SlicesQuantizedTensorsAsTheirDequantizedPrefix) {
   std::mt19937 rng(5);
   std::normal_distribution<float> nd;
@@ -160,14 +190,15 @@ TEST(SelfDraft, GreedySpeculationEqualsPlainDecoding) {
   // gemma3n: AltUp streams, Laurel, per-layer inputs, KV sharing by the last two layers (dropped here,
   // with their sources kept), activation sparsity (GaussianTopK) in narrowed FFNs; and gemma3n
   // skipping an AltUp layer. gemma3: sliding windows, sandwich norms. qwen3_5: recurrent layers (with
-  // snapshots to roll back). llama quantized to int8 (sliced quantization groups).
+  // snapshots to roll back). llama quantized to int8 (sliced quantization groups), and with a draft
+  // that scores only the first 64 of 512 token ids (it never proposes the others).
   struct Case {
     const char* fixture;
     const char* spec;
   };
   for (const Case& c : {Case{"gemma3n", "layers=0-3;ffn=0.5"}, Case{"gemma3n", "layers=0,2,3"},
                         Case{"gemma3", "layers=0-1;ffn=0.5"}, Case{"qwen3_5", "layers=0-2;ffn=0.5"},
-                        Case{"llama", "layers=0-1;ffn=0.5"}}) {
+                        Case{"llama", "layers=0-1;ffn=0.5"}, Case{"llama", "layers=0-1;vocab=64"}}) {
     const std::string fixture = c.fixture, rel = "fixtures/tiny/" + fixture;
     SCOPED_TRACE(fixture + " " + c.spec);
     ELM_REQUIRE_SHARED(rel);

@@ -80,8 +80,17 @@ SubModelSpec SubModelSpec::parse(const std::string& text) {
         fail("sub-model spec: bad ffn fraction '", value, "'");
       }
       ELM_CHECK(s.ffn_fraction > 0 && s.ffn_fraction <= 1, "sub-model spec: ffn must be in (0, 1], got ", value);
+    } else if (key == "vocab") {
+      try {
+        size_t used = 0;
+        s.vocab = std::stoll(value, &used);
+        ELM_CHECK(used == value.size(), "");
+      } catch (const std::exception&) {
+        fail("sub-model spec: bad vocab size '", value, "'");
+      }
+      ELM_CHECK(s.vocab > 0, "sub-model spec: vocab must be positive, got ", value);
     } else {
-      fail("sub-model spec: unknown key '", key, "' (layers, ffn)");
+      fail("sub-model spec: unknown key '", key, "' (layers, ffn, vocab)");
     }
   }
   return s;
@@ -96,6 +105,7 @@ std::string SubModelSpec::to_string() const {
   if (layers.empty()) s += "all";
   std::ostringstream f;
   f << ";ffn=" << ffn_fraction;
+  if (vocab > 0) f << ";vocab=" << vocab;
   return s + f.str();
 }
 
@@ -205,6 +215,35 @@ SubModel carve_submodel(const Graph& g, const std::map<std::string, std::vector<
     }
   }
 
+  // Narrowed output layer: the product feeding the logits (through elementwise ops) reads a [vocab, d]
+  // prefix of its weight, as a tensor of its own (head_slice), and every node after it narrows.
+  int32_t head = -1;
+  TensorSlice head_slice;
+  if (spec.vocab > 0 && spec.vocab < g.nodes[size_t(g.output)].cols) {
+    const int64_t V = g.nodes[size_t(g.output)].cols;
+    int32_t x = g.output;
+    std::vector<int32_t> chain;
+    while (g.nodes[size_t(x)].op != Op::MatMul) {
+      const Node& n = g.nodes[size_t(x)];
+      ELM_CHECK(narrowable(n.op) && n.op != Op::GaussianTopK && n.inputs.size() == 1, "sub-model: the logits come from ",
+                op_name(n.op), " node '", n.name, "', not from a product, so the vocabulary cannot be narrowed");
+      chain.push_back(x);
+      x = n.inputs[0];
+    }
+    const Node& mm = g.nodes[size_t(x)];
+    const Node& w = g.nodes[size_t(mm.inputs[1])];
+    ELM_CHECK(w.op == Op::Weight && w.rows == V && (mm.inputs.size() < 3 || mm.inputs[2] < 0),
+              "sub-model: the output product '", mm.name, "' is not a plain [vocab, d] weight product, so the "
+              "vocabulary cannot be narrowed");
+    head = x;
+    chain.push_back(x);
+    for (int32_t c : chain) new_cols[size_t(c)] = spec.vocab;
+    head_slice.source = w.name;
+    head_slice.rows = spec.vocab, head_slice.cols = w.cols;
+    head_slice.name = w.name + "[:" + std::to_string(spec.vocab) + ",:" + std::to_string(w.cols) + "]";
+    sm.slices.push_back(head_slice);
+  }
+
   // Live nodes: reachable from the output through the substituted edges.
   auto src = [&](int32_t in) { return in < 0 ? in : subst[size_t(in)]; };
   std::vector<bool> live(N, false);
@@ -247,6 +286,12 @@ SubModel carve_submodel(const Graph& g, const std::map<std::string, std::vector<
     }
     for (int32_t& in : n.inputs)
       if (in >= 0) in = id[size_t(src(in))];
+    if (int32_t(i) == head) {  // its weight: the prefix, emitted just before it
+      Node w = g.nodes[size_t(g.nodes[i].inputs[1])];
+      w.name = head_slice.name, w.rows = head_slice.rows;
+      n.inputs[1] = int32_t(sm.graph.nodes.size());
+      sm.graph.nodes.push_back(std::move(w));
+    }
     if (new_cols[i] >= 0) n.cols = new_cols[i];
     if (n.attrs.has("state")) n.attrs.set("state", state_map.at(n.attrs.i("state")));
     id[i] = int32_t(sm.graph.nodes.size());

@@ -52,15 +52,18 @@ int32_t Session::feed_argmax(int seq, std::span<const int32_t> tokens) {
 
 std::vector<float> Session::feed_all(int seq, std::span<const int32_t> tokens) {
   check_room(seq, tokens.size());
-  const int64_t step = executor_->config().max_batch, V = vocab();
-  std::vector<float> all(tokens.size() * size_t(V));
+  const int64_t step = executor_->config().max_batch;
+  std::vector<float> all;
   Batch b;
   for (size_t i = 0; i < tokens.size(); i += size_t(step)) {
     const size_t end = std::min(tokens.size(), i + size_t(step));
     b.clear();
     for (size_t t = i; t < end; ++t) b.add(tokens[t], n_past_[size_t(seq)]++, seq, true);
     const HostTensor& out = executor_->step(b);
-    std::memcpy(all.data() + i * size_t(V), out.data.data(), (end - i) * size_t(V) * 4);
+    // Rows as wide as the logits (a draft's narrowed output layer scores fewer ids than vocab()).
+    ELM_CHECK(out.rows == int64_t(end - i), "feed_all: the step returned ", out.rows, " rows for ", end - i, " tokens");
+    all.resize(tokens.size() * size_t(out.cols));
+    std::memcpy(all.data() + i * size_t(out.cols), out.data.data(), out.data.size() * 4);
   }
   return all;
 }

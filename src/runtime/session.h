@@ -36,6 +36,8 @@ class Session {
   void truncate(int seq, int32_t n_past);  // keep the first n_past tokens (speculative rollback)
 
   int64_t n_ctx() const { return executor_->config().n_ctx; }
+  // The model's vocabulary. Logits rows are that wide, except a draft's narrowed output layer's
+  // (SubModelSpec::vocab), which scores only the first ids.
   int64_t vocab() const { return model_->info.vocab_size; }
   const Model& model() const { return *model_; }
   std::shared_ptr<const Model> model_ptr() const { return model_; }

@@ -81,6 +81,10 @@ void SpeculativeCliOptions::add(CLI::App* app) {
   app->add_option("--draft-max", draft_max, "most tokens drafted per step (the length adapts below it)")
       ->check(CLI::Range(1, 64));
   app->add_flag("--draft-fixed", draft_fixed, "always draft --draft-max tokens (sampling reproducible from the seed)");
+  app->add_option("--draft-vocab", draft_vocab,
+                  "the draft scores only the first N token ids (its output layer costs N / vocabulary as much; "
+                  "BPE ids run roughly by frequency; 0 = all). Output is unchanged, only acceptance")
+      ->check(CLI::NonNegativeNumber);
   app->add_option("--lookup", lookup, "speculate by prompt lookup: match the last N tokens earlier in the text")
       ->check(CLI::Range(1, 64))
       ->excludes(d)
@@ -100,6 +104,11 @@ std::unique_ptr<Speculator> SpeculativeCliOptions::make(const Model& target, con
   ELM_CHECK(!draft.empty() || !self_draft.empty(), "speculative decoding needs --draft, --self-draft or --lookup");
   std::shared_ptr<Model> draft_model =
       draft.empty() ? self_draft_for(target, self_draft) : Model::load(draft);
+  if (draft_vocab > 0) {
+    SubModelSpec narrow;
+    narrow.vocab = draft_vocab;
+    draft_model = make_self_draft(*draft_model, narrow);
+  }
   auto draft_session = std::make_shared<Session>(draft_model, session);
   // The draft's draws use a stream of their own, apart from the target's.
   const uint64_t draft_seed = seed ^ 0x9e3779b97f4a7c15ull;

@@ -36,6 +36,7 @@ struct SpeculativeCliOptions {
   std::string draft;
   std::string self_draft;
   int draft_max = 8;
+  int64_t draft_vocab = 0;  // the draft's output layer scores token ids [0, draft_vocab); 0 = all
   bool draft_fixed = false;
   int lookup = 0;
 
