@@ -16,6 +16,14 @@ constexpr int64_t kKeyTile = 64;    // keys converted and scored together
 // attention 14 % faster), with still 8 blocks x KV heads of work items at 128 tokens.
 constexpr int64_t kQueryBlock = 16;
 
+// Steps of at most this many tokens (decode, speculative verification, short prompts) compute every
+// query row exactly as a one-token step would: the same score kernel whatever the number of queries,
+// key tiles and splits on fixed slot boundaries (multiples of kKeyTile and of a part size that depends
+// on the cache, not on the step). So greedy speculative decoding reproduces plain decoding bit for bit:
+// a difference in the last bits here is enough to flip an int8 rounding of a later layer's activations
+// and, rarely, the argmax. Larger steps (prefill) pick tiles and splits for speed.
+constexpr int64_t kInvariantTokens = 128;
+
 bool visible(int32_t pk, int32_t pq, int64_t window) { return pk >= 0 && pk <= pq && (window <= 0 || pq - pk < window); }
 
 // Runs of at most kQueryBlock consecutive batch tokens of one sequence.
@@ -40,6 +48,7 @@ void attention(const float* q, int64_t T, const int32_t* positions, const int32_
   const int64_t group = H / KVH;
   const auto blocks = query_blocks(T, seqs);
   const int64_t nb = int64_t(blocks.size());
+  const bool invariant = T <= kInvariantTokens;
 
   // Each block's positions, and the slots that can hold a key visible to it: positions in a full
   // cache, the whole ring otherwise.
@@ -58,6 +67,7 @@ void attention(const float* q, int64_t T, const int32_t* positions, const int32_
     if (!cache.window()) {
       sp.hi = std::min<int64_t>(sp.hi, int64_t(sp.pmax) + 1);
       if (p.window > 0) sp.lo = std::max<int64_t>(0, int64_t(sp.pmin) - p.window + 1);
+      if (invariant) sp.lo = sp.lo / kKeyTile * kKeyTile;  // tiles on fixed boundaries (the mask trims)
     }
     widest = std::max(widest, sp.hi - sp.lo);
   }
@@ -66,10 +76,19 @@ void attention(const float* q, int64_t T, const int32_t* positions, const int32_
   // decoding), each part kept as (max, sum, weighted values) and the parts merged at the end; at
   // least two tiles a part. Not sooner: decode reads the cache from memory, and on two cores five
   // whole heads (3 : 2) beat ten half heads, whose streams the prefetchers pick up twice as often.
+  // Invariant steps split on fixed boundaries: parts of part_span slots (from slot 0), as many as the
+  // threads want for one block, however many keys this step's blocks see; a part beyond a row's keys
+  // adds nothing to it. The merge of one part equals the unsplit result exactly.
   const int64_t threads = pool.size();
-  int64_t splits = 1;
-  if (nb * KVH < 2 * threads)
+  int64_t splits = 1, part_span = 0;
+  if (invariant) {
+    const int64_t want = KVH < 2 * threads ? (4 * threads + KVH - 1) / KVH : 1;
+    const int64_t cap_tiles = (cache.capacity() + kKeyTile - 1) / kKeyTile;
+    part_span = std::max<int64_t>(2, (cap_tiles + want - 1) / want) * kKeyTile;
+    splits = (cache.capacity() + part_span - 1) / part_span;
+  } else if (nb * KVH < 2 * threads) {
     splits = std::max<int64_t>(1, std::min((4 * threads + nb * KVH - 1) / (nb * KVH), widest / (2 * kKeyTile)));
+  }
   const int64_t items = nb * KVH * splits;
   std::vector<float> part_acc, part_ml;  // per item: [nq, DV] values; [nq] max then [nq] sum
   const int64_t max_nq = kQueryBlock * group;
@@ -103,8 +122,13 @@ void attention(const float* q, int64_t T, const int32_t* positions, const int32_
         for (int64_t i = 0; i < group * D; ++i) dst[i] = src[i] * p.scale;
       }
       // This part's share of the block's slots, in whole tiles.
-      const int64_t per = ((sp.hi - sp.lo + splits - 1) / splits + kKeyTile - 1) / kKeyTile * kKeyTile;
-      const int64_t lo = std::min(sp.hi, sp.lo + part * per), hi = std::min(sp.hi, lo + per);
+      int64_t lo, hi;
+      if (invariant) {
+        lo = std::min(sp.hi, std::max(sp.lo, part * part_span)), hi = std::min(sp.hi, (part + 1) * part_span);
+      } else {
+        const int64_t per = ((sp.hi - sp.lo + splits - 1) / splits + kKeyTile - 1) / kKeyTile * kKeyTile;
+        lo = std::min(sp.hi, sp.lo + part * per), hi = std::min(sp.hi, lo + per);
+      }
       // Online softmax state per query: running max, sum, weighted values.
       acc.assign(size_t(nq * DV), 0.f);
       m.assign(size_t(nq), -INFINITY);
@@ -139,7 +163,9 @@ void attention(const float* q, int64_t T, const int32_t* positions, const int32_
         }
         // scores [nq, kKeyTile] = queries [nq, D] x keys [n, D]^T: a float matmul with the keys as weights.
         float* sc = scores.data();
-        if (fk && nq > 4) {
+        // Invariant steps always take the gemv: each row's scores are then those of a one-token step
+        // (per-row sums, in the same order for every key of a tile); prefill blocks take the gemm.
+        if (fk && nq > 4 && !invariant) {
           fk->gemm(et, kt, n, D, qbuf.data(), nq, 0, (n + 15) / 16, nullptr, sc, kKeyTile);
         } else if (fk) {
           fk->gemv(et, kt, D, qbuf.data(), nq, 0, n, nullptr, sc, kKeyTile);

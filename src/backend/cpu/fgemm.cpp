@@ -4,7 +4,11 @@
 namespace elm::cpu {
 
 namespace {
-constexpr int64_t kGemvRows = 4;  // rows up to which the gemv kernel reads weights in place
+// Rows up to which the gemv kernel reads weights in place (4 rows a pass). Its sums run in another
+// order than the gemm's, so a row's result would depend on how many rows the step has: up to 16 rows
+// (decode, speculative verification of up to 15 drafts) every row is computed as in a one-row step,
+// which keeps greedy speculative decoding identical to plain decoding on float weights too.
+constexpr int64_t kGemvRows = 16;
 constexpr int64_t kPanel = 16;    // output columns per gemm panel
 }  // namespace
 

@@ -63,7 +63,14 @@ struct FloatGemm {
         const V wv = S::template widen<DT>(at<DT>(w, K, n, k), int(std::min<int64_t>(W, left)));
         for (int r = 0; r < R; ++r) acc[r] = S::fma(wv, load_x(x + r * K + k, left), acc[r]);
       }
-      for (int r = 0; r < R; ++r) y[r * ldy + n] = S::sum(acc[r]) + (bias ? bias[n] : 0.f);
+      // Summed as in a group of four, so a column's value does not depend on where the range ends
+      // (attention scores a tile's keys as columns: a row must get the same score whatever the tile's
+      // key count, see cpu/attention.cpp's invariant steps).
+      for (int r = 0; r < R; ++r) {
+        float s[4];
+        S::sum4(acc[r], S::zero(), S::zero(), S::zero(), s);
+        y[r * ldy + n] = s[0] + (bias ? bias[n] : 0.f);
+      }
     }
   }
 
