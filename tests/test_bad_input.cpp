@@ -1,9 +1,7 @@
 // Bad input gets a clear error, never a crash: damaged checkpoints, configs, prompts. Checked both through
 // the library (the message) and through the elm command (non-zero exit, no signal).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -62,26 +60,8 @@ void edit_safetensors_header(const std::string& path, const std::function<void(n
   out << hs << bytes.substr(8 + n);
 }
 
-struct Cli {
-  int status = 0;
-  bool signaled = false;
-  std::string output;
-};
-Cli run_cli(const std::string& args) {
-  const std::string cmd = binary_dir() + "/bin/elm " + args + " 2>&1";
-  Cli r;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int st = pclose(p);
-  r.signaled = WIFSIGNALED(st);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
-
 void expect_clean_failure(const std::string& args, const std::string& needle) {
-  Cli r = run_cli(args);
+  CliResult r = run_elm(args);
   EXPECT_FALSE(r.signaled) << r.output;
   EXPECT_NE(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("error: "), std::string::npos) << r.output;
