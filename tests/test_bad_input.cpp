@@ -182,3 +182,17 @@ TEST_F(BadInput, CommandLineFailsCleanly) {
   std::ofstream(dir + "/model.safetensors", std::ios::trunc) << "junk";
   expect_clean_failure("logits -m " + dir + " --ids 1 -o /dev/null", "error");
 }
+
+TEST_F(BadInput, SpeculativeOptionsFailCleanly) {
+  ELM_REQUIRE_SHARED("models/ref-28m");
+  const std::string target = shared("models/ref-28m"), other = shared("fixtures/tiny/llama");
+  // A draft with another vocabulary, in every command that speculates (serve serves such a model
+  // without speculation, saying why: tests/test_server_speculative.cpp).
+  const std::string vocab = "its vocabulary has 512 tokens, the target's 49152";
+  expect_clean_failure("run -m " + target + " -p hi -n 2 --draft " + other, vocab);
+  expect_clean_failure("chat -m " + target + " --draft " + other + " < /dev/null", vocab);
+  expect_clean_failure("run -m " + target + " -p hi -n 2 --draft /nonexistent/draft", "does not exist");
+  expect_clean_failure("serve --models " + shared("models") + " --port 0 --draft /nonexistent/draft", "does not exist");
+  expect_clean_failure("chat -m " + target + " --self-draft 'layers=0-9' < /dev/null", "layer 6 does not exist");
+  expect_clean_failure("run -m " + target + " -p hi -n 2 --self-draft", "stores no self-draft");
+}
