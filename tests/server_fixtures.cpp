@@ -32,4 +32,21 @@ std::shared_ptr<Model> stories_with_char_tokenizer() {
   return m;
 }
 
+server::SchedulerOptions scheduler_options(int slots, int max_batch) {
+  server::SchedulerOptions o;
+  o.runtime.max_seqs = slots;
+  o.runtime.n_ctx = 256;
+  o.runtime.max_batch = max_batch;
+  o.runtime.threads = 2;
+  return o;
+}
+
+server::GenerationParams greedy_params(int max_tokens) {
+  server::GenerationParams p;
+  p.sampling.temperature = 0;
+  p.max_tokens = max_tokens;
+  p.stop_at_eos = false;
+  return p;
+}
+
 }  // namespace elm::test

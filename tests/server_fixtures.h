@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "runtime/model.h"
+#include "server/scheduler.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elm::test {
@@ -37,5 +38,10 @@ StoriesReference stories_reference();  // from ../shared/models/stories260k/refe
 
 // stories260k (../shared/models/stories260k/hf) with a CharTokenizer in place of its own.
 std::shared_ptr<Model> stories_with_char_tokenizer();
+
+// A scheduler of `slots` slots with a 256-token context, on 2 threads.
+server::SchedulerOptions scheduler_options(int slots, int max_batch = 64);
+// Greedy generation of at most max_tokens tokens, not stopped by EOS.
+server::GenerationParams greedy_params(int max_tokens);
 
 }  // namespace elm::test

@@ -1,9 +1,7 @@
 // Bad input gets a clear error, never a crash: damaged checkpoints, configs, prompts. Checked both through
 // the library (the message) and through the elm command (non-zero exit, no signal).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -62,26 +60,8 @@ void edit_safetensors_header(const std::string& path, const std::function<void(n
   out << hs << bytes.substr(8 + n);
 }
 
-struct Cli {
-  int status = 0;
-  bool signaled = false;
-  std::string output;
-};
-Cli run_cli(const std::string& args) {
-  const std::string cmd = binary_dir() + "/bin/elm " + args + " 2>&1";
-  Cli r;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int st = pclose(p);
-  r.signaled = WIFSIGNALED(st);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
-
 void expect_clean_failure(const std::string& args, const std::string& needle) {
-  Cli r = run_cli(args);
+  CliResult r = run_elm(args);
   EXPECT_FALSE(r.signaled) << r.output;
   EXPECT_NE(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("error: "), std::string::npos) << r.output;
@@ -201,4 +181,18 @@ TEST_F(BadInput, CommandLineFailsCleanly) {
   expect_clean_failure("run -m " + dir + " --prompt-ids 1", "malformed JSON");
   std::ofstream(dir + "/model.safetensors", std::ios::trunc) << "junk";
   expect_clean_failure("logits -m " + dir + " --ids 1 -o /dev/null", "error");
+}
+
+TEST_F(BadInput, SpeculativeOptionsFailCleanly) {
+  ELM_REQUIRE_SHARED("models/ref-28m");
+  const std::string target = shared("models/ref-28m"), other = shared("fixtures/tiny/llama");
+  // A draft with another vocabulary, in every command that speculates (serve serves such a model
+  // without speculation, saying why: tests/test_server_speculative.cpp).
+  const std::string vocab = "its vocabulary has 512 tokens, the target's 49152";
+  expect_clean_failure("run -m " + target + " -p hi -n 2 --draft " + other, vocab);
+  expect_clean_failure("chat -m " + target + " --draft " + other + " < /dev/null", vocab);
+  expect_clean_failure("run -m " + target + " -p hi -n 2 --draft /nonexistent/draft", "does not exist");
+  expect_clean_failure("serve --models " + shared("models") + " --port 0 --draft /nonexistent/draft", "does not exist");
+  expect_clean_failure("chat -m " + target + " --self-draft 'layers=0-9' < /dev/null", "layer 6 does not exist");
+  expect_clean_failure("run -m " + target + " -p hi -n 2 --self-draft", "stores no self-draft");
 }

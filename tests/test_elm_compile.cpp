@@ -283,13 +283,9 @@ TEST_F(Compile, DamagedPlansGetClearErrors) {
 TEST_F(Compile, CommandLineCompileRunInspect) {
   const std::string path = temp_dir() + "/cli-compiled.elm";
   auto sh = [](const std::string& args) {
-    std::string out;
-    FILE* p = popen((binary_dir() + "/bin/elm " + args + " 2>&1").c_str(), "r");
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    EXPECT_EQ(pclose(p), 0) << args << ": " << out;
-    return out;
+    const CliResult r = run_elm(args);
+    EXPECT_EQ(r.status, 0) << args << ": " << r.output;
+    return r.output;
   };
   sh("compile " + plain_ + " --backends cpu -o " + path);
   EXPECT_NE(sh("run -m " + path + " --prompt-ids 1,2,3 -n 2 -v").find("using the compiled plan"), std::string::npos);

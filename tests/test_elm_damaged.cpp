@@ -4,7 +4,6 @@
 // are exercised too). Each gives an elm::Error saying what is wrong, never a crash or an out-of-bounds
 // read (the suite runs under AddressSanitizer in CI).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstring>
 #include <fstream>
@@ -226,27 +225,8 @@ TEST_F(Damaged, DamagedWeightsLoadButInspectReportsThem) {
   EXPECT_THROW(ElmFile::open(p, Verify::All), Error);
 }
 
-namespace {
-struct Cli {
-  int status = 0;
-  bool signaled = false;
-  std::string output;
-};
-Cli run_cli(const std::string& args) {
-  FILE* p = popen((binary_dir() + "/bin/elm " + args + " 2>&1").c_str(), "r");
-  Cli r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int st = pclose(p);
-  r.signaled = WIFSIGNALED(st);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
-}  // namespace
-
 TEST_F(Damaged, CommandLineReportsDamage) {
-  Cli ok = run_cli("inspect " + path_);
+  CliResult ok = run_elm("inspect " + path_);
   EXPECT_EQ(ok.status, 0) << ok.output;
   EXPECT_NE(ok.output.find("checksums: " + std::to_string(count()) + "/" + std::to_string(count()) + " sections ok"),
             std::string::npos)
@@ -257,7 +237,7 @@ TEST_F(Damaged, CommandLineReportsDamage) {
   b[offset_of(section(SectionKind::Weights)) + 100] ^= 0xff;
   const std::string p = temp_dir() + "/cli-damaged.elm";
   std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
-  Cli bad = run_cli("inspect " + p);
+  CliResult bad = run_elm("inspect " + p);
   EXPECT_FALSE(bad.signaled);
   EXPECT_EQ(bad.status, 1) << bad.output;
   EXPECT_NE(bad.output.find("MISMATCH"), std::string::npos) << bad.output;
@@ -266,7 +246,7 @@ TEST_F(Damaged, CommandLineReportsDamage) {
   b.resize(b.size() / 2);
   std::ofstream(p, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
   for (const std::string& cmd : {"run -m " + p + " --prompt-ids 1 -n 2", "inspect " + p, "compile " + p + " --backends cpu"}) {
-    Cli r = run_cli(cmd);
+    CliResult r = run_elm(cmd);
     EXPECT_FALSE(r.signaled) << cmd;
     EXPECT_NE(r.status, 0) << cmd;
     EXPECT_NE(r.output.find("truncated"), std::string::npos) << cmd << ": " << r.output;

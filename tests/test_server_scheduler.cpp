@@ -17,23 +17,6 @@ using namespace elm::test;
 
 namespace {
 
-SchedulerOptions options(int slots, int max_batch = 64) {
-  SchedulerOptions o;
-  o.runtime.max_seqs = slots;
-  o.runtime.n_ctx = 256;
-  o.runtime.max_batch = max_batch;
-  o.runtime.threads = 2;
-  return o;
-}
-
-GenerationParams greedy(int max_tokens) {
-  GenerationParams p;
-  p.sampling.temperature = 0;
-  p.max_tokens = max_tokens;
-  p.stop_at_eos = false;
-  return p;
-}
-
 // [BOS] + the first k reference tokens; the reference continues it with greedy[k:].
 std::vector<int32_t> prefix(const StoriesReference& ref, size_t k) {
   std::vector<int32_t> p = ref.prompt;
@@ -46,13 +29,13 @@ std::vector<int32_t> prefix(const StoriesReference& ref, size_t k) {
 TEST(ServerScheduler, BatchedRequestsMatchTheGreedyReference) {
   ELM_REQUIRE_SHARED("models/stories260k/reference_greedy.json");
   const StoriesReference ref = stories_reference();
-  Scheduler sched(stories_with_char_tokenizer(), options(4, 16));
+  Scheduler sched(stories_with_char_tokenizer(), scheduler_options(4, 16));
   // Six requests on four slots: two wait in the queue. Prompts of 1 to 41 tokens, read in chunks
   // of at most 16 tokens alongside the decoding of the others.
   const size_t starts[] = {0, 40, 7, 25, 3, 12};
   const int n_new = 30;
   std::vector<std::shared_ptr<Job>> jobs;
-  for (size_t k : starts) jobs.push_back(sched.submit(prefix(ref, k), greedy(n_new)));
+  for (size_t k : starts) jobs.push_back(sched.submit(prefix(ref, k), greedy_params(n_new)));
   for (size_t i = 0; i < jobs.size(); ++i) {
     jobs[i]->wait_finished();
     const size_t k = starts[i];
@@ -76,10 +59,10 @@ TEST(ServerScheduler, BatchedRequestsMatchTheGreedyReference) {
 TEST(ServerScheduler, SlotsAreReusedAfterRequestsFinish) {
   ELM_REQUIRE_SHARED("models/stories260k/reference_greedy.json");
   const StoriesReference ref = stories_reference();
-  Scheduler sched(stories_with_char_tokenizer(), options(1));
+  Scheduler sched(stories_with_char_tokenizer(), scheduler_options(1));
   // One slot, three requests in turn: each must start from a clean cache.
   for (size_t k : {5, 0, 20}) {
-    auto job = sched.submit(prefix(ref, k), greedy(10));
+    auto job = sched.submit(prefix(ref, k), greedy_params(10));
     job->wait_finished();
     EXPECT_EQ(job->tokens(), std::vector<int32_t>(ref.greedy.begin() + long(k), ref.greedy.begin() + long(k) + 10));
   }
@@ -88,9 +71,9 @@ TEST(ServerScheduler, SlotsAreReusedAfterRequestsFinish) {
 TEST(ServerScheduler, CancelledRequestFreesItsSlot) {
   ELM_REQUIRE_SHARED("models/stories260k/reference_greedy.json");
   const StoriesReference ref = stories_reference();
-  Scheduler sched(stories_with_char_tokenizer(), options(1));
-  auto endless = sched.submit(prefix(ref, 0), greedy(-1));  // until the context is full
-  auto waiting = sched.submit(prefix(ref, 0), greedy(5));
+  Scheduler sched(stories_with_char_tokenizer(), scheduler_options(1));
+  auto endless = sched.submit(prefix(ref, 0), greedy_params(-1));  // until the context is full
+  auto waiting = sched.submit(prefix(ref, 0), greedy_params(5));
   // The first request streams; the second waits in the queue for the only slot.
   Job::Update u = endless->next(std::chrono::seconds(10));
   EXPECT_FALSE(u.finished);
@@ -106,10 +89,10 @@ TEST(ServerScheduler, CancelledRequestFreesItsSlot) {
 TEST(ServerScheduler, GenerationStopsAtTheEndOfTheContext) {
   ELM_REQUIRE_SHARED("models/stories260k/reference_greedy.json");
   const StoriesReference ref = stories_reference();
-  SchedulerOptions o = options(2);
+  SchedulerOptions o = scheduler_options(2);
   o.runtime.n_ctx = 32;
   Scheduler sched(stories_with_char_tokenizer(), o);
-  auto job = sched.submit(prefix(ref, 9), greedy(-1));  // 10 prompt tokens
+  auto job = sched.submit(prefix(ref, 9), greedy_params(-1));  // 10 prompt tokens
   job->wait_finished();
   EXPECT_EQ(job->reason(), FinishReason::Length);
   // Positions 0..31: the prompt fills 10, the generated tokens fed back the other 22, plus the last
@@ -120,12 +103,12 @@ TEST(ServerScheduler, GenerationStopsAtTheEndOfTheContext) {
 
 TEST(ServerScheduler, RejectsPromptsThatDoNotFit) {
   ELM_REQUIRE_SHARED("models/stories260k/hf/config.json");
-  SchedulerOptions o = options(1);
+  SchedulerOptions o = scheduler_options(1);
   o.runtime.n_ctx = 16;
   Scheduler sched(stories_with_char_tokenizer(), o);
   auto status = [&](std::vector<int32_t> prompt) {
     try {
-      sched.submit(std::move(prompt), greedy(1));
+      sched.submit(std::move(prompt), greedy_params(1));
     } catch (const ApiError& e) {
       return e.status();
     }
@@ -141,8 +124,8 @@ TEST(ServerScheduler, RejectsPromptsThatDoNotFit) {
 TEST(ServerScheduler, StreamsOnePiecePerToken) {
   ELM_REQUIRE_SHARED("models/stories260k/reference_greedy.json");
   const StoriesReference ref = stories_reference();
-  Scheduler sched(stories_with_char_tokenizer(), options(1));
-  auto job = sched.submit(ref.prompt, greedy(30));
+  Scheduler sched(stories_with_char_tokenizer(), scheduler_options(1));
+  auto job = sched.submit(ref.prompt, greedy_params(30));
   job->wait_finished();  // everything is generated before the first read: pieces must not merge
   std::vector<std::string> pieces;
   for (;;) {
@@ -158,13 +141,13 @@ TEST(ServerScheduler, StreamsOnePiecePerToken) {
 TEST(ServerScheduler, StopStringsEosAndStreamedText) {
   ELM_REQUIRE_SHARED("models/stories260k/reference_greedy.json");
   const StoriesReference ref = stories_reference();
-  Scheduler sched(stories_with_char_tokenizer(), options(2));
+  Scheduler sched(stories_with_char_tokenizer(), scheduler_options(2));
   // With one character per token, the reference continuation's text is known in advance.
   std::string expected;
   for (int32_t id : ref.greedy) expected += CharTokenizer::char_of(id);
   const std::string stop = expected.substr(20, 3);
   const size_t cut = expected.find(stop);  // the first occurrence, maybe earlier than 20
-  GenerationParams p = greedy(60);
+  GenerationParams p = greedy_params(60);
   p.stop = {stop};
   auto job = sched.submit(ref.prompt, p);
   std::string streamed;
@@ -180,8 +163,8 @@ TEST(ServerScheduler, StopStringsEosAndStreamedText) {
   // EOS: make the reference's 6th token an end-of-sequence id.
   auto model = stories_with_char_tokenizer();
   model->info.eos_token_ids = {ref.greedy[5]};
-  Scheduler eos_sched(model, options(1));
-  GenerationParams q = greedy(50);
+  Scheduler eos_sched(model, scheduler_options(1));
+  GenerationParams q = greedy_params(50);
   q.stop_at_eos = true;
   auto e = eos_sched.submit(ref.prompt, q);
   e->wait_finished();
@@ -191,7 +174,7 @@ TEST(ServerScheduler, StopStringsEosAndStreamedText) {
 
 TEST(ServerScheduler, SameSeedSameSample) {
   ELM_REQUIRE_SHARED("models/stories260k/hf/config.json");
-  Scheduler sched(stories_with_char_tokenizer(), options(3));
+  Scheduler sched(stories_with_char_tokenizer(), scheduler_options(3));
   GenerationParams p;
   p.sampling.temperature = 1.0f;
   p.sampling.seed = 1234;
@@ -211,9 +194,9 @@ TEST(ServerScheduler, SameSeedSameSample) {
 
 TEST(ServerScheduler, ShutdownFailsWaitingRequests) {
   ELM_REQUIRE_SHARED("models/stories260k/hf/config.json");
-  auto sched = std::make_unique<Scheduler>(stories_with_char_tokenizer(), options(1));
-  auto running = sched->submit({1}, greedy(-1));
-  auto queued = sched->submit({1}, greedy(5));
+  auto sched = std::make_unique<Scheduler>(stories_with_char_tokenizer(), scheduler_options(1));
+  auto running = sched->submit({1}, greedy_params(-1));
+  auto queued = sched->submit({1}, greedy_params(5));
   running->next(std::chrono::seconds(10));
   sched->shutdown("the model was unloaded");
   running->wait_finished();
@@ -221,5 +204,5 @@ TEST(ServerScheduler, ShutdownFailsWaitingRequests) {
   EXPECT_EQ(running->reason(), FinishReason::Error);
   EXPECT_EQ(queued->reason(), FinishReason::Error);
   EXPECT_EQ(queued->error(), "the model was unloaded");
-  EXPECT_THROW(sched->submit({1}, greedy(1)), ApiError);
+  EXPECT_THROW(sched->submit({1}, greedy_params(1)), ApiError);
 }

@@ -24,19 +24,6 @@ using namespace elm::test;
 
 namespace {
 
-struct GreedyRef {
-  std::vector<int32_t> prompt, ids;
-};
-
-std::vector<GreedyRef> ref28m_greedy() {
-  std::ifstream f(shared("models/ref-28m/reference.json"));
-  const nlohmann::json j = nlohmann::json::parse(f);
-  std::vector<GreedyRef> refs;
-  for (const auto& g : j["greedy"])
-    refs.push_back({g["prompt_ids"].get<std::vector<int32_t>>(), g["greedy_ids"].get<std::vector<int32_t>>()});
-  return refs;
-}
-
 GenerateOptions greedy(int max_tokens) {
   GenerateOptions g;
   g.max_tokens = max_tokens;

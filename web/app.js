@@ -178,6 +178,7 @@ function metaLine(meta) {
   if (meta.tokens_per_s) line.append(el('span', 'speed', `${meta.tokens_per_s.toFixed(1)} tok/s`));
   if (meta.ttft_ms !== undefined) line.append(el('span', 'ttft', `TTFT ${Math.round(meta.ttft_ms)} ms`));
   if (meta.completion_tokens !== undefined) line.append(el('span', 'tokens', `${meta.completion_tokens} tokens`));
+  if (meta.draft_n) line.append(el('span', 'drafts', `${meta.draft_n_accepted}/${meta.draft_n} drafts accepted`));
   if (meta.model) line.append(el('span', 'model', meta.model));
   if (meta.stopped) line.append(el('span', 'stopped', 'stopped'));
   else if (meta.finish_reason === 'length') line.append(el('span', 'stopped', 'length limit'));
@@ -314,6 +315,8 @@ async function send(text) {
         reply.meta.tokens_per_s = ev.timings.tokens_per_s;
         reply.meta.ttft_ms = ev.timings.ttft_ms;
         reply.meta.completion_tokens = ev.timings.completion_tokens;
+        reply.meta.draft_n = ev.timings.draft_n;  // speculative decoding (elm serve --draft / --lookup)
+        reply.meta.draft_n_accepted = ev.timings.draft_n_accepted;
       }
     });
   } catch (e) {

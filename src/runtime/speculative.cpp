@@ -50,6 +50,11 @@ void Speculator::reset_stats() {
 
 void Speculator::fed(std::span<const int32_t> tokens) { history_.insert(history_.end(), tokens.begin(), tokens.end()); }
 
+void Speculator::fed_prompt(std::span<const int32_t> prompt) {
+  fed(prompt);
+  source_->prefill(history_);
+}
+
 void Speculator::truncated(int32_t n_past) {
   ELM_CHECK(n_past >= 0 && size_t(n_past) <= history_.size(), "speculative decoding: the sequence holds ", n_past,
             " tokens, ", history_.size(), " of which were fed through this speculator");
@@ -133,8 +138,7 @@ GenerateResult Speculator::generate(Session& s, int seq, const std::vector<int32
   for (int32_t t : prompt) sampler.accept(t);
   auto t0 = Clock::now();
   std::span<const float> logits = s.feed(seq, prompt);
-  fed(prompt);
-  source_->prefill(history_);
+  fed_prompt(prompt);
   r.prompt_ms = ms_since(t0);
 
   reset_stats();

@@ -81,7 +81,10 @@ class Speculator {
   // verify() for samplers that pick the argmax (SamplerConfig::picks_argmax): `ids` holds the target's
   // argmax after each token of the feed (Session::feed_all_argmax), so no logits leave the device.
   const SpeculativeRound& verify_argmax(std::span<const int32_t> ids, Sampler& sampler);
-  void fed(std::span<const int32_t> tokens);  // the sequence read these outside rounds (a prompt)
+  void fed(std::span<const int32_t> tokens);  // the sequence read these outside rounds
+  // fed() for a prompt: the draft source reads it now (DraftSource::prefill), so that a draft model's
+  // prefill counts as prompt time, not drafting.
+  void fed_prompt(std::span<const int32_t> prompt);
   void truncated(int32_t n_past);             // the sequence was rolled back to n_past tokens
 
   const SpeculativeStats& stats() const { return stats_; }  // since the last generate() / reset_stats()

@@ -1,6 +1,7 @@
 #include "server/model_manager.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 
 #include "server/api_error.h"
@@ -93,7 +94,11 @@ std::shared_ptr<Scheduler> ModelManager::get(const std::string& requested) {
     o.backends = config_.backends;
     o.max_queue = config_.max_queue;
     o.compute_lock = compute_lock_;
+    o.speculation = config_.speculation;
     sched = std::make_shared<Scheduler>(std::move(model), std::move(o));
+    if (!sched->speculation_error().empty())
+      std::fprintf(stderr, "elm serve: model '%s' decodes without speculation: %s\n", id.c_str(),
+                   sched->speculation_error().c_str());
   } catch (const std::exception& e) {
     error = e.what();
   }
@@ -151,6 +156,8 @@ nlohmann::json ModelManager::list() {
         j["active"] = st.active;
         j["queued"] = st.queued;
         j["tokens_generated"] = st.tokens_generated;
+        if (!s->speculation().empty()) j["speculative"] = s->speculation();
+        if (!s->speculation_error().empty()) j["speculative_error"] = s->speculation_error();
       }
     }
     out.push_back(std::move(j));

@@ -35,6 +35,7 @@ struct ServeConfig {
   std::optional<DType> kv_dtype;  // empty: Model::auto_kv_dtype
   std::vector<std::string> backends = {"cpu"};
   int max_queue = 1024;
+  SpeculationConfig speculation;  // for every model it can draft for (SchedulerOptions::speculation)
   // How a model file or directory becomes a Model; empty: Model::load. Tests put their own here.
   std::function<std::shared_ptr<Model>(const std::string& path)> load_model;
 };

@@ -30,14 +30,21 @@ json usage_json(const JobStats& s) {
 }
 
 json timings_json(const JobStats& s) {
-  return {{"queue_ms", s.queue_ms},
-          {"prompt_ms", s.prompt_ms},
-          {"ttft_ms", s.ttft_ms},
-          {"generation_ms", s.gen_ms},
-          {"prompt_tokens_per_s", s.prompt_tokens_per_s()},
-          {"tokens_per_s", s.tokens_per_s()},
-          {"prompt_tokens", s.prompt_tokens},
-          {"completion_tokens", s.completion_tokens}};
+  json j = {{"queue_ms", s.queue_ms},
+            {"prompt_ms", s.prompt_ms},
+            {"ttft_ms", s.ttft_ms},
+            {"generation_ms", s.gen_ms},
+            {"prompt_tokens_per_s", s.prompt_tokens_per_s()},
+            {"tokens_per_s", s.tokens_per_s()},
+            {"prompt_tokens", s.prompt_tokens},
+            {"completion_tokens", s.completion_tokens}};
+  if (s.speculative) {
+    // llama.cpp's server names for the counts, and elm's whole record (SpeculativeStats::to_json).
+    j["draft_n"] = s.speculative->drafted;
+    j["draft_n_accepted"] = s.speculative->accepted;
+    j["speculative"] = s.speculative->to_json();
+  }
+  return j;
 }
 
 namespace {

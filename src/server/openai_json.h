@@ -20,7 +20,8 @@ struct ResponseContext {
 ResponseContext make_response_context(bool chat, const std::string& model);
 
 nlohmann::json usage_json(const JobStats& s);
-// elm's extension: where the time went, for clients that show speed (the web GUI does).
+// elm's extension: where the time went, for clients that show speed (the web GUI does); with
+// speculative decoding also draft_n, draft_n_accepted (as llama.cpp's server) and `speculative`.
 nlohmann::json timings_json(const JobStats& s);
 
 // The non-streamed response of a finished job.

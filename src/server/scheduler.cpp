@@ -97,6 +97,7 @@ struct Scheduler::Slot {
   int32_t next = -1;      // sampled token still to be fed (decoding), -1 while reading the prompt
   std::optional<Sampler> sampler;
   std::optional<TextStream> text;
+  std::unique_ptr<Speculator> spec;  // this request's, when speculating
   std::vector<int32_t> generated;
   Clock::time_point admitted, first_token;
   bool reading_prompt() const { return n_fed < job->prompt_.size(); }
@@ -105,9 +106,24 @@ struct Scheduler::Slot {
 Scheduler::Scheduler(std::shared_ptr<const Model> model, SchedulerOptions options)
     : model_(std::move(model)), options_(std::move(options)) {
   ELM_CHECK(options_.runtime.max_seqs >= 1, "the scheduler needs at least one slot");
+  options_.speculation.configure(options_.runtime);  // before the caches are made
   exec_ = std::make_unique<Executor>(model_, options_.runtime, options_.backends);
   slots_.resize(size_t(options_.runtime.max_seqs));
+  if (options_.speculation.enabled()) start_speculation();
   thread_ = std::thread([this] { loop(); });
+}
+
+void Scheduler::start_speculation() {
+  try {
+    speculation_ = std::make_unique<SpeculatorFactory>(options_.speculation, model_,
+                                                       SessionOptions{options_.runtime, options_.backends});
+    speculation_name_ = speculation_->make(0, 0)->source().name();
+  } catch (const Error& e) {
+    speculation_.reset();
+    speculation_error_ = e.what();
+    return;
+  }
+  max_draft_ = max_draft_tokens(*model_, options_.runtime);
 }
 
 Scheduler::~Scheduler() { shutdown("the server is shutting down"); }
@@ -169,6 +185,7 @@ bool Scheduler::admit() {
   std::unique_lock<std::mutex> lock(mu_);
   wake_.wait(lock, [&] { return stop_ || !queue_.empty() || busy_ > 0; });
   if (stop_) return false;
+  std::vector<size_t> admitted;
   for (size_t s = 0; s < slots_.size() && !queue_.empty(); ++s) {
     if (slots_[s].job) continue;
     std::shared_ptr<Job> job = std::move(queue_.front());
@@ -182,6 +199,19 @@ bool Scheduler::admit() {
     for (int32_t t : sl.job->prompt_) sl.sampler->accept(t);
     sl.text.emplace(model_->tokenizer.get(), sl.job->params_.stop);
     ++busy_;
+    admitted.push_back(s);
+  }
+  lock.unlock();
+  // A speculator of its own per request: its draws follow the request's seed, its statistics are the
+  // request's.
+  if (speculation_) {
+    for (size_t s : admitted) {
+      try {
+        slots_[s].spec = speculation_->make(int(s), slots_[s].job->params_.sampling.seed);
+      } catch (const std::exception& e) {
+        release(int(s), FinishReason::Error, cat("speculative decoding failed: ", e.what()));
+      }
+    }
   }
   return true;
 }
@@ -205,19 +235,23 @@ void Scheduler::loop() {
   for (auto& j : queued) j->finish(FinishReason::Error, "", {}, {}, why);
 }
 
+// The logits rows one slot gets in a step: its round (its next token, and its drafts when
+// speculating) or the last token of its prompt.
+struct Scheduler::Rows {
+  int slot;
+  int64_t first, n;
+  bool decoding;
+};
+
 void Scheduler::step() {
   const int64_t max_batch = options_.runtime.max_batch;
+  // Drafting runs kernels too: the whole step holds the compute lock.
+  std::unique_lock<std::mutex> compute;
+  if (options_.compute_lock) compute = std::unique_lock<std::mutex>(*options_.compute_lock);
   Batch batch;
-  std::vector<int> out_slot;  // slot of each logits row, in row order
-  std::vector<int> decoding;  // slots feeding their last sampled token
-  // Every generating sequence advances by one token each step...
-  for (size_t s = 0; s < slots_.size(); ++s) {
-    Slot& sl = slots_[s];
-    if (!sl.job || sl.reading_prompt() || batch.size() >= max_batch) continue;
-    batch.add(sl.next, sl.n_past, int32_t(s), true);
-    out_slot.push_back(int(s));
-    decoding.push_back(int(s));
-  }
+  std::vector<Rows> outputs;  // in row order
+  // Every generating sequence advances each step...
+  int64_t n_rows = add_rounds(batch, outputs);
   // ...and the rest of the batch reads prompts, oldest request first.
   std::vector<int> readers;
   for (size_t s = 0; s < slots_.size(); ++s)
@@ -233,17 +267,21 @@ void Scheduler::step() {
       const size_t t = sl.n_fed + i;
       const bool last = t + 1 == prompt.size();
       batch.add(prompt[t], sl.n_past + int32_t(i), s, last);
-      if (last) out_slot.push_back(s);
+      if (last) outputs.push_back({s, n_rows++, 1, false});
     }
     fed.emplace_back(s, n);
   }
   if (batch.size() == 0) return;
 
+  // Requests that decode greedily need only each row's argmax: when every row is theirs, the argmaxes
+  // are taken where the logits are (on the device for GPU backends) and no logits cross to the host.
+  bool argmax_only = true;
+  for (const Rows& o : outputs) argmax_only = argmax_only && slots_[size_t(o.slot)].sampler->config().picks_argmax();
   const HostTensor* logits = nullptr;
+  std::vector<int32_t> argmaxes;
   try {
-    std::unique_lock<std::mutex> compute;
-    if (options_.compute_lock) compute = std::unique_lock<std::mutex>(*options_.compute_lock);
-    logits = &exec_->step(batch);
+    if (argmax_only) argmaxes = exec_->step_argmax(batch);
+    else logits = &exec_->step(batch);
   } catch (const std::exception& e) {
     // Nothing in this batch can continue; the other slots were not touched.
     for (int64_t t = 0; t < batch.size(); ++t) {
@@ -258,24 +296,105 @@ void Scheduler::step() {
     slots_[size_t(s)].n_past += int32_t(n);
     prompt_tokens_ += n;
   }
-  for (int s : decoding) ++slots_[size_t(s)].n_past;  // its token is in the cache now
-  for (size_t r = 0; r < out_slot.size(); ++r) advance(out_slot[r], logits->row(int64_t(r)));
+  for (const Rows& o : outputs) take_rows(o, logits, argmaxes);
 }
 
-void Scheduler::advance(int s, const float* logits) {
+int64_t Scheduler::add_rounds(Batch& batch, std::vector<Rows>& outputs) {
+  const int64_t max_batch = options_.runtime.max_batch;
+  std::vector<int> decoding;
+  for (size_t s = 0; s < slots_.size(); ++s)
+    if (slots_[s].job && !slots_[s].reading_prompt()) decoding.push_back(int(s));
+  int64_t n_rows = 0;
+  for (size_t i = 0; i < decoding.size() && batch.size() < max_batch; ++i) {
+    const int s = decoding[i];
+    Slot& sl = slots_[size_t(s)];
+    std::span<const int32_t> feed(&sl.next, 1);
+    if (sl.spec) {
+      // Drafts take the room the generating slots after this one leave (a row each).
+      const int64_t room = max_batch - batch.size() - 1 - int64_t(decoding.size() - i - 1);
+      try {
+        feed = sl.spec->draft(sl.next, draft_limit(sl, room), *sl.sampler);
+      } catch (const std::exception& e) {
+        release(s, FinishReason::Error, cat("drafting failed: ", e.what()));
+        continue;
+      }
+    }
+    for (size_t j = 0; j < feed.size(); ++j) batch.add(feed[j], sl.n_past + int32_t(j), int32_t(s), true);
+    outputs.push_back({s, n_rows, int64_t(feed.size()), true});
+    n_rows += int64_t(feed.size());
+  }
+  return n_rows;
+}
+
+void Scheduler::take_rows(const Rows& o, const HostTensor* logits, std::span<const int32_t> argmaxes) {
+  Slot& sl = slots_[size_t(o.slot)];
+  std::span<const float> rows;
+  if (logits) rows = std::span<const float>(logits->row(o.first), size_t(o.n * logits->cols));
+  else argmaxes = argmaxes.subspan(size_t(o.first), size_t(o.n));
+  if (o.decoding && sl.spec) {
+    const SpeculativeRound& round =
+        logits ? sl.spec->verify(rows, *sl.sampler) : sl.spec->verify_argmax(argmaxes, *sl.sampler);
+    return take_round(o.slot, round, o.n);
+  }
+  const int32_t tok = logits ? sl.sampler->sample(rows) : argmaxes[0];
+  if (!logits) sl.sampler->accept(tok);  // what sample() records
+  if (o.decoding) {
+    ++sl.n_past;  // its token is in the cache now
+    take(o.slot, tok);
+  } else if (take(o.slot, tok) && sl.spec) {
+    // The prompt is read and its first token out: a draft model reads the prompt now, outside the time
+    // to first token.
+    try {
+      sl.spec->fed_prompt(sl.job->prompt_);
+    } catch (const std::exception& e) {
+      release(o.slot, FinishReason::Error, cat("drafting failed: ", e.what()));
+    }
+  }
+}
+
+int Scheduler::draft_limit(const Slot& sl, int64_t room) const {
+  // The round reads pending + k tokens at positions n_past..n_past + k, all inside the context, and
+  // makes up to k + 1 tokens, no more than the request still wants.
+  int64_t k = std::min<int64_t>({room, max_draft_, n_ctx() - int64_t(sl.n_past) - 1});
+  const int max_tokens = sl.job->params_.max_tokens;
+  if (max_tokens >= 0) k = std::min<int64_t>(k, max_tokens - int64_t(sl.generated.size()) - 1);
+  return int(std::max<int64_t>(k, 0));
+}
+
+void Scheduler::take_round(int s, const SpeculativeRound& round, int64_t n_read) {
+  Slot& sl = slots_[size_t(s)];
+  const int32_t base = sl.n_past;
+  if (round.keep < n_read) exec_->seq_truncate(s, base + round.keep);  // forget the rejected drafts
+  for (size_t i = 0; i < round.tokens.size(); ++i) {
+    // Token i follows the round's first i + 1 tokens: take() checks the context as plain decoding
+    // would have after reading them.
+    sl.n_past = base + 1 + int32_t(i);
+    if (!take(s, round.tokens[i])) return;
+  }
+}
+
+bool Scheduler::take(int s, int32_t tok) {
   Slot& sl = slots_[size_t(s)];
   const GenerationParams& p = sl.job->params_;
-  const int32_t tok = sl.sampler->sample(std::span<const float>(logits, size_t(model_->info.vocab_size)));
   if (sl.generated.empty()) sl.first_token = Clock::now();
-  if (p.stop_at_eos && model_->info.is_eos(tok)) return release(s, FinishReason::Stop);
-  sl.generated.push_back(tok);
-  ++generated_;
-  const bool hit_stop = sl.text->push(tok);
-  sl.job->emit(sl.text->take());
-  if (hit_stop) return release(s, FinishReason::Stop);
-  if (p.max_tokens >= 0 && int(sl.generated.size()) >= p.max_tokens) return release(s, FinishReason::Length);
-  if (sl.n_past >= n_ctx()) return release(s, FinishReason::Length);  // no position left for it
+  std::optional<FinishReason> end;
+  if (p.stop_at_eos && model_->info.is_eos(tok)) {
+    end = FinishReason::Stop;
+  } else {
+    sl.generated.push_back(tok);
+    ++generated_;
+    const bool hit_stop = sl.text->push(tok);
+    sl.job->emit(sl.text->take());
+    if (hit_stop) end = FinishReason::Stop;
+    else if (p.max_tokens >= 0 && int(sl.generated.size()) >= p.max_tokens) end = FinishReason::Length;
+    else if (sl.n_past >= n_ctx()) end = FinishReason::Length;  // no position left for it
+  }
+  if (end) {
+    release(s, *end);
+    return false;
+  }
   sl.next = tok;
+  return true;
 }
 
 void Scheduler::release(int s, FinishReason r, const std::string& error) {
@@ -283,6 +402,7 @@ void Scheduler::release(int s, FinishReason r, const std::string& error) {
   const Clock::time_point now = Clock::now();
   JobStats st;
   st.prompt_tokens = int(sl.job->prompt_.size());
+  if (sl.spec) st.speculative = sl.spec->stats();
   st.completion_tokens = int(sl.generated.size());
   st.queue_ms = ms_between(sl.job->submitted_, sl.admitted);
   const bool started = sl.first_token != Clock::time_point{};

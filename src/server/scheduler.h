@@ -5,6 +5,12 @@
 // beyond the slots wait in a FIFO queue; a cancelled request (its client went away) gives its slot
 // back before the next step.
 //
+// Speculative decoding (SchedulerOptions::speculation): every generating request drafts up to k tokens
+// (its own Speculator; draft models run one draft session with a sequence per slot) and its pending
+// token and drafts all go into the step's one batch; each request then keeps the run its sampler
+// accepts, rolls its sequence back past the first rejection and hands the round's tokens to its Job one
+// by one, through the same stop rules as plain decoding.
+//
 // Threads: one scheduler thread per model runs the steps (it is also the calling thread of the CPU
 // backend's pool); HTTP threads only submit, read and cancel Jobs. Schedulers of different models
 // share `compute_lock`, so two models never run kernels at the same time on the same cores.
@@ -16,12 +22,15 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "runtime/executor.h"
 #include "runtime/sampler.h"
+#include "runtime/speculator_factory.h"
 
 namespace elm::server {
 
@@ -42,6 +51,7 @@ struct JobStats {
   double prompt_ms = 0;  // given a slot -> first token sampled (reading the prompt)
   double ttft_ms = 0;    // submitted -> first token
   double gen_ms = 0;     // first token -> last token
+  std::optional<SpeculativeStats> speculative;  // when the request was decoded speculatively
   double prompt_tokens_per_s() const { return prompt_ms > 0 ? prompt_tokens * 1000.0 / prompt_ms : 0; }
   // Decode speed: tokens after the first over the time they took.
   double tokens_per_s() const { return gen_ms > 0 ? (completion_tokens - 1) * 1000.0 / gen_ms : 0; }
@@ -95,6 +105,10 @@ struct SchedulerOptions {
   std::vector<std::string> backends = {"cpu"};
   int max_queue = 1024;  // requests waiting for a slot beyond this get 503
   std::shared_ptr<std::mutex> compute_lock;  // shared by all schedulers of a server; may be null
+  // Speculative decoding for every request, when enabled. Drafting that cannot be set up for the model
+  // (a draft with another vocabulary, a self-draft spec the model does not fit) leaves the model
+  // decoding plainly, with the reason in speculation_error().
+  SpeculationConfig speculation;
 };
 
 class Scheduler {
@@ -116,6 +130,9 @@ class Scheduler {
   };
   Stats stats() const;
   int n_ctx() const { return options_.runtime.n_ctx; }
+  // The draft source requests use ("" when decoding plainly), and why the configured speculation is off.
+  const std::string& speculation() const { return speculation_name_; }
+  const std::string& speculation_error() const { return speculation_error_; }
   const Model& model() const { return *model_; }
   std::shared_ptr<const Model> model_ptr() const { return model_; }
 
@@ -124,14 +141,27 @@ class Scheduler {
   struct Slot;
   void loop();
   bool admit();  // moves queued jobs into free slots; false when stopping
+  struct Rows;
+  void start_speculation();  // the constructor's part for SchedulerOptions::speculation
   void step();
-  void advance(int slot, const float* logits);
+  // Adds every generating slot's round to the batch (its next token, and its drafts when speculating);
+  // returns the number of logits rows they take.
+  int64_t add_rounds(Batch& batch, std::vector<Rows>& outputs);
+  int draft_limit(const Slot& sl, int64_t room) const;
+  // Samples or verifies a slot's rows of the step's output: logits, or argmaxes when logits is null.
+  void take_rows(const Rows& rows, const HostTensor* logits, std::span<const int32_t> argmaxes);
+  // Hands a generated token to the slot's job; false when the request finished with it.
+  bool take(int slot, int32_t token);
+  void take_round(int slot, const SpeculativeRound& round, int64_t n_read);
   void release(int slot, FinishReason r, const std::string& error = "");
 
   std::shared_ptr<const Model> model_;
   SchedulerOptions options_;
   std::unique_ptr<Executor> exec_;
   std::vector<Slot> slots_;  // scheduler thread only
+  std::unique_ptr<SpeculatorFactory> speculation_;  // null: plain decoding
+  std::string speculation_name_, speculation_error_;
+  int max_draft_ = 0;  // max_draft_tokens() of the target's runtime config
   uint64_t next_order_ = 0;
 
   mutable std::mutex mu_;

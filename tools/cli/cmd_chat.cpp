@@ -1,6 +1,7 @@
 // elm chat: an interactive conversation with streaming replies. Each turn renders the whole
 // conversation with the model's chat template and feeds only the tokens past the part the KV cache
-// already holds, so a turn costs its new tokens, not the history.
+// already holds, so a turn costs its new tokens, not the history. --draft / --self-draft / --lookup
+// speculate as in elm run.
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -16,6 +17,7 @@ namespace {
 struct ChatArgs {
   ModelOptions model;
   SamplingOptions sampling;
+  SpeculativeCliOptions spec;
   std::string system;
   std::string kwargs;  // extra template variables as a JSON object
   int n_predict = -1;
@@ -35,7 +37,14 @@ int run(const ChatArgs& a) {
   if (m->chat_template.empty())
     std::fprintf(stderr, "[%s has no chat template: using ChatML]\n", m->info.name.c_str());
 
-  Session session(m, a.model.session(*m));
+  const SpeculationConfig spec_config = a.spec.config();
+  SessionOptions session_options = a.model.session(*m);
+  spec_config.configure(session_options.runtime);
+  Session session(m, session_options);
+  // One speculator for the conversation's sequence: each turn it follows the rollback to the cached
+  // prefix (Speculator::generate), and a draft model keeps its own cache of the conversation too.
+  std::unique_ptr<Speculator> spec;
+  if (spec_config.enabled()) spec = SpeculatorFactory(spec_config, m, session_options).make(0, a.sampling.c.seed);
   GenerateOptions g;
   g.max_tokens = a.n_predict;
   g.sampling = a.sampling.c;
@@ -59,12 +68,14 @@ int run(const ChatArgs& a) {
               " tokens) no longer fits the context of ", session.n_ctx(), " tokens");
     session.truncate(0, int32_t(keep));
     const std::vector<int32_t> fresh(ids.begin() + std::ptrdiff_t(keep), ids.end());
-    GenerateResult r = generate(session, 0, fresh, g, [](const std::string& piece) {
+    auto on_text = [](const std::string& piece) {
       std::fputs(piece.c_str(), stdout);
       std::fflush(stdout);
       return true;
-    });
+    };
+    GenerateResult r = spec ? spec->generate(session, 0, fresh, g, on_text) : generate(session, 0, fresh, g, on_text);
     std::printf("\n");
+    std::fflush(stdout);  // the statistics below go to stderr: keep them after the reply
     cached = ids;
     cached.insert(cached.end(), r.tokens.begin(), r.tokens.end());
     cached.resize(size_t(session.n_past(0)));  // the last sampled token may not have been fed
@@ -72,6 +83,7 @@ int run(const ChatArgs& a) {
     if (a.model.verbose)
       std::fprintf(stderr, "[prompt: %d new tokens (%zu reused), %.1f tok/s | reply: %zu tokens, %.1f tok/s | %s]\n",
                    r.n_prompt, keep, r.prompt_tps(), r.tokens.size(), r.gen_tps(), stop_reason_name(r.reason));
+    if (spec && a.model.verbose) print_speculative_stats(spec->stats());
     if (r.reason == StopReason::Context) {
       std::fprintf(stderr, "[the context is full]\n");
       break;
@@ -86,6 +98,7 @@ void register_chat(CLI::App& app, Registry& reg) {
   CLI::App* sub = app.add_subcommand("chat", "chat with a model interactively");
   a->model.add(sub);
   a->sampling.add(sub);
+  a->spec.add(sub);
   sub->add_option("--system", a->system, "system prompt");
   sub->add_option("--chat-kwargs", a->kwargs, "extra chat template variables as JSON, e.g. '{\"enable_thinking\": false}'");
   sub->add_option("-n,--n-predict", a->n_predict, "most tokens per reply (-1: until end of turn)");

@@ -43,14 +43,15 @@ int run(const RunArgs& a) {
     prompt = m->tokenizer->encode(a.prompt, /*add_special=*/!a.no_bos);  // BOS as the tokenizer defines it
   }
   ELM_CHECK(!prompt.empty(), "the prompt is empty");
+  const SpeculationConfig spec_config = a.spec.config();
   SessionOptions session_options = a.model.session(*m);
-  a.spec.configure(session_options);
+  spec_config.configure(session_options.runtime);
   Session session(m, session_options);
   if (a.model.verbose)
     std::fprintf(stderr, "%s%s", session.executor().used_compiled_plan() ? "using the compiled plan\n" : "",
                  session.executor().plan_summary().c_str());
   std::unique_ptr<Speculator> spec;
-  if (a.spec.enabled()) spec = a.spec.make(*m, session_options, a.sampling.c.seed);
+  if (spec_config.enabled()) spec = SpeculatorFactory(spec_config, m, session_options).make(0, a.sampling.c.seed);
 
   GenerateOptions g;
   g.max_tokens = a.n_predict;
@@ -88,14 +89,7 @@ int run(const RunArgs& a) {
     std::fprintf(stderr, "time to first token: %.1f ms (from process start)\n", ttft_ms);
     std::fprintf(stderr, "peak resident memory: %s\n", human_bytes(peak_rss_bytes()).c_str());
   }
-  if (spec && a.model.verbose) {
-    const SpeculativeStats& st = spec->stats();
-    std::fprintf(stderr,
-                 "speculative (%s): acceptance %.1f%% (%lld of %lld drafted), %.2f tokens per target pass, "
-                 "est. speedup %.2fx (plain step %.1f ms; draft %.0f ms, verify %.0f ms)\n",
-                 st.source.c_str(), 100 * st.acceptance_rate(), (long long)st.accepted, (long long)st.drafted,
-                 st.tokens_per_pass(), st.est_speedup(), st.plain_step_ms, st.draft_ms, st.verify_ms);
-  }
+  if (spec && a.model.verbose) print_speculative_stats(spec->stats());
   return 0;
 }
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "core/error.h"
+#include "options.h"
 #include "server/http_server.h"
 
 namespace elm::cli {
@@ -16,6 +17,7 @@ namespace {
 struct ServeArgs {
   server::ServeConfig serve;
   server::HttpOptions http;
+  SpeculativeCliOptions spec;
   std::string kv_type = "auto";
   std::vector<std::string> preload;
   size_t max_body_mib = 8;
@@ -25,6 +27,7 @@ int run(ServeArgs& a) {
   if (a.kv_type != "auto")
     a.serve.kv_dtype = a.kv_type == "f16" ? DType::F16 : a.kv_type == "int8" ? DType::I8 : DType::F32;
   a.http.max_body = a.max_body_mib << 20;
+  a.serve.speculation = a.spec.config();  // a --draft model loads once, here, for every model
 
   // SIGINT/SIGTERM are taken by a watcher thread (blocked everywhere else, so every thread started
   // from here inherits the mask); SIGPIPE is ignored so a client that hangs up is a failed write.
@@ -83,6 +86,7 @@ void register_serve(CLI::App& app, Registry& reg) {
   sub->add_option("--max-body", a->max_body_mib, "largest request body in MiB")->capture_default_str()->check(CLI::Range(1, 1024));
   sub->add_option("--http-threads", a->http.threads, "connection threads (default: enough for the slots and queue)");
   sub->add_flag("--log", a->http.log, "log every request to stderr");
+  a->spec.add(sub);
   reg.add(sub, [a] { return run(*a); });
 }
 

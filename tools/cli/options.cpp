@@ -1,13 +1,11 @@
 #include "options.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <sstream>
 
 #include "core/error.h"
-#include "runtime/draft_model.h"
-#include "runtime/prompt_lookup.h"
-#include "runtime/self_draft.h"
 
 namespace elm::cli {
 
@@ -91,28 +89,23 @@ void SpeculativeCliOptions::add(CLI::App* app) {
       ->excludes(sd);
 }
 
-void SpeculativeCliOptions::configure(SessionOptions& o) const {
-  if (enabled()) o.runtime.recurrent_snapshots = std::max(o.runtime.recurrent_snapshots, draft_max + 1);
+SpeculationConfig SpeculativeCliOptions::config() const {
+  SpeculationConfig c;
+  if (!draft.empty()) c.draft = Model::load(draft);
+  c.self_draft = self_draft;
+  c.lookup = lookup;
+  c.draft_vocab = draft_vocab;
+  c.options.draft_max = draft_max;
+  c.options.adaptive = !draft_fixed;
+  return c;
 }
 
-std::unique_ptr<Speculator> SpeculativeCliOptions::make(const Model& target, const SessionOptions& session,
-                                                        uint64_t seed) const {
-  SpeculativeOptions o;
-  o.draft_max = draft_max;
-  o.adaptive = !draft_fixed;
-  if (lookup > 0) return std::make_unique<Speculator>(std::make_unique<PromptLookup>(lookup), o);
-  ELM_CHECK(!draft.empty() || !self_draft.empty(), "speculative decoding needs --draft, --self-draft or --lookup");
-  std::shared_ptr<Model> draft_model =
-      draft.empty() ? self_draft_for(target, self_draft) : Model::load(draft);
-  if (draft_vocab > 0) {
-    SubModelSpec narrow;
-    narrow.vocab = draft_vocab;
-    draft_model = make_self_draft(*draft_model, narrow);
-  }
-  auto draft_session = std::make_shared<Session>(draft_model, session);
-  // The draft's draws use a stream of their own, apart from the target's.
-  const uint64_t draft_seed = seed ^ 0x9e3779b97f4a7c15ull;
-  return std::make_unique<Speculator>(std::make_unique<DraftModel>(draft_session, 0, target, draft_seed), o);
+void print_speculative_stats(const SpeculativeStats& st) {
+  std::fprintf(stderr,
+               "speculative (%s): acceptance %.1f%% (%lld of %lld drafted), %.2f tokens per target pass, "
+               "est. speedup %.2fx (plain step %.1f ms; draft %.0f ms, verify %.0f ms)\n",
+               st.source.c_str(), 100 * st.acceptance_rate(), (long long)st.accepted, (long long)st.drafted,
+               st.tokens_per_pass(), st.est_speedup(), st.plain_step_ms, st.draft_ms, st.verify_ms);
 }
 
 std::string bundled_model_path() {

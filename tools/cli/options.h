@@ -6,7 +6,7 @@
 
 #include "runtime/generate.h"
 #include "runtime/session.h"
-#include "runtime/speculative.h"
+#include "runtime/speculator_factory.h"
 
 namespace elm::cli {
 
@@ -42,12 +42,12 @@ struct SpeculativeCliOptions {
 
   void add(CLI::App* app);
   bool enabled() const { return !draft.empty() || !self_draft.empty() || lookup > 0; }
-  // What sessions need for speculation: recurrent layers must keep snapshots to roll drafts back.
-  void configure(SessionOptions& o) const;
-  // The speculator for one sequence of a target model; a draft model runs with the target's session
-  // options. Throws elm::Error when the draft cannot draft for the target.
-  std::unique_ptr<Speculator> make(const Model& target, const SessionOptions& session, uint64_t seed) const;
+  // The options as a SpeculationConfig (runtime/speculator_factory.h), the --draft model loaded. Throws
+  // elm::Error when it cannot be.
+  SpeculationConfig config() const;
 };
+// What `--verbose` prints after a speculative generation (elm run, elm chat).
+void print_speculative_stats(const SpeculativeStats& st);
 
 // The path of the default model bundled with the repository (models/stories260k), or "".
 std::string bundled_model_path();
