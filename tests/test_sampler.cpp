@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <random>
 
 #include "runtime/sampler.h"
 
@@ -29,6 +30,21 @@ TEST(Sampler, GreedyPicksFirstMaximum) {
   c.temperature = 0;
   Sampler s(c);
   EXPECT_EQ(s.sample(logits_fixture()), 1);  // ids 1 and 4 tie: lowest id
+}
+
+// argmax against std::max_element (the first maximum) on lengths around its 8-lane blocking, with
+// ties planted across lanes and in the tail, values drawn from a few levels so ties are common.
+TEST(Sampler, ArgmaxIsTheFirstMaximum) {
+  std::mt19937 rng(11);
+  for (size_t n : {size_t(1), size_t(7), size_t(15), size_t(16), size_t(17), size_t(63), size_t(100), size_t(49152)}) {
+    for (int trial = 0; trial < 20; ++trial) {
+      std::vector<float> x(n);
+      for (float& v : x) v = float(int(rng() % 7)) - 3.f;
+      if (trial % 2) x[rng() % n] = 9.f, x[n - 1] = 9.f;  // a tie with the last element
+      const auto want = std::max_element(x.begin(), x.end()) - x.begin();
+      ASSERT_EQ(argmax(x), int32_t(want)) << "n " << n << " trial " << trial;
+    }
+  }
 }
 
 TEST(Sampler, TopKOneIsGreedyAtAnyTemperature) {

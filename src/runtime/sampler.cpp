@@ -7,10 +7,30 @@
 namespace elm {
 
 int32_t argmax(std::span<const float> logits) {
-  int32_t best = 0;
-  for (size_t i = 1; i < logits.size(); ++i)
-    if (logits[i] > logits[size_t(best)]) best = int32_t(i);
-  return best;
+  // Eight running maxima (index i in lane i % 8) instead of one: a single compare-and-keep chain
+  // through 49k logits took 16 % of a small model's greedy speculative decoding. Each lane keeps its
+  // first maximum, and the lanes combine to the lowest index among equal maxima, as one scan would.
+  constexpr size_t L = 8;
+  const size_t n = logits.size();
+  if (n < 2 * L) {
+    int32_t best = 0;
+    for (size_t i = 1; i < n; ++i)
+      if (logits[i] > logits[size_t(best)]) best = int32_t(i);
+    return best;
+  }
+  float m[L];
+  size_t at[L];
+  for (size_t l = 0; l < L; ++l) m[l] = logits[l], at[l] = l;
+  size_t i = L;
+  for (; i + L <= n; i += L)
+    for (size_t l = 0; l < L; ++l)
+      if (logits[i + l] > m[l]) m[l] = logits[i + l], at[l] = i + l;
+  for (; i < n; ++i)
+    if (logits[i] > m[i % L]) m[i % L] = logits[i], at[i % L] = i;
+  size_t best = 0;
+  for (size_t l = 1; l < L; ++l)
+    if (m[l] > m[best] || (m[l] == m[best] && at[l] < at[best])) best = l;
+  return int32_t(at[best]);
 }
 
 Sampler::Sampler(const SamplerConfig& c) : c_(c), rng_(c.seed) {}
