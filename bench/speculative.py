@@ -9,7 +9,8 @@ speculation, on three prompts:
     goes on repeating;
   - president: "The President said that" alone (the output turns repetitive after ~50 tokens);
   - heldout: 64 tokens of heldout.txt (ordinary text);
-with prompt lookup (--lookup 3) and the ref-draft-14m draft model, adaptive and fixed draft lengths.
+with prompt lookup (--lookup 3) and the ref-draft-14m draft model, adaptive and fixed draft lengths, whole
+and scoring only the first 8,192 token ids (--draft-vocab 8192).
 Runs are interleaved (rep 1 of every variant, then rep 2, ...) so load changes hit all alike; the
 best of REPS is reported: decode tok/s, speedup over plain decoding of the same prompt, acceptance
 rate, tokens per target pass, and whether the output equals plain decoding's. Also the CPU time of
@@ -96,6 +97,9 @@ def main():
         ("draft 14m, adaptive (max 8)", ["--draft", DRAFT]),
         ("draft 14m, fixed 1", ["--draft", DRAFT, "--draft-fixed", "--draft-max", "1"]),
         ("draft 14m, fixed 3", ["--draft", DRAFT, "--draft-fixed", "--draft-max", "3"]),
+        ("draft 14m, vocab 8192, adaptive", ["--draft", DRAFT, "--draft-vocab", "8192"]),
+        ("draft 14m, vocab 8192, fixed 1", ["--draft", DRAFT, "--draft-vocab", "8192", "--draft-fixed", "--draft-max", "1"]),
+        ("draft 14m, vocab 8192, fixed 3", ["--draft", DRAFT, "--draft-vocab", "8192", "--draft-fixed", "--draft-max", "3"]),
     ]
     cases = [("repetitive", president_ids(True), lookup + draft[:1]),
              ("president", president_ids(False), lookup[:2] + draft[:1]),
