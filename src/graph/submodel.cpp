@@ -4,6 +4,7 @@
 #include <cmath>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
 #include "core/error.h"
 
@@ -58,6 +59,18 @@ std::vector<int64_t> parse_layers(const std::string& s) {
   return out;
 }
 
+// The whole of `value` as a number (std::stod / std::stoll), or an elm::Error naming `what`.
+template <class T>
+T parse_number(const std::string& value, const char* what) {
+  try {
+    size_t used = 0;
+    const T v = std::is_floating_point_v<T> ? T(std::stod(value, &used)) : T(std::stoll(value, &used));
+    if (used == value.size()) return v;
+  } catch (const std::exception&) {
+  }
+  fail("sub-model spec: bad ", what, " '", value, "'");
+}
+
 }  // namespace
 
 SubModelSpec SubModelSpec::parse(const std::string& text) {
@@ -72,22 +85,10 @@ SubModelSpec SubModelSpec::parse(const std::string& text) {
     if (key == "layers") {
       s.layers = parse_layers(value);
     } else if (key == "ffn") {
-      try {
-        size_t used = 0;
-        s.ffn_fraction = std::stod(value, &used);
-        ELM_CHECK(used == value.size(), "");
-      } catch (const std::exception&) {
-        fail("sub-model spec: bad ffn fraction '", value, "'");
-      }
+      s.ffn_fraction = parse_number<double>(value, "ffn fraction");
       ELM_CHECK(s.ffn_fraction > 0 && s.ffn_fraction <= 1, "sub-model spec: ffn must be in (0, 1], got ", value);
     } else if (key == "vocab") {
-      try {
-        size_t used = 0;
-        s.vocab = std::stoll(value, &used);
-        ELM_CHECK(used == value.size(), "");
-      } catch (const std::exception&) {
-        fail("sub-model spec: bad vocab size '", value, "'");
-      }
+      s.vocab = parse_number<int64_t>(value, "vocab size");
       ELM_CHECK(s.vocab > 0, "sub-model spec: vocab must be positive, got ", value);
     } else {
       fail("sub-model spec: unknown key '", key, "' (layers, ffn, vocab)");
