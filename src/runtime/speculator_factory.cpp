@@ -1,6 +1,7 @@
 #include "runtime/speculator_factory.h"
 
 #include <algorithm>
+#include <string>
 
 #include "core/error.h"
 #include "runtime/draft_model.h"
@@ -22,7 +23,9 @@ SpeculatorFactory::SpeculatorFactory(const SpeculationConfig& c, std::shared_ptr
   if (config_.draft_vocab > 0) {  // graph/submodel.h: the output layer keeps the first ids
     SubModelSpec narrow;
     narrow.vocab = config_.draft_vocab;
-    draft = make_self_draft(*draft, narrow);
+    std::shared_ptr<Model> narrowed = make_self_draft(*draft, narrow);
+    narrowed->info.name = draft->info.name + " (ids < " + std::to_string(config_.draft_vocab) + ")";
+    draft = std::move(narrowed);
   }
   check_draft_compatible(*target_, *draft);  // before its session takes memory
   draft_session_ = std::make_shared<Session>(std::move(draft), options);
