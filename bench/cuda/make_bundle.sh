@@ -4,7 +4,8 @@
 # lacks elm's build dependencies; the binaries link the CUDA runtime statically, and the other shared
 # libraries they need travel in DEST/lib).
 # Binaries travel xz-compressed (run_h100.sh unpacks them). BASE_BUILD=DIR adds that build's
-# elm-model-bench as bin/elm-model-bench-base, for an A/B of two commits on the same warm GPU.
+# elm-model-bench as bin/elm-model-bench-base, for an A/B of two commits on the same warm GPU. SPEC=1
+# adds what spec_h100.sh needs.
 #   make_bundle.sh BUILD_DIR DEST
 set -eu
 BUILD=$1; DEST=$2
@@ -25,4 +26,14 @@ for f in llama llama3 mistral qwen2 qwen3 phi3 smollm3 gemma3; do cp -r "$SHARED
 cp -r "$SHARED/tokenizers/smollm2" "$DEST/shared/tokenizers/"
 cp "$SHARED/tools/make_bench_model.py" "$DEST/shared/tools/"
 cp "$SRC/bench/plot.py" "$SRC/bench/cuda/ncu_summary.py" "$DEST/bench/"; cp "$SRC/bench/cuda/run_h100.sh" "$DEST/"
+# SPEC=1: the elm CLI, ref-28m and ref-draft-14m converted to int4-g32, and spec_h100.sh (speculative
+# decoding on the GPU).
+if [ -n "${SPEC:-}" ]; then
+  mkdir -p "$DEST/models" && strip -o "$DEST/bin/elm" "$BUILD/bin/elm" && xz -T2 -3 "$DEST/bin/elm"
+  for m in ref-28m ref-draft-14m; do
+    "$BUILD/bin/elm" convert "$SHARED/models/$m" -o "$DEST/models/$m.elm" --quant int4-g32 > /dev/null
+    xz -T2 -6 "$DEST/models/$m.elm"
+  done
+  cp "$SRC/bench/cuda/spec_h100.sh" "$DEST/spec.sh"
+fi
 du -sh "$DEST"

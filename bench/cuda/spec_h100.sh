@@ -1,0 +1,15 @@
+#!/bin/bash
+# Speculative decoding on the GPU: ref-28m target, ref-draft-14m draft (int4-g32), greedy, the same
+# prompt plain, with the draft (whole, and scoring the first 16,384 / 8,192 ids) and with prompt lookup;
+# each line: the output's md5 (all must match plain's), decode tok/s, acceptance. Needs a bundle made
+# with SPEC=1 (make_bundle.sh: the elm CLI and the two converted models). REPS=2 repeats the sweep.
+#   spec_h100.sh   (from inside the bundle)
+B=$(cd "$(dirname "$0")" && pwd); export LD_LIBRARY_PATH=$B/lib
+for z in $B/bin/*.xz; do [ -e "$z" ] && xz -d "$z" && chmod +x "${z%.xz}"; done
+for z in $B/models/*.xz; do [ -e "${z%.xz}" ] || xz -dk "$z"; done
+T=$B/models/ref-28m.elm; D=$B/models/ref-draft-14m.elm
+for rep in $(seq ${REPS:-1}); do
+for v in "" "--draft $D" "--draft $D --draft-vocab 16384" "--draft $D --draft-vocab 8192" "--draft $D --draft-vocab 8192 --draft-max 3 --draft-fixed" "--lookup 3"; do
+  out=$($B/bin/elm run -m $T --backend cuda -p "The President said that" -n 256 --temp 0 -c 1024 -v $v 2>&1 >/tmp/o.txt | grep -E "generated|acceptance" | tr '\n' ' ')
+  echo "[$v] $(md5sum < /tmp/o.txt | cut -c1-8) $out" | sed -e "s#$B/models/##g" -e 's/prompt: [^|]*| //'
+done; done
