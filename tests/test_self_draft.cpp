@@ -4,6 +4,7 @@
 // sources; greedy speculation with a self-draft equal to plain decoding.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 
 #include "core/error.h"
@@ -132,7 +133,7 @@ TEST(SubModel, ExplainsWhatItCannotCarve) {
 // sits between the product and the logits (gemma3's soft-cap) and whether the weight is the embedding
 // table too (tied: ids past the prefix still embed); the reference is the unsliced model.
 TEST(SubModel, NarrowedVocabularyScoresTheFirstTokensAsTheWholeModel) {
-  for (const char* fixture : {"llama", "gemma3"}) {
+  for (const char* fixture : {"llama", "gemma3", "mistral"}) {  // mistral: an untied lm_head
     const std::string rel = std::string("fixtures/tiny/") + fixture;
     SCOPED_TRACE(rel);
     ELM_REQUIRE_SHARED(rel);
@@ -140,6 +141,14 @@ TEST(SubModel, NarrowedVocabularyScoresTheFirstTokensAsTheWholeModel) {
     const int64_t V = target->graph.nodes[size_t(target->graph.output)].cols, N = 96;
     auto narrow = make_self_draft(*target, SubModelSpec::parse("vocab=96"));
     ASSERT_EQ(narrow->graph.nodes[size_t(narrow->graph.output)].cols, N);
+    // Every weight of the narrowed graph is read (an untied head's whole matrix is not kept).
+    const Graph& ng = narrow->graph;
+    for (size_t i = 0; i < ng.nodes.size(); ++i) {
+      if (ng.nodes[i].op != Op::Weight) continue;
+      bool read = false;
+      for (const Node& n : ng.nodes) read = read || std::count(n.inputs.begin(), n.inputs.end(), int32_t(i)) > 0;
+      EXPECT_TRUE(read) << ng.nodes[i].name << " is not read";
+    }
     std::vector<int32_t> ids = some_tokens(16, int(V));
     ids.push_back(int32_t(V - 1));  // a token past the prefix is still read
     Session a(narrow, small_session()), b(target, small_session());

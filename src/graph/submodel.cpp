@@ -59,6 +59,12 @@ std::vector<int64_t> parse_layers(const std::string& s) {
   return out;
 }
 
+// source[:rows, :cols]; the name carries the shape (a converter stores the slice under it, and loading
+// finds it by it).
+TensorSlice slice_of(const std::string& source, int64_t rows, int64_t cols) {
+  return {source + "[:" + std::to_string(rows) + ",:" + std::to_string(cols) + "]", source, rows, cols};
+}
+
 // The whole of `value` as a number (std::stod / std::stoll), or an elm::Error naming `what`.
 template <class T>
 T parse_number(const std::string& value, const char* what) {
@@ -239,9 +245,7 @@ SubModel carve_submodel(const Graph& g, const std::map<std::string, std::vector<
     head = x;
     chain.push_back(x);
     for (int32_t c : chain) new_cols[size_t(c)] = spec.vocab;
-    head_slice.source = w.name;
-    head_slice.rows = spec.vocab, head_slice.cols = w.cols;
-    head_slice.name = w.name + "[:" + std::to_string(spec.vocab) + ",:" + std::to_string(w.cols) + "]";
+    head_slice = slice_of(w.name, spec.vocab, w.cols);
     sm.slices.push_back(head_slice);
   }
 
@@ -251,8 +255,11 @@ SubModel carve_submodel(const Graph& g, const std::map<std::string, std::vector<
   live[size_t(g.output)] = true;
   for (size_t i = N; i-- > 0;)
     if (live[i])
-      for (int32_t in : g.nodes[i].inputs)
-        if (in >= 0) live[size_t(src(in))] = true;
+      for (size_t k = 0; k < g.nodes[i].inputs.size(); ++k) {
+        const int32_t in = g.nodes[i].inputs[k];
+        if (in < 0 || (int32_t(i) == head && k == 1)) continue;  // the narrowed product reads head_slice
+        live[size_t(src(in))] = true;
+      }
 
   // States (KV caches, recurrent states) of live nodes, renumbered in order of first use; a KV cache
   // read by a layer that shares it must still be written by a kept one.
@@ -278,10 +285,7 @@ SubModel carve_submodel(const Graph& g, const std::map<std::string, std::vector<
     Node n = g.nodes[i];
     if (n.op == Op::Weight && sliced.count(int32_t(i))) {
       const auto [rows, cols] = sliced.at(int32_t(i));
-      TensorSlice ts;
-      ts.source = n.name;
-      ts.rows = rows, ts.cols = cols;
-      ts.name = n.name + "[:" + std::to_string(rows) + ",:" + std::to_string(cols) + "]";
+      const TensorSlice ts = slice_of(n.name, rows, cols);
       sm.slices.push_back(ts);
       n.name = ts.name, n.rows = rows, n.cols = cols;
     }
