@@ -20,8 +20,12 @@ void check_draft_compatible(const Model& target, const Model& draft) {
 }
 
 DraftModel::DraftModel(std::shared_ptr<Session> session, int seq, const Model& target, uint64_t seed)
-    : session_(std::move(session)), seq_(seq), rng_(seed) {
+    : DraftModel(std::move(session), seq, seed) {
   check_draft_compatible(target, session_->model());
+}
+
+DraftModel::DraftModel(std::shared_ptr<Session> session, int seq, uint64_t seed)
+    : session_(std::move(session)), seq_(seq), rng_(seed) {
   session_->reset(seq_);
 }
 

@@ -18,18 +18,21 @@ void check_draft_compatible(const Model& target, const Model& draft);
 class DraftModel : public DraftSource {
  public:
   // Drafts on sequence `seq` of `session` (the server may share one draft session across its slots).
-  // `seed` seeds the draft's own draws, kept apart from the target's acceptance draws.
+  // `seed` seeds the draft's own draws, kept apart from the target's acceptance draws. Checks that the
+  // session's model can draft for `target` (check_draft_compatible).
   DraftModel(std::shared_ptr<Session> session, int seq, const Model& target, uint64_t seed);
+  // For a session whose model was checked against the target already (SpeculatorFactory checks once,
+  // then makes a DraftModel per request: the check compares every token's piece, milliseconds each).
+  DraftModel(std::shared_ptr<Session> session, int seq, uint64_t seed);
   std::string name() const override { return "draft model " + session_->model().info.name; }
   void prefill(std::span<const int32_t> history) override;
   void propose(std::span<const int32_t> history, int max_tokens, const Sampler& sampler, Draft& out) override;
 
  private:
-  // Brings the draft's sequence to `history` (rolling back what differs) and returns the logits after
-  // its last token.
   // Brings the draft's sequence to `history` and returns the tokens it still has to read (at least one:
   // the logits after the last are needed).
   std::span<const int32_t> resync(std::span<const int32_t> history);
+  // resync(), then reads them: the logits after the last token of `history`.
   std::span<const float> sync(std::span<const int32_t> history);
   std::shared_ptr<Session> session_;
   int seq_;

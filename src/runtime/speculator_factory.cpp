@@ -36,8 +36,8 @@ std::unique_ptr<Speculator> SpeculatorFactory::make(int seq, uint64_t seed) cons
   if (!draft_session_) return std::make_unique<Speculator>(std::make_unique<PromptLookup>(config_.lookup), config_.options);
   // The draft's draws use a stream of their own, apart from the target's.
   const uint64_t draft_seed = seed ^ 0x9e3779b97f4a7c15ull;
-  return std::make_unique<Speculator>(std::make_unique<DraftModel>(draft_session_, seq, *target_, draft_seed),
-                                      config_.options);
+  // (The constructor checked the draft against the target; a DraftModel per request need not again.)
+  return std::make_unique<Speculator>(std::make_unique<DraftModel>(draft_session_, seq, draft_seed), config_.options);
 }
 
 }  // namespace elm
