@@ -30,6 +30,8 @@ VARIANTS = [
     ("lookup 3", ["--lookup", "3"]),
     ("draft 14m, adaptive", ["--draft", DRAFT]),
     ("draft 14m, fixed 3", ["--draft", DRAFT, "--draft-max", "3", "--draft-fixed"]),
+    ("draft 14m (ids < 8192), adaptive", ["--draft", DRAFT, "--draft-vocab", "8192"]),
+    ("draft 14m (ids < 8192), fixed 1", ["--draft", DRAFT, "--draft-vocab", "8192", "--draft-max", "1", "--draft-fixed"]),
 ]
 
 

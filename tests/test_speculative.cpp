@@ -17,6 +17,7 @@
 #include "runtime/draft_model.h"
 #include "runtime/prompt_lookup.h"
 #include "runtime/speculative.h"
+#include "fixture_check.h"
 #include "util.h"
 
 using namespace elm;
@@ -264,6 +265,153 @@ TEST(Speculative, RoundsOfSeveralSequencesShareOnePass) {
     EXPECT_EQ(out[size_t(q)], want.tokens) << "sequence " << q;
     EXPECT_GT(specs[size_t(q)].stats().drafted, 0) << "sequence " << q;
   }
+}
+
+TEST(Session, SeveralSequencesReadInSharedStepsAsTransformersDoes) {
+  // feed_seqs (drafting for several server slots at once): three sequences read the fixture's ids in
+  // chunks of 1, 2 and 5 tokens, all in the same steps of at most 4 tokens (so parts split across
+  // steps); the logits after each part are transformers' at that position.
+  ELM_REQUIRE_SHARED("fixtures/tiny/llama");
+  auto model = Model::load(shared("fixtures/tiny/llama"));
+  const FixtureRef ref = load_fixture_ref(shared("fixtures/tiny/llama"));
+  SessionOptions so = session_options(96, 4);
+  so.runtime.max_seqs = 3;
+  Session s(model, so), greedy_s(model, so);
+  float ref_max = 0;
+  for (float v : ref.logits) ref_max = std::max(ref_max, std::abs(v));
+  const size_t N = ref.ids.size();
+  const size_t chunk[3] = {1, 2, 5};
+  size_t pos[3] = {0, 0, 0};
+  int steps = 0;
+  while (pos[0] < N || pos[1] < N || pos[2] < N) {
+    std::vector<SeqTokens> parts;
+    std::vector<size_t> last;  // the position of each part's last token
+    for (int q = 0; q < 3; ++q) {
+      if (pos[q] >= N) continue;
+      const size_t n = std::min(chunk[q], N - pos[q]);
+      parts.push_back({q, std::span<const int32_t>(ref.ids).subspan(pos[q], n)});
+      pos[q] += n;
+      last.push_back(pos[q] - 1);
+    }
+    int64_t width = 0;
+    const std::vector<float> rows = s.feed_seqs(parts, &width);
+    const std::vector<int32_t> ids = greedy_s.feed_seqs_argmax(parts);
+    ASSERT_EQ(width, ref.vocab);
+    ASSERT_EQ(rows.size(), parts.size() * size_t(width));
+    ASSERT_EQ(ids.size(), parts.size());
+    for (size_t j = 0; j < parts.size(); ++j) {
+      const float* want = ref.logits.data() + last[j] * size_t(ref.vocab);
+      float err = 0;
+      for (int64_t v = 0; v < width; ++v) err = std::max(err, std::abs(rows[j * size_t(width) + size_t(v)] - want[v]));
+      EXPECT_LE(err, 1e-4f * ref_max) << "sequence " << parts[j].seq << ", position " << last[j];
+      EXPECT_EQ(ids[j], argmax(std::span<const float>(want, size_t(ref.vocab)))) << "position " << last[j];
+    }
+    ++steps;
+  }
+  EXPECT_EQ(steps, int(N));  // one call per token of the slowest reader
+  for (int q = 0; q < 3; ++q) EXPECT_EQ(s.n_past(q), int32_t(N));
+  const int32_t one[1] = {ref.ids[0]};
+  const SeqTokens twice[2] = {{0, one}, {0, one}};
+  EXPECT_THROW(s.feed_seqs(twice), Error);  // a sequence once per call: its positions would collide
+}
+
+TEST(Speculative, DraftModelsOnOneSessionProposeTogetherAsEachAlone) {
+  // The server's slots draft together (DraftModel::propose_together): three draft models on one
+  // session, with histories of different lengths, one of them sampling, propose in shared passes what
+  // each proposes on a session of its own, over rounds that accept part of the drafts (rollback) and
+  // all of them (the next history holds a draft the draft model has not read).
+  ELM_REQUIRE_SHARED("models/stories260k/hf");
+  auto model = Model::load(shared("models/stories260k/hf"));
+  SessionOptions so = session_options(256, 16);
+  std::vector<std::vector<int32_t>> histories = {{1, 403, 407, 261, 378}, {1, 286, 261}, {1, 403, 286, 261, 378, 403, 407}};
+  std::vector<Sampler> samplers(3, Sampler(greedy(0).sampling));
+  GenerateOptions sampled = greedy(0);
+  sampled.sampling.temperature = 0.8f;
+  samplers[2] = Sampler(sampled.sampling);
+  const int ks[2][3] = {{4, 2, 3}, {3, 5, 2}};
+
+  SessionOptions shared_so = so;
+  shared_so.runtime.max_seqs = 3;
+  auto together_session = std::make_shared<Session>(model, shared_so);
+  std::vector<std::unique_ptr<DraftModel>> together, alone;
+  for (int q = 0; q < 3; ++q) {
+    together.push_back(std::make_unique<DraftModel>(together_session, q, *model, 77 + q));
+    alone.push_back(std::make_unique<DraftModel>(std::make_shared<Session>(model, so), 0, *model, 77 + q));
+  }
+  std::vector<std::vector<int32_t>> h = histories;
+  for (int round = 0; round < 2; ++round) {
+    std::vector<Draft> a(3), b(3);
+    std::vector<DraftSource*> sources;
+    std::vector<DraftRequest> requests;
+    for (int q = 0; q < 3; ++q) {
+      sources.push_back(together[size_t(q)].get());
+      requests.push_back({h[size_t(q)], ks[round][q], &samplers[size_t(q)], &b[size_t(q)]});
+      alone[size_t(q)]->propose(h[size_t(q)], ks[round][q], samplers[size_t(q)], a[size_t(q)]);
+    }
+    sources[0]->propose_together(sources, requests);
+    for (int q = 0; q < 3; ++q) {
+      EXPECT_EQ(b[size_t(q)].tokens, a[size_t(q)].tokens) << "round " << round << ", sequence " << q;
+      ASSERT_EQ(b[size_t(q)].size(), size_t(ks[round][q]));
+      for (size_t i = 0; i < b[size_t(q)].size(); ++i)
+        EXPECT_EQ(b[size_t(q)].q[i], a[size_t(q)].q[i]) << "round " << round << ", sequence " << q;
+    }
+    // Sequence 0 keeps one draft and a token of its own, 1 keeps all and the bonus token, 2 none.
+    h[0].push_back(b[0].tokens[0]), h[0].push_back(9);
+    h[1].insert(h[1].end(), b[1].tokens.begin(), b[1].tokens.end()), h[1].push_back(261);
+    h[2].push_back(286);
+  }
+}
+
+TEST(Speculative, SourcesWithOneBatchKeyProposeInOneCall) {
+  // Speculator::draft_planned groups sources by batch key: keyed ones in one propose_together call,
+  // unkeyed ones (prompt lookup) alone, speculators that planned no draft not at all.
+  struct Keyed : DraftSource {
+    const void* key;
+    std::vector<size_t>* calls;
+    int32_t token;
+    Keyed(const void* k, std::vector<size_t>* c, int32_t t) : key(k), calls(c), token(t) {}
+    std::string name() const override { return "keyed"; }
+    const void* batch_key() const override { return key; }
+    void propose(std::span<const int32_t>, int n, const Sampler&, Draft& out) override {
+      calls->push_back(1);
+      out.clear();
+      for (int i = 0; i < n; ++i) out.tokens.push_back(token), out.q.emplace_back();
+    }
+    void propose_together(std::span<DraftSource* const> sources, std::span<const DraftRequest> requests) override {
+      calls->push_back(sources.size());
+      for (size_t i = 0; i < sources.size(); ++i) {
+        Draft& out = *requests[i].out;
+        out.clear();
+        for (int j = 0; j < requests[i].max_tokens; ++j)
+          out.tokens.push_back(static_cast<Keyed*>(sources[i])->token), out.q.emplace_back();
+      }
+    }
+  };
+  std::vector<size_t> calls_a, calls_none;
+  int key_a = 0;
+  std::vector<Speculator> specs;
+  specs.emplace_back(std::make_unique<Keyed>(&key_a, &calls_a, 10), SpeculativeOptions{3, false});
+  specs.emplace_back(std::make_unique<Keyed>(nullptr, &calls_none, 20), SpeculativeOptions{3, false});
+  specs.emplace_back(std::make_unique<Keyed>(&key_a, &calls_a, 30), SpeculativeOptions{3, false});
+  specs.emplace_back(std::make_unique<Keyed>(&key_a, &calls_a, 40), SpeculativeOptions{3, false});
+  specs.emplace_back(std::make_unique<Keyed>(nullptr, &calls_none, 50), SpeculativeOptions{3, false});
+  const int limits[5] = {2, 3, 1, 0, 3};
+  std::vector<Speculator*> ptrs;
+  const Sampler sampler(greedy(0).sampling);
+  std::vector<const Sampler*> samplers(5, &sampler);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    specs[i].fed(std::vector<int32_t>{1, 2});
+    EXPECT_EQ(specs[i].plan(7, limits[i]), limits[i]);
+    ptrs.push_back(&specs[i]);
+  }
+  Speculator::draft_planned(ptrs, samplers);
+  EXPECT_EQ(calls_a, std::vector<size_t>({2}));        // 10 and 30 together; 40 planned none
+  EXPECT_EQ(calls_none, std::vector<size_t>({1, 1}));  // each alone
+  EXPECT_EQ(specs[0].feed(), std::vector<int32_t>({7, 10, 10}));
+  EXPECT_EQ(specs[1].feed(), std::vector<int32_t>({7, 20, 20, 20}));
+  EXPECT_EQ(specs[2].feed(), std::vector<int32_t>({7, 30}));
+  EXPECT_EQ(specs[3].feed(), std::vector<int32_t>({7}));
+  EXPECT_EQ(specs[4].feed(), std::vector<int32_t>({7, 50, 50, 50}));
 }
 
 TEST(Speculative, RecurrentModelsDraftOnlyAsFarAsTheirSnapshotsReach) {

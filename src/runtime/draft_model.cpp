@@ -53,45 +53,88 @@ void DraftModel::prefill(std::span<const int32_t> history) {
   if (int64_t(history.size()) <= session_->n_ctx()) sync(history);
 }
 
-void DraftModel::propose(std::span<const int32_t> history, int max_tokens, const Sampler& target_sampler, Draft& out) {
-  out.clear();
+int DraftModel::cap(int max_tokens, size_t history) const {
   // The draft reads history and then all but its last proposal, one token per step, and later rolls
   // back at most those: no more than a sliding-window cache can undo (max_batch + 1 positions, see
   // kv_cache.h) or recurrent snapshots reach (one per step: the states after the last k - 1 tokens
   // and the one before them).
-  max_tokens = int(std::min<int64_t>(max_tokens, session_->n_ctx() - int64_t(history.size()) + 1));
+  max_tokens = int(std::min<int64_t>(max_tokens, session_->n_ctx() - int64_t(history) + 1));
   const RuntimeConfig& c = session_->executor().config();
   max_tokens = std::min(max_tokens, c.max_batch + 1);
   for (const StateDecl& st : session_->model().graph.states)
     if (st.kind != "kv") max_tokens = std::min(max_tokens, c.recurrent_snapshots);
-  if (max_tokens <= 0) return;
-  if (target_sampler.config().picks_argmax()) {
-    // Greedy targets accept exactly the drafts equal to their own argmax, so the draft is greedy too,
-    // and its argmax is taken where its logits are (on the device, for GPU backends).
-    int32_t tok = session_->feed_argmax(seq_, resync(history));
-    for (int i = 0; i < max_tokens; ++i) {
-      out.tokens.push_back(tok);
-      out.q.emplace_back();
-      if (i + 1 == max_tokens) break;
-      const int32_t one[1] = {tok};
-      tok = session_->feed_argmax(seq_, one);
-      fed_.push_back(one[0]);
-    }
-    return;
+  return std::max(max_tokens, 0);
+}
+
+void DraftModel::propose(std::span<const int32_t> history, int max_tokens, const Sampler& sampler, Draft& out) {
+  DraftSource* self[1] = {this};
+  const DraftRequest request[1] = {{history, max_tokens, &sampler, &out}};
+  propose_together(self, request);
+}
+
+void DraftModel::propose_together(std::span<DraftSource* const> sources, std::span<const DraftRequest> requests) {
+  ELM_CHECK(sources.size() == requests.size(), "one draft request per source");
+  // One member per sequence still drafting; each pass reads `feed` of every member whose draft is not
+  // complete (the first pass: what its sequence has not read yet, then its newest proposal).
+  struct Member {
+    DraftModel* model;
+    const DraftRequest* request;
+    int k;
+    Sampler sampler;  // the target's config and penalty window; draws use the member's rng_
+    std::span<const int32_t> feed;
+    int32_t last = -1;
+  };
+  std::vector<Member> members;
+  for (size_t i = 0; i < sources.size(); ++i) {
+    DraftModel* m = static_cast<DraftModel*>(sources[i]);  // the same batch_key: a DraftModel on this session
+    ELM_CHECK(m->session_ == session_, "draft models on different sessions cannot draft together");
+    requests[i].out->clear();
+    const int k = m->cap(requests[i].max_tokens, requests[i].history.size());
+    if (k > 0) members.push_back({m, &requests[i], k, *requests[i].sampler, m->resync(requests[i].history)});
   }
-  std::span<const float> logits = sync(history);
-  Sampler s = target_sampler;  // the target's config and penalty window; draws use rng_
+  std::vector<SeqTokens> parts;
   Distribution q;
-  for (int i = 0; i < max_tokens; ++i) {
-    s.distribution(logits, q);
-    const int32_t tok = draw(q, rng_);
-    s.accept(tok);
-    out.tokens.push_back(tok);
-    out.q.push_back(q);
-    if (i + 1 == max_tokens) break;
-    const int32_t one[1] = {tok};
-    logits = session_->feed(seq_, one);
-    fed_.push_back(tok);
+  for (int i = 0; !members.empty(); ++i) {
+    parts.clear();
+    for (Member& mb : members) {
+      if (i > 0) {  // its previous proposal, read now
+        mb.feed = std::span<const int32_t>(&mb.last, 1);
+        mb.model->fed_.push_back(mb.last);
+      }
+      parts.push_back({mb.model->seq_, mb.feed});
+    }
+    // Greedy targets accept exactly the drafts equal to their own argmax, so their drafts are greedy
+    // too, and when every member's are, the argmaxes are taken where the logits are (on the device,
+    // for GPU backends).
+    bool all_greedy = true;
+    for (const Member& mb : members) all_greedy = all_greedy && mb.sampler.config().picks_argmax();
+    std::vector<int32_t> ids;
+    std::vector<float> rows;
+    int64_t width = 0;
+    if (all_greedy) ids = session_->feed_seqs_argmax(parts);
+    else rows = session_->feed_seqs(parts, &width);
+    for (size_t j = 0; j < members.size(); ++j) {
+      Member& mb = members[j];
+      Draft& out = *mb.request->out;
+      if (all_greedy) {
+        mb.last = ids[j];
+        out.q.emplace_back();
+      } else {
+        const std::span<const float> logits(rows.data() + j * size_t(width), size_t(width));
+        if (mb.sampler.config().picks_argmax()) {
+          mb.last = argmax(logits);
+          out.q.emplace_back();
+        } else {
+          mb.sampler.distribution(logits, q);
+          mb.last = draw(q, mb.model->rng_);
+          mb.sampler.accept(mb.last);
+          out.q.push_back(q);
+        }
+      }
+      out.tokens.push_back(mb.last);
+    }
+    // Members with all their tokens leave; the draft reads none of its last proposal.
+    std::erase_if(members, [](const Member& mb) { return int(mb.request->out->size()) == mb.k; });
   }
 }
 

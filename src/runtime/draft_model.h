@@ -27,6 +27,11 @@ class DraftModel : public DraftSource {
   std::string name() const override { return "draft model " + session_->model().info.name; }
   void prefill(std::span<const int32_t> history) override;
   void propose(std::span<const int32_t> history, int max_tokens, const Sampler& sampler, Draft& out) override;
+  // Draft models on one session draft together: each forward pass reads one token of every sequence
+  // still drafting (the first pass: what each has not read yet), so S server slots cost k passes of S
+  // tokens instead of S x k passes of one.
+  const void* batch_key() const override { return session_.get(); }
+  void propose_together(std::span<DraftSource* const> sources, std::span<const DraftRequest> requests) override;
 
  private:
   // Brings the draft's sequence to `history` and returns the tokens it still has to read (at least one:
@@ -34,6 +39,8 @@ class DraftModel : public DraftSource {
   std::span<const int32_t> resync(std::span<const int32_t> history);
   // resync(), then reads them: the logits after the last token of `history`.
   std::span<const float> sync(std::span<const int32_t> history);
+  // max_tokens capped by what this session can draft and roll back after reading `history`.
+  int cap(int max_tokens, size_t history) const;
   std::shared_ptr<Session> session_;
   int seq_;
   std::vector<int32_t> fed_;  // what the draft's sequence holds

@@ -20,6 +20,14 @@ struct Draft {
   size_t size() const { return tokens.size(); }
 };
 
+// One sequence's part of a proposal made for several sequences at once (DraftSource::propose_together).
+struct DraftRequest {
+  std::span<const int32_t> history;
+  int max_tokens = 0;
+  const Sampler* sampler = nullptr;
+  Draft* out = nullptr;
+};
+
 class DraftSource {
  public:
   virtual ~DraftSource() = default;
@@ -32,6 +40,15 @@ class DraftSource {
   // sources that sample. Histories of successive calls may share any prefix (after a rejection the
   // target rolls back), so sources that keep state must resynchronize on it.
   virtual void propose(std::span<const int32_t> history, int max_tokens, const Sampler& sampler, Draft& out) = 0;
+
+  // Sources that can draft for several sequences in one forward pass a token (draft models sharing one
+  // session) return the same non-null key. propose_together() is then called on one of them with all
+  // of them (requests[i] for sources[i]); by default each proposes on its own.
+  virtual const void* batch_key() const { return nullptr; }
+  virtual void propose_together(std::span<DraftSource* const> sources, std::span<const DraftRequest> requests) {
+    for (size_t i = 0; i < sources.size(); ++i)
+      sources[i]->propose(requests[i].history, requests[i].max_tokens, *requests[i].sampler, *requests[i].out);
+  }
 };
 
 }  // namespace elm

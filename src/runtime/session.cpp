@@ -83,6 +83,53 @@ std::vector<int32_t> Session::feed_all_argmax(int seq, std::span<const int32_t> 
   return ids;
 }
 
+template <class Run>
+void Session::feed_parts(std::span<const SeqTokens> parts, Run&& run) {
+  for (size_t i = 0; i < parts.size(); ++i) {
+    ELM_CHECK(!parts[i].tokens.empty(), "nothing to feed for sequence ", parts[i].seq);
+    check_room(parts[i].seq, parts[i].tokens.size());
+    for (size_t j = 0; j < i; ++j)
+      ELM_CHECK(parts[j].seq != parts[i].seq, "sequence ", parts[i].seq, " appears twice in one step");
+  }
+  // Parts in order, split across steps only where a step is full: each part's logits row is its last
+  // token's, so rows come out in the order of the parts.
+  const int64_t step = executor_->config().max_batch;
+  Batch b;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const SeqTokens& p = parts[i];
+    for (size_t t = 0; t < p.tokens.size(); ++t) {
+      b.add(p.tokens[t], n_past_[size_t(p.seq)]++, p.seq, t + 1 == p.tokens.size());
+      if (b.size() == step) {
+        run(b);
+        b.clear();
+      }
+    }
+  }
+  if (b.size() > 0) run(b);
+}
+
+std::vector<float> Session::feed_seqs(std::span<const SeqTokens> parts, int64_t* width) {
+  std::vector<float> rows;
+  int64_t cols = 0;
+  feed_parts(parts, [&](const Batch& b) {
+    const HostTensor& out = executor_->step(b);
+    cols = out.cols;
+    rows.insert(rows.end(), out.data.begin(), out.data.begin() + out.rows * out.cols);
+  });
+  if (width) *width = cols;
+  return rows;
+}
+
+std::vector<int32_t> Session::feed_seqs_argmax(std::span<const SeqTokens> parts) {
+  std::vector<int32_t> ids;
+  feed_parts(parts, [&](const Batch& b) {
+    // A step with no output (a long part's first tokens) still runs; its argmax list is empty.
+    const std::vector<int32_t> part = b.n_outputs() ? executor_->step_argmax(b) : (executor_->step(b), std::vector<int32_t>{});
+    ids.insert(ids.end(), part.begin(), part.end());
+  });
+  return ids;
+}
+
 void Session::reset(int seq) {
   executor_->seq_reset(seq);
   n_past_.at(size_t(seq)) = 0;

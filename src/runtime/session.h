@@ -9,6 +9,12 @@
 
 namespace elm {
 
+// Tokens for one sequence of a multi-sequence step (Session::feed_seqs).
+struct SeqTokens {
+  int seq = 0;
+  std::span<const int32_t> tokens;
+};
+
 struct SessionOptions {
   RuntimeConfig runtime;
   std::vector<std::string> backends = {"cpu"};
@@ -31,6 +37,13 @@ class Session {
   // ties), taken on the device when the backend can: no logits cross to the host.
   std::vector<int32_t> feed_all_argmax(int seq, std::span<const int32_t> tokens);
 
+  // Appends tokens to several sequences (each at most once) in as few forward steps as max_batch
+  // allows, one when they fit, and returns the logits after the last token of each part
+  // ([parts.size(), width] row-major; width as wide as the logits, see vocab()).
+  std::vector<float> feed_seqs(std::span<const SeqTokens> parts, int64_t* width = nullptr);
+  // Like feed_seqs, but returns the greedy next token after each part (feed_argmax).
+  std::vector<int32_t> feed_seqs_argmax(std::span<const SeqTokens> parts);
+
   int32_t n_past(int seq) const { return n_past_.at(size_t(seq)); }
   void reset(int seq);
   void truncate(int seq, int32_t n_past);  // keep the first n_past tokens (speculative rollback)
@@ -45,6 +58,9 @@ class Session {
 
  private:
   void check_room(int seq, size_t n) const;
+  // feed_seqs and feed_seqs_argmax: runs the steps, handing each step's batch to `run`.
+  template <class Run>
+  void feed_parts(std::span<const SeqTokens> parts, Run&& run);
   std::shared_ptr<const Model> model_;
   std::unique_ptr<Executor> executor_;
   std::vector<int32_t> n_past_;

@@ -62,18 +62,56 @@ void Speculator::truncated(int32_t n_past) {
 }
 
 const std::vector<int32_t>& Speculator::draft(int32_t pending, int limit, const Sampler& sampler) {
-  history_.push_back(pending);  // the target reads it this round
-  const int k = std::min(length_.next(), limit);
-  const auto t0 = Clock::now();
-  draft_.clear();
-  if (k > 0) source_->propose(history_, k, sampler, draft_);
-  ELM_CHECK(int(draft_.size()) <= std::max(k, 0) && draft_.q.size() == draft_.size(), "draft source ",
-            source_->name(), " returned a malformed draft");
-  draft_ms_ = ms_since(t0);
-  feed_.assign(1, pending);
-  feed_.insert(feed_.end(), draft_.tokens.begin(), draft_.tokens.end());
-  verify_start_ = Clock::now();
+  plan(pending, limit);
+  Speculator* self[1] = {this};
+  const Sampler* samplers[1] = {&sampler};
+  draft_planned(self, samplers);
   return feed_;
+}
+
+int Speculator::plan(int32_t pending, int limit) {
+  history_.push_back(pending);  // the target reads it this round
+  planned_ = std::max(std::min(length_.next(), limit), 0);
+  draft_.clear();
+  feed_.assign(1, pending);
+  return planned_;
+}
+
+void Speculator::draft_planned(std::span<Speculator* const> specs, std::span<const Sampler* const> samplers) {
+  ELM_CHECK(specs.size() == samplers.size(), "one sampler per speculator");
+  // Sources with the same batch key propose together; each member's round waited for the whole group,
+  // so that is its drafting time (the cost its draft-length policy weighs).
+  std::vector<bool> done(specs.size(), false);
+  std::vector<DraftSource*> sources;
+  std::vector<DraftRequest> requests;
+  std::vector<Speculator*> group;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (done[i] || specs[i]->planned_ == 0) continue;
+    const void* key = specs[i]->source_->batch_key();
+    sources.clear(), requests.clear(), group.clear();
+    for (size_t j = i; j < specs.size(); ++j) {
+      Speculator& s = *specs[j];
+      if (done[j] || s.planned_ == 0 || (j > i && (key == nullptr || s.source_->batch_key() != key))) continue;
+      done[j] = true;
+      sources.push_back(s.source_.get());
+      requests.push_back({s.history_, s.planned_, samplers[j], &s.draft_});
+      group.push_back(&s);
+    }
+    const auto t0 = Clock::now();
+    sources[0]->propose_together(sources, requests);
+    const double ms = ms_since(t0);
+    for (Speculator* s : group) {
+      ELM_CHECK(int(s->draft_.size()) <= s->planned_ && s->draft_.q.size() == s->draft_.size(), "draft source ",
+                s->source_->name(), " returned a malformed draft");
+      s->draft_ms_ = ms;
+      s->feed_.insert(s->feed_.end(), s->draft_.tokens.begin(), s->draft_.tokens.end());
+    }
+  }
+  const auto now = Clock::now();
+  for (Speculator* s : specs) {
+    if (s->planned_ == 0) s->draft_ms_ = 0;
+    s->verify_start_ = now;
+  }
 }
 
 const SpeculativeRound& Speculator::verify(std::span<const float> rows, Sampler& sampler) {

@@ -77,6 +77,14 @@ class Speculator {
   // `pending` is the newest token: emitted, not yet read by the target. limit caps the draft by the
   // context left (n_ctx - n_past - 1), max_draft_tokens() and the tokens still wanted (minus one).
   const std::vector<int32_t>& draft(int32_t pending, int limit, const Sampler& sampler);
+  // draft() for several sequences at once (the server's slots): each speculator plans its round, then
+  // draft_planned() has their sources propose together (draft models sharing one session read a token
+  // of every sequence per forward pass), then feed() is each one's [pending, d1..dk].
+  //   int k = spec.plan(pending, limit);  // the tokens it drafts this round
+  //   Speculator::draft_planned(specs, samplers);
+  int plan(int32_t pending, int limit);
+  static void draft_planned(std::span<Speculator* const> specs, std::span<const Sampler* const> samplers);
+  const std::vector<int32_t>& feed() const { return feed_; }
   const SpeculativeRound& verify(std::span<const float> rows, Sampler& sampler);
   // verify() for samplers that pick the argmax (SamplerConfig::picks_argmax): `ids` holds the target's
   // argmax after each token of the feed (Session::feed_all_argmax), so no logits leave the device.
@@ -100,6 +108,7 @@ class Speculator {
   std::vector<int32_t> history_;  // the tokens the target's sequence holds (+ pending during a round)
   SpeculativeStats stats_;
   // The round in flight.
+  int planned_ = 0;  // tokens to draft (plan)
   Draft draft_;
   std::vector<int32_t> feed_;
   double draft_ms_ = 0;

@@ -304,21 +304,34 @@ int64_t Scheduler::add_rounds(Batch& batch, std::vector<Rows>& outputs) {
   std::vector<int> decoding;
   for (size_t s = 0; s < slots_.size(); ++s)
     if (slots_[s].job && !slots_[s].reading_prompt()) decoding.push_back(int(s));
+  // Each round's length first: drafts take the room the generating slots after it leave (a row each).
+  std::vector<int> rounds;
+  std::vector<Speculator*> specs;
+  std::vector<const Sampler*> samplers;
+  int64_t used = batch.size();
+  for (size_t i = 0; i < decoding.size() && used < max_batch; ++i) {
+    Slot& sl = slots_[size_t(decoding[i])];
+    rounds.push_back(decoding[i]);
+    used += 1;
+    if (!sl.spec) continue;
+    const int64_t room = max_batch - used - int64_t(decoding.size() - i - 1);
+    used += sl.spec->plan(sl.next, draft_limit(sl, room));
+    specs.push_back(sl.spec.get());
+    samplers.push_back(&*sl.sampler);
+  }
+  // Then every slot's drafts at once: a draft model reads one token of every drafting slot per pass.
+  try {
+    Speculator::draft_planned(specs, samplers);
+  } catch (const std::exception& e) {
+    // A failed pass leaves every drafting sequence of it unsure: those requests end.
+    for (int s : rounds)
+      if (slots_[size_t(s)].spec) release(s, FinishReason::Error, cat("drafting failed: ", e.what()));
+  }
   int64_t n_rows = 0;
-  for (size_t i = 0; i < decoding.size() && batch.size() < max_batch; ++i) {
-    const int s = decoding[i];
+  for (int s : rounds) {
     Slot& sl = slots_[size_t(s)];
-    std::span<const int32_t> feed(&sl.next, 1);
-    if (sl.spec) {
-      // Drafts take the room the generating slots after this one leave (a row each).
-      const int64_t room = max_batch - batch.size() - 1 - int64_t(decoding.size() - i - 1);
-      try {
-        feed = sl.spec->draft(sl.next, draft_limit(sl, room), *sl.sampler);
-      } catch (const std::exception& e) {
-        release(s, FinishReason::Error, cat("drafting failed: ", e.what()));
-        continue;
-      }
-    }
+    if (!sl.job) continue;  // released above
+    const std::span<const int32_t> feed = sl.spec ? std::span<const int32_t>(sl.spec->feed()) : std::span(&sl.next, 1);
     for (size_t j = 0; j < feed.size(); ++j) batch.add(feed[j], sl.n_past + int32_t(j), int32_t(s), true);
     outputs.push_back({s, n_rows, int64_t(feed.size()), true});
     n_rows += int64_t(feed.size());
