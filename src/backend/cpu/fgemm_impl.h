@@ -27,7 +27,12 @@ struct FloatGemm {
     return n >= W ? S::load(p) : S::template widen<elm::DType::F32>(p, int(n));
   }
 
-  // Few rows: 4 weight rows at a time against all R activation rows.
+  // Few rows: 4 weight rows at a time against all R activation rows. Decode streams the weights once,
+  // 4 rows (a few KB) at a time; the hardware prefetcher trains too late on a stream that restarts
+  // every few KB, so every load also prefetches kPrefetchBytes further on. The rows of a thread's
+  // range are consecutive in memory, so the four prefetch streams together cover the bytes that follow
+  // the block, whatever K is.
+  static constexpr int64_t kPrefetchBytes = 6144;
   template <elm::DType DT, int R>
   static void gemv_rows(const void* w, int64_t K, const float* x, int64_t n0, int64_t n1,
                         const float* bias, float* y, int64_t ldy) {
@@ -42,6 +47,7 @@ struct FloatGemm {
         V xv[R];
         for (int r = 0; r < R; ++r) xv[r] = load_x(x + r * K + k, left);
         for (int i = 0; i < NR; ++i) {
+          __builtin_prefetch(at<DT>(w, K, n + i, k) + kPrefetchBytes);  // see kPrefetchBytes
           const V wv = S::template widen<DT>(at<DT>(w, K, n + i, k), int(std::min<int64_t>(W, left)));
           for (int r = 0; r < R; ++r) acc[i][r] = S::fma(wv, xv[r], acc[i][r]);
         }
