@@ -42,16 +42,19 @@ struct FloatGemm {
       V acc[NR][R];
       for (int i = 0; i < NR; ++i)
         for (int r = 0; r < R; ++r) acc[i][r] = S::zero();
-      for (int64_t k = 0; k < K; k += W) {
-        const int64_t left = K - k;
+      // Whole vectors, then a masked tail: the same products in the same order as masking every step.
+      const auto block = [&](int64_t k, int cols) __attribute__((always_inline)) {
         V xv[R];
-        for (int r = 0; r < R; ++r) xv[r] = load_x(x + r * K + k, left);
+        for (int r = 0; r < R; ++r) xv[r] = cols == W ? S::load(x + r * K + k) : load_x(x + r * K + k, cols);
         for (int i = 0; i < NR; ++i) {
           __builtin_prefetch(at<DT>(w, K, n + i, k) + kPrefetchBytes);  // see kPrefetchBytes
-          const V wv = S::template widen<DT>(at<DT>(w, K, n + i, k), int(std::min<int64_t>(W, left)));
+          const V wv = S::template widen<DT>(at<DT>(w, K, n + i, k), cols);
           for (int r = 0; r < R; ++r) acc[i][r] = S::fma(wv, xv[r], acc[i][r]);
         }
-      }
+      };
+      int64_t k = 0;
+      for (; k + W <= K; k += W) block(k, W);
+      if (k < K) block(k, int(K - k));
       // Four rows' sums at once: with short rows (attention's 64-dim keys) the reductions cost as
       // much as the products when done one by one.
       static_assert(NR == 4);
