@@ -15,7 +15,7 @@ constexpr int64_t kPanel = 16;    // output columns per gemm panel
 const FKernels* fkernels(Isa isa) {
   switch (isa) {
 #if defined(__x86_64__)
-    case Isa::Avx512: return &kFKernelsAvx512;
+    case Isa::Avx512: return cpu_features().avx512bf16 ? &kFKernelsAvx512Bf16 : &kFKernelsAvx512;
     case Isa::Avx2: return &kFKernelsAvx2;
 #endif
 #if defined(__aarch64__)

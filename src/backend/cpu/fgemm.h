@@ -22,9 +22,13 @@ struct FKernels {
   // panel buffer and multiplied by register tiles.
   void (*gemm)(DType dt, const void* w, int64_t N, int64_t K, const float* x, int64_t R, int64_t p0, int64_t p1,
                const float* bias, float* y, int64_t ldy);
-  // BF16 weights against bf16-rounded activations (null when the CPU has no bf16 dot product).
-  void (*gemm_bf16dot)(const uint16_t* w, int64_t N, int64_t K, const float* x, int64_t R, int64_t p0, int64_t p1,
+  // BF16 weights against bf16-rounded activations, columns as gemm; xp is x [R, K] as to_bf16
+  // writes it. Null, like to_bf16, when the CPU has no bf16 dot product.
+  void (*gemm_bf16dot)(const uint16_t* w, int64_t N, int64_t K, const uint32_t* xp, int64_t R, int64_t p0, int64_t p1,
                        const float* bias, float* y, int64_t ldy);
+  // One row x [K] rounded to bf16 (nearest even) as pairs [(K + 1) / 2] (x[2i] in the low half); an
+  // odd K's last pair ends in 0.
+  void (*to_bf16)(const float* x, int64_t K, uint32_t* xp);
 };
 
 // Null for ISAs without float kernels (Generic: matmul_ref is used).
@@ -36,6 +40,7 @@ void matmul_float(const float* x, int64_t R, const TensorView& w, const FKernels
                   ThreadPool& pool);
 
 extern const FKernels kFKernelsAvx512;
+extern const FKernels kFKernelsAvx512Bf16;  // kFKernelsAvx512 plus the bf16 dot product kernel
 extern const FKernels kFKernelsAvx2;
 extern const FKernels kFKernelsNeon;
 

@@ -5,6 +5,6 @@
 
 namespace elm::cpu {
 
-const FKernels kFKernelsAvx2 = {FloatGemm<avx2::Simd>::gemv, FloatGemm<avx2::Simd>::gemm, nullptr};
+const FKernels kFKernelsAvx2 = {FloatGemm<avx2::Simd>::gemv, FloatGemm<avx2::Simd>::gemm, nullptr, nullptr};
 
 }  // namespace elm::cpu

@@ -5,6 +5,6 @@
 
 namespace elm::cpu {
 
-const FKernels kFKernelsNeon = {FloatGemm<neon::Simd>::gemv, FloatGemm<neon::Simd>::gemm, nullptr};
+const FKernels kFKernelsNeon = {FloatGemm<neon::Simd>::gemv, FloatGemm<neon::Simd>::gemm, nullptr, nullptr};
 
 }  // namespace elm::cpu
