@@ -6,6 +6,7 @@
 // the bound is relative to sum_k |x_k w_k|, not to the result, so cancellation cannot hide a bug.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <random>
 
@@ -234,6 +235,68 @@ TEST_P(Kernels, FloatMatmulMatchesReference) {
       std::vector<float> got(size_t(R * N));
       matmul(x.data(), R, MatmulWeight{&w.view, {}}, b, got.data(), pool, isa);
       expect_matches_reference(got, x, R, w.view, b, 1e-6);
+    }
+}
+
+// BF16 weights against bf16 activations (vdpbf16ps, prefill rows): the reference multiplies x rounded
+// to bf16 the same way (nearest even), so with exact products only the summation order differs.
+// Shapes: odd K, K past one packed block (512) and not a multiple of 32, N not a multiple of 16,
+// rows past the gemv's 16 with every tile remainder.
+TEST_P(Kernels, Bf16DotMatmulMatchesReference) {
+  const Isa isa = GetParam();
+  const FKernels* fk = fkernels(isa);
+  if (!fk || !fk->gemm_bf16dot) GTEST_SKIP() << "no bf16 dot product";
+  ThreadPool pool(3);
+  std::mt19937 rng(13);
+  uint32_t seed = 900;
+  std::vector<std::array<int64_t, 3>> shapes = {{17, 1, 1}, {24, 16, 32}, {33, 17, 33}, {100, 47, 512}, {41, 32, 1025}};
+  for (int64_t i = 0; i < 8; ++i)  // rows 17 .. 94: every remainder of 8-row tiles, on both panels of a tile
+    shapes.push_back({17 + 11 * i, 17 + int64_t(rng() % 140), 1 + int64_t(rng() % 1100)});
+  for (size_t s = 0; s < shapes.size(); ++s) {
+    const auto [R, N, K] = shapes[s];
+    SCOPED_TRACE(testing::Message() << "R=" << R << " N=" << N << " K=" << K);
+    Weight w = make_weight(DType::BF16, N, K, 0, DType::F16, seed++);
+    const std::vector<float> x = random_floats(size_t(R * K), seed++);
+    const std::vector<float> bias = random_floats(size_t(N), seed++);
+    const float* b = s % 2 ? bias.data() : nullptr;
+    std::vector<float> xr = x;
+    round_activations(DType::BF16, xr.data(), R * K);
+    std::vector<float> got(size_t(R * N));
+    matmul(x.data(), R, MatmulWeight{&w.view, {}}, b, got.data(), pool, isa, DType::BF16);
+    expect_matches_reference(got, xr, R, w.view, b, 1e-6);
+
+    // The kernel itself, its columns split between calls: each call writes its own, as in one call.
+    const int64_t pairs = (K + 1) / 2, panels = (N + 15) / 16;
+    std::vector<uint32_t> xp(size_t(R * pairs));
+    for (int64_t r = 0; r < R; ++r) fk->to_bf16(x.data() + r * K, K, xp.data() + r * pairs);
+    std::vector<float> split(size_t(R * N), NAN);
+    const auto* wb = static_cast<const uint16_t*>(w.view.data);
+    for (int64_t p0 = 0, p1; p0 < panels; p0 = p1) {  // chunks of 1 and 2 panels: odd starts too
+      p1 = std::min(panels, p0 + 1 + p0 % 2);
+      fk->gemm_bf16dot(wb, N, K, xp.data(), R, p0, p1, b, split.data(), N);
+    }
+    EXPECT_EQ(split, got);
+  }
+}
+
+// The bf16 activation mode changes only prefill products of BF16 weights: decode rows and other
+// weight types give the f32 mode's results bit for bit.
+TEST_P(Kernels, Bf16ActivationsKeepOtherProducts) {
+  const Isa isa = GetParam();
+  if (!fkernels(isa)) GTEST_SKIP() << "no float kernels";
+  ThreadPool pool(3);
+  uint32_t seed = 950;
+  for (DType type : {DType::F32, DType::F16, DType::BF16})
+    for (int64_t R : {1, 16, 40}) {
+      if (type == DType::BF16 && R > 16) continue;
+      SCOPED_TRACE(testing::Message() << dtype_name(type) << " R=" << R);
+      const int64_t N = 37, K = 75;
+      Weight w = make_weight(type, N, K, 0, DType::F16, seed++);
+      const std::vector<float> x = random_floats(size_t(R * K), seed++);
+      std::vector<float> f32(size_t(R * N)), bf16(size_t(R * N));
+      matmul(x.data(), R, MatmulWeight{&w.view, {}}, nullptr, f32.data(), pool, isa, DType::F32);
+      matmul(x.data(), R, MatmulWeight{&w.view, {}}, nullptr, bf16.data(), pool, isa, DType::BF16);
+      EXPECT_EQ(bf16, f32);
     }
 }
 

@@ -456,10 +456,10 @@ class CpuSegment : public Segment {
         const cpu::Isa isa = spec_.config.exact_matmul ? cpu::Isa::Generic : cpu::active_isa();
         if (grouped_later_.count(id)) return;  // computed with the first of its group
         if (auto g = matmul_groups_.find(id); g != matmul_groups_.end()) {
-          cpu::matmul_group(value(in(0)), R, g->second, pool, isa);
+          cpu::matmul_group(value(in(0)), R, g->second, pool, isa, spec_.config.act_dtype);
           return;
         }
-        cpu::matmul(value(in(0)), R, matmul_weights_.at(id), vec(in(2)), out(id), pool, isa);
+        cpu::matmul(value(in(0)), R, matmul_weights_.at(id), vec(in(2)), out(id), pool, isa, spec_.config.act_dtype);
         return;
       }
       case Op::RmsNorm:

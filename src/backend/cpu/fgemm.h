@@ -1,8 +1,10 @@
 // Matmul against float weights (F32, F16, BF16) in the plain row-major layout, with float32
 // activations. Weights are widened to f32 in registers (F16 through F16C, BF16 by a shift), so the
 // result equals the reference up to summation order. With bf16 activations (RuntimeConfig::act_dtype
-// BF16) on CPUs with AVX-512 BF16, BF16 weights run through vdpbf16ps instead: products of bf16
-// values are exact, sums are f32, and the activations are rounded to bf16 first.
+// BF16) on CPUs with AVX-512 BF16, BF16 weights of prefill-sized products (more than 16 rows) run
+// through vdpbf16ps instead: the activations are rounded to bf16 first (nearest even; in that mode
+// they already are), products of bf16 values are exact and sums are f32. Decode keeps the gemv,
+// which is bound by reading the weights.
 #pragma once
 #include <cstdint>
 
@@ -35,9 +37,10 @@ struct FKernels {
 const FKernels* fkernels(Isa isa);
 inline bool fgemm_supports(const FKernels&, DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
-// Runs y = x w^T + bias on the pool with the given kernels.
+// Runs y = x w^T + bias on the pool with the given kernels; act is the activation mode
+// (RuntimeConfig::act_dtype): BF16 lets BF16 weights use gemm_bf16dot.
 void matmul_float(const float* x, int64_t R, const TensorView& w, const FKernels& fk, const float* bias, float* y,
-                  ThreadPool& pool);
+                  ThreadPool& pool, DType act = DType::F32);
 
 extern const FKernels kFKernelsAvx512;
 extern const FKernels kFKernelsAvx512Bf16;  // kFKernelsAvx512 plus the bf16 dot product kernel

@@ -25,9 +25,10 @@ struct MatmulWeight {
 };
 
 // y [R, N] = x [R, K] w^T (+ bias [N]); w is [N, K] of any weight dtype. Runs the fastest kernels of
-// `isa` (default: the active family, cpu_features.h).
+// `isa` (default: the active family, cpu_features.h). act: the activation mode (RuntimeConfig::
+// act_dtype); with BF16, BF16 weights may multiply x rounded to bf16 (fgemm.h's bf16 dot product).
 void matmul(const float* x, int64_t R, const MatmulWeight& w, const float* bias, float* y, ThreadPool& pool,
-            Isa isa = active_isa());
+            Isa isa = active_isa(), DType act = DType::F32);
 inline void matmul(const float* x, int64_t R, const TensorView& w, const float* bias, float* y, ThreadPool& pool) {
   matmul(x, R, MatmulWeight{&w, {}}, bias, y, pool);
 }
@@ -41,7 +42,7 @@ struct MatmulJob {
   float* y = nullptr;
 };
 void matmul_group(const float* x, int64_t R, const std::vector<MatmulJob>& jobs, ThreadPool& pool,
-                  Isa isa = active_isa());
+                  Isa isa = active_isa(), DType act = DType::F32);
 // A gated feed-forward product: y [R, N] = act(x wg^T + bg) * (x wu^T + bu), where act is Silu
 // (vec_ops' silu, as the Silu op runs), Gelu or GeluTanh (unary), both weights packed quantized
 // with the same shape. A few panels of both products at a time, combined while still in L1, in

@@ -93,13 +93,14 @@ void matmul_quantized(const float* x, int64_t R, const MatmulWeight& w, const QK
 
 }  // namespace
 
-void matmul_group(const float* x, int64_t R, const std::vector<MatmulJob>& jobs, ThreadPool& pool, Isa isa) {
+void matmul_group(const float* x, int64_t R, const std::vector<MatmulJob>& jobs, ThreadPool& pool, Isa isa,
+                  DType act) {
   const QKernels* qk = qkernels(isa);
   const bool packed = qk && !jobs.empty() && std::all_of(jobs.begin(), jobs.end(), [&](const MatmulJob& j) {
     return j.w->packed.data && j.w->packed.k == jobs[0].w->packed.k;
   });
   if (!packed) {
-    for (const MatmulJob& j : jobs) matmul(x, R, *j.w, j.bias, j.y, pool, isa);
+    for (const MatmulJob& j : jobs) matmul(x, R, *j.w, j.bias, j.y, pool, isa, act);
     return;
   }
   const int64_t K = jobs[0].w->packed.k;
@@ -158,12 +159,13 @@ bool matmul_glu(const float* x, int64_t R, const MatmulJob& gate, const MatmulJo
   return true;
 }
 
-void matmul(const float* x, int64_t R, const MatmulWeight& w, const float* bias, float* y, ThreadPool& pool, Isa isa) {
+void matmul(const float* x, int64_t R, const MatmulWeight& w, const float* bias, float* y, ThreadPool& pool, Isa isa,
+            DType act) {
   const TensorView& t = *w.plain;
   if (is_quantized(t.dtype)) {
     if (const QKernels* qk = qkernels(isa)) return matmul_quantized(x, R, w, *qk, bias, y, pool);
   } else if (const FKernels* fk = fkernels(isa); fk && fgemm_supports(*fk, t.dtype)) {
-    return matmul_float(x, R, t, *fk, bias, y, pool);
+    return matmul_float(x, R, t, *fk, bias, y, pool, act);
   }
   matmul_ref(x, R, t, bias, y, pool);
 }
