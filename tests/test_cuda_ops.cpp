@@ -26,7 +26,9 @@ std::vector<QuantSpec> all_weight_types() {
 // order only; the tensor-core paths round x (and decoded w) to 16 bits.
 double product_tolerance(DType act, DType weight, int64_t T) {
   const bool gemv = T <= 8;
-  if (gemv) return 2e-5;
+  // The gemv takes quantized weights with int8 activations (32-value blocks, like the CPU's kernels);
+  // the reference multiplies float activations.
+  if (gemv) return is_quantized(weight) ? 1e-2 : 2e-5;
   if (act == DType::F32 && !is_quantized(weight)) return 2e-5;
   return act == DType::BF16 || weight == DType::BF16 ? 2e-2 : 4e-3;
 }
@@ -88,7 +90,7 @@ TEST(CudaOps, FusedBlockPatternsMatchTheCpu) {
         cfg.max_batch = 64;
         CudaPair p(c.model, cfg);
         p.expect_all_on_cuda();
-        const double tol = T > 8 && is_quantized(type.type) ? 4e-3 : 2e-5;
+        const double tol = is_quantized(type.type) ? (T > 8 ? 4e-3 : 1e-2) : 2e-5;  // see product_tolerance
         EXPECT_LT(p.step(make_batch(T)), tol) << "fuse " << fuse << " " << dtype_name(type.type) << " T " << T;
       }
     }
