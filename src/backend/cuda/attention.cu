@@ -31,6 +31,15 @@ __device__ __forceinline__ KT kv_cast(float v) {
   else return __float2half_rn(v);
 }
 
+// A value as the cache holds it. The fused single-token write scores its own key and value from
+// registers: rounded like this they equal what a step that wrote them first would read back, so a
+// row's result does not depend on how many tokens its step has (speculative verification).
+template <class KT>
+__device__ __forceinline__ float kv_round(float v) {
+  if constexpr (std::is_same_v<KT, float>) return v;
+  else return __half2float(__float2half_rn(v));
+}
+
 __device__ __forceinline__ bool key_visible(int32_t pk, int32_t pq, int window) {
   return pk >= 0 && pk <= pq && (window == 0 || pq - pk < window);
 }
@@ -332,8 +341,9 @@ __global__ void __launch_bounds__(kDecThreads, 1) attn_decode_kernel(AttnArgs a,
   // not from the cache, and the first split stores them there for later steps.
   const int64_t s_cur = a.k_new ? (kv.ring ? pq % kv.cap : pq) : -1;
   if (a.k_new) {
-    for (int d = tid; d < D; d += kDecThreads) kn[d] = rope_value(a.k_new + (int64_t(t) * KVH + kvh) * D, d, pq, a.rope_k);
-    for (int d = tid; d < Dv; d += kDecThreads) vn[d] = a.v_new[(int64_t(t) * KVH + kvh) * Dv + d];
+    for (int d = tid; d < D; d += kDecThreads)
+      kn[d] = kv_round<KT>(rope_value(a.k_new + (int64_t(t) * KVH + kvh) * D, d, pq, a.rope_k));
+    for (int d = tid; d < Dv; d += kDecThreads) vn[d] = kv_round<KT>(a.v_new[(int64_t(t) * KVH + kvh) * Dv + d]);
   }
   if (tid < G) m_run[tid] = -INFINITY, l_run[tid] = 0.f;
   float acc[kMaxAcc];
@@ -551,9 +561,9 @@ __global__ void __launch_bounds__(kDecThreads) attn_decode_team_kernel(AttnArgs 
     if (i < nq) {
       qs[i] = rope_value(a.q + (int64_t(t) * H + kvh * G + i / D) * D, i % D, pq, a.rope_q) * a.scale;
     } else if (i < nq + nk) {
-      kn[i - nq] = rope_value(a.k_new + (int64_t(t) * KVH + kvh) * D, i - nq, pq, a.rope_k);
+      kn[i - nq] = kv_round<__half>(rope_value(a.k_new + (int64_t(t) * KVH + kvh) * D, i - nq, pq, a.rope_k));
     } else {
-      vn[i - nq - nk] = a.v_new[(int64_t(t) * KVH + kvh) * Dv + i - nq - nk];
+      vn[i - nq - nk] = kv_round<__half>(a.v_new[(int64_t(t) * KVH + kvh) * Dv + i - nq - nk]);
     }
   }
   __syncthreads();
