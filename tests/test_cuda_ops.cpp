@@ -88,9 +88,13 @@ TEST(CudaOps, FusedBlockPatternsMatchTheCpu) {
         c.finish(x);
         RuntimeConfig cfg;
         cfg.max_batch = 64;
-        CudaPair p(c.model, cfg);
+        // Quantized decode steps (the int8-activation gemv) against the CPU's int8-activation kernels:
+        // against float activations, the rounding of x compounds over the block's chained products
+        // (1.6-1.8 % of the output's range on an H100).
+        const bool int8_x = is_quantized(type.type) && T <= 8;
+        CudaPair p(c.model, cfg, /*cpu_kernels=*/int8_x);
         p.expect_all_on_cuda();
-        const double tol = is_quantized(type.type) ? (T > 8 ? 4e-3 : 1e-2) : 2e-5;  // see product_tolerance
+        const double tol = int8_x ? 2e-3 : is_quantized(type.type) ? 4e-3 : 2e-5;  // see product_tolerance
         EXPECT_LT(p.step(make_batch(T)), tol) << "fuse " << fuse << " " << dtype_name(type.type) << " T " << T;
       }
     }
