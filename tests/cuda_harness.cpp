@@ -36,12 +36,12 @@ void CudaCase::finish(NodeId out) {
   model->info.vocab_size = 1 << 20;  // token ids index the input tables
 }
 
-CudaPair::CudaPair(std::shared_ptr<const Model> model, RuntimeConfig cfg) {
+CudaPair::CudaPair(std::shared_ptr<const Model> model, RuntimeConfig cfg, bool cpu_kernels) {
   cfg.threads = 2;
   gpu = std::make_unique<Executor>(model, cfg, std::vector<std::string>{"cuda"});
   // The reference: float activations times the (de)quantized weights, nothing rounded between ops
   // (the CUDA side rounds only what its tensor-core products read; tolerances say how much).
-  cfg.exact_matmul = true;
+  cfg.exact_matmul = !cpu_kernels;
   cfg.act_dtype = DType::F32;
   cpu = std::make_unique<Executor>(model, cfg, std::vector<std::string>{"cpu"});
 }

@@ -41,7 +41,10 @@ struct CudaCase {
 // The same model on CUDA (+ CPU fallback) and on the CPU alone, fed the same batches.
 struct CudaPair {
   std::unique_ptr<Executor> gpu, cpu;
-  CudaPair(std::shared_ptr<const Model> model, RuntimeConfig cfg);
+  // The CPU reference multiplies float activations by the (de)quantized weights exactly; with
+  // cpu_kernels it runs the CPU's own kernels instead, which multiply quantized weights by int8
+  // activations quantized as the CUDA gemv quantizes them (32-value blocks, d = amax / 127).
+  CudaPair(std::shared_ptr<const Model> model, RuntimeConfig cfg, bool cpu_kernels = false);
   // Every compute node of the graph runs on the CUDA backend.
   void expect_all_on_cuda() const;
   // Runs the batch on both; returns max |gpu - cpu| / max |cpu| over the outputs.

@@ -14,10 +14,12 @@ constexpr double kPriorAccept = 0.6;   // acceptance assumed before any evidence
 constexpr double kPriorWeight = 2.0;   // ...worth this many draft tokens
 constexpr double kPriorSlope = 0.2;    // extra cost of a verified token, relative to a one-token pass, until measured
 constexpr int kProbeEvery = 8;         // rounds between speculative tries while plain steps win
+constexpr uint8_t kWarmupPasses = 2;   // passes of each width left out of the time fit
 }  // namespace
 
 DraftLength::DraftLength(int max, bool adaptive) : max_(max), adaptive_(adaptive) {
   ELM_CHECK(max >= 1, "the draft length must be at least 1 (got ", max, ")");
+  seen_.assign(size_t(max) + 2, 0);
 }
 
 double DraftLength::acceptance() const {
@@ -43,7 +45,7 @@ double DraftLength::plain_step_ms() const { return w_ > 0 ? round_ms(0) : 0; }
 
 int DraftLength::next() {
   if (!adaptive_) return max_;
-  if (rounds_ == 0) return 0;  // a plain step first: it measures what speculation has to beat
+  if (w_ == 0) return 0;  // plain steps first: they measure what speculation has to beat
   int best = 0, best_spec = 1;
   double best_rate = 0, best_spec_rate = 0;
   for (int k = 0; k <= max_; ++k) {
@@ -56,13 +58,18 @@ int DraftLength::next() {
 }
 
 void DraftLength::record(int drafted, int accepted, double draft_ms, int verified, double verify_ms) {
-  ++rounds_;
   since_draft_ = drafted > 0 ? 0 : since_draft_ + 1;
   if (drafted > 0) {
     acc_ = kDecay * acc_ + accepted;
     rej_ = kDecay * rej_ + (accepted < drafted ? 1 : 0);
-    d_ms_ = kDecay * d_ms_ + draft_ms;
-    d_n_ = kDecay * d_n_ + drafted;
+    if (draft_rounds_++ >= kWarmupPasses) {  // a draft model's first steps warm up too
+      d_ms_ = kDecay * d_ms_ + draft_ms;
+      d_n_ = kDecay * d_n_ + drafted;
+    }
+  }
+  if (verified >= 0 && size_t(verified) < seen_.size() && seen_[size_t(verified)] < kWarmupPasses) {
+    ++seen_[size_t(verified)];
+    return;
   }
   const double n = verified;
   w_ = kTimeDecay * w_ + 1;

@@ -9,6 +9,8 @@
 // Timings make the chosen lengths vary between runs. Greedy output never depends on them; for sampled
 // output reproducible from a seed, use the fixed policy (adaptive = false: always max).
 #pragma once
+#include <cstdint>
+#include <vector>
 
 namespace elm {
 
@@ -30,7 +32,11 @@ class DraftLength {
   double round_ms(int k) const;
   int max_;
   bool adaptive_;
-  int rounds_ = 0, since_draft_ = 0;
+  // Passes of each width seen so far: the first passes of a width are warm-up (scratch buffers sized,
+  // a GPU graph run eagerly and then captured) and can take several times a steady pass; the time fit
+  // skips them (kWarmupPasses).
+  std::vector<uint8_t> seen_;
+  int since_draft_ = 0, draft_rounds_ = 0;
   // Exponentially decayed sums (recent rounds weigh most).
   double acc_ = 0, rej_ = 0;                        // accepted tokens, rounds that ended in a rejection
   double w_ = 0, sn_ = 0, snn_ = 0, st_ = 0, snt_ = 0;  // target pass time t over n tokens: least squares

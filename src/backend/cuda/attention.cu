@@ -31,6 +31,15 @@ __device__ __forceinline__ KT kv_cast(float v) {
   else return __float2half_rn(v);
 }
 
+// A value as the cache holds it. The fused single-token write scores its own key and value from
+// registers: rounded like this they equal what a step that wrote them first would read back, so a
+// row's result does not depend on how many tokens its step has (speculative verification).
+template <class KT>
+__device__ __forceinline__ float kv_round(float v) {
+  if constexpr (std::is_same_v<KT, float>) return v;
+  else return __half2float(__float2half_rn(v));
+}
+
 __device__ __forceinline__ bool key_visible(int32_t pk, int32_t pq, int window) {
   return pk >= 0 && pk <= pq && (window == 0 || pq - pk < window);
 }
@@ -161,6 +170,89 @@ __device__ __forceinline__ void dot_heads(const float* qs, int D, int G, const K
   for (int i = 0; i < 4; ++i) out4[i] = acc[i];
 }
 
+// The step's position and sequence of token t and the slots [s_lo, s_hi) of split `split`. The grid has
+// room for nsplit splits (fixed when a decode step is captured); short contexts use fewer (`used`), at
+// least split_keys keys each, and the blocks beyond them leave at once.
+struct DecodeRange {
+  int seq, pq, used, s_lo, s_hi;
+  const int32_t* pbase;  // the sequence's slot positions
+};
+__device__ __forceinline__ DecodeRange decode_range(const AttnArgs& a, const KvView& kv, const int32_t* positions,
+                                                    const int32_t* seqs, int t, int split, int nsplit, int split_keys) {
+  DecodeRange r;
+  r.seq = seqs[t], r.pq = positions[t];
+  r.pbase = kv.pos + int64_t(r.seq) * kv.cap;
+  int lo, hi;
+  key_range(kv, r.pq, r.pq, a.window, lo, hi);
+  const int n = max(0, hi - lo);
+  r.used = max(1, min(nsplit, (n + split_keys - 1) / split_keys));
+  const int per = (n + r.used - 1) / r.used;
+  r.s_lo = lo + split * per, r.s_hi = min(hi, r.s_lo + per);
+  return r;
+}
+
+// The end of a decode block (kDecThreads threads): acc[i] holds output idx = tid + i * kDecThreads of
+// the block's heads (head idx / Dv, relative to the running max), m_run / l_run (shared) the running
+// max and sum per head. One split: normalize and write. Several: publish the partial; the last block of
+// the (token, kv head) to finish combines them (a ticket counter, reset for the next launch).
+__device__ __forceinline__ void decode_finish(const AttnArgs& a, int t, int kvh, int G, int Dv, int split, int nsplit,
+                                              int used, const float (&acc)[kMaxAcc], const float* m_run,
+                                              const float* l_run) {
+  __shared__ bool last_block;
+  const int tid = threadIdx.x, H = a.heads;
+  float* out = a.out + int64_t(t) * H * Dv + int64_t(kvh) * G * Dv;  // heads kvh*G .. of token t
+  if (used == 1) {
+#pragma unroll
+    for (int i = 0; i < kMaxAcc; ++i) {
+      const int idx = tid + i * kDecThreads;
+      if (idx >= G * Dv) break;
+      const float l = l_run[idx / Dv];
+      out[idx] = l > 0.f ? acc[i] / l : 0.f;
+    }
+    return;
+  }
+  const int64_t stride = Dv + 2;  // per (token, head, split): acc[Dv], m, l
+  float* work = a.work + ((int64_t(t) * H + kvh * G) * nsplit) * stride;
+#pragma unroll
+  for (int i = 0; i < kMaxAcc; ++i) {
+    const int idx = tid + i * kDecThreads;
+    if (idx >= G * Dv) break;
+    const int g = idx / Dv, dv = idx % Dv;
+    work[(int64_t(g) * nsplit + split) * stride + dv] = acc[i];
+  }
+  if (tid < G) {
+    work[(int64_t(tid) * nsplit + split) * stride + Dv] = m_run[tid];
+    work[(int64_t(tid) * nsplit + split) * stride + Dv + 1] = l_run[tid];
+  }
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) {
+    int* counter = a.counters + blockIdx.x;
+    last_block = atomicAdd(counter, 1) == used - 1;
+    if (last_block) *counter = 0;  // ready for the next launch
+  }
+  __syncthreads();
+  if (!last_block) return;
+  __threadfence();
+  for (int idx = tid; idx < G * Dv; idx += kDecThreads) {
+    const int g = idx / Dv, dv = idx % Dv;
+    const float* wg = work + int64_t(g) * nsplit * stride;
+    float M = -INFINITY;
+    for (int s = 0; s < used; ++s) M = fmaxf(M, __ldcg(wg + s * stride + Dv));
+    float num = 0.f, den = 0.f;
+    if (M != -INFINITY) {
+      for (int s = 0; s < used; ++s) {
+        const float ms = __ldcg(wg + s * stride + Dv);
+        if (ms == -INFINITY) continue;
+        const float e = expf(ms - M);
+        num += e * __ldcg(wg + s * stride + dv);
+        den += e * __ldcg(wg + s * stride + Dv + 1);
+      }
+    }
+    out[idx] = den > 0.f ? num / den : 0.f;
+  }
+}
+
 // Shared memory of the decode kernel: float regions (offsets in floats, 16-byte aligned), then the
 // key and value tiles of one chunk (offsets in bytes).
 struct DecodeSmem {
@@ -196,7 +288,6 @@ __global__ void __launch_bounds__(kDecThreads, 1) attn_decode_kernel(AttnArgs a,
   uint8_t* ks = reinterpret_cast<uint8_t*>(smem) + L.ks;  // [chunk] key rows of L.krow bytes
   uint8_t* vs = reinterpret_cast<uint8_t*>(smem) + L.vs;  // [chunk] value rows of L.vrow bytes
   __shared__ float m_run[kMaxGroup], l_run[kMaxGroup], alpha[kMaxGroup];
-  __shared__ bool last_block;
 
   const int t = blockIdx.x / KVH, kvh = blockIdx.x % KVH, split = blockIdx.y, nsplit = gridDim.y;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -228,24 +319,11 @@ __global__ void __launch_bounds__(kDecThreads, 1) attn_decode_kernel(AttnArgs a,
     }
     pos_j = tid < cnt ? pbase[c0 + tid] : -1;
   };
-  // The step's position and sequence of token t, this split's slots [s_lo, s_hi); false when the
-  // context is too short for this split to have keys.
-  auto locate = [&]() {
-    seq = seqs[t], pq = positions[t];
-    pbase = kv.pos + int64_t(seq) * kv.cap;
-    int lo, hi;
-    key_range(kv, pq, pq, a.window, lo, hi);
-    // The grid has room for nsplit splits (fixed when a decode step is captured); short contexts use
-    // fewer, at least split_keys keys each, and the blocks beyond them leave at once.
-    const int n = max(0, hi - lo);
-    used = max(1, min(nsplit, (n + shape.split_keys - 1) / shape.split_keys));
-    const int per = (n + used - 1) / used;
-    s_lo = lo + split * per, s_hi = min(hi, s_lo + per);
-    return split < used;
-  };
   // This split's slots and its first chunk's requests; false when it has no keys to score.
   auto start = [&]() {
-    if (!locate()) return false;
+    const DecodeRange r = decode_range(a, kv, positions, seqs, t, split, nsplit, shape.split_keys);
+    seq = r.seq, pq = r.pq, pbase = r.pbase, used = r.used, s_lo = r.s_lo, s_hi = r.s_hi;
+    if (split >= used) return false;
     if (s_lo < s_hi) request(s_lo);
     return true;
   };
@@ -263,8 +341,9 @@ __global__ void __launch_bounds__(kDecThreads, 1) attn_decode_kernel(AttnArgs a,
   // not from the cache, and the first split stores them there for later steps.
   const int64_t s_cur = a.k_new ? (kv.ring ? pq % kv.cap : pq) : -1;
   if (a.k_new) {
-    for (int d = tid; d < D; d += kDecThreads) kn[d] = rope_value(a.k_new + (int64_t(t) * KVH + kvh) * D, d, pq, a.rope_k);
-    for (int d = tid; d < Dv; d += kDecThreads) vn[d] = a.v_new[(int64_t(t) * KVH + kvh) * Dv + d];
+    for (int d = tid; d < D; d += kDecThreads)
+      kn[d] = kv_round<KT>(rope_value(a.k_new + (int64_t(t) * KVH + kvh) * D, d, pq, a.rope_k));
+    for (int d = tid; d < Dv; d += kDecThreads) vn[d] = kv_round<KT>(a.v_new[(int64_t(t) * KVH + kvh) * Dv + d]);
   }
   if (tid < G) m_run[tid] = -INFINITY, l_run[tid] = 0.f;
   float acc[kMaxAcc];
@@ -385,57 +464,252 @@ __global__ void __launch_bounds__(kDecThreads, 1) attn_decode_kernel(AttnArgs a,
     }
   }
 
-  // One split: normalize and write. Several: publish the partial, the last block combines.
-  float* out = a.out + int64_t(t) * H * Dv + int64_t(kvh) * G * Dv;  // heads kvh*G .. of token t
-  if (used == 1) {
+  decode_finish(a, t, kvh, G, Dv, split, nsplit, used, acc, m_run, l_run);
+}
+
+// ---- decode: teams of 8 lanes per key ----
+//
+// The common decode shapes (f16 cache, head dims of up to 256 in 8-value chunks, at most 512 outputs per
+// kv head) take a kernel without shared tiles or phases: the block's 32 teams of 8 lanes take the
+// split's keys in turn, each lane reading 16 bytes of the key and value rows straight into registers
+// (the next round's rows requested before this round's arithmetic), a team scoring its key for every
+// head of the group with a 3-step shuffle sum and keeping its own online softmax and weighted-value
+// sums in registers. Barriers come only at the start (queries) and in the final combine of the teams,
+// so a short context is a few dependent steps rather than the tiled kernel's chain of phases (13 us at
+// a 10-key context for llama3.2-1b under ncu). The first round's rows are requested before the wait for
+// the previous kernel, as in the tiled kernel.
+constexpr int kTeam = 8, kTeams = kDecThreads / kTeam, kTeamMaxOut = 512, kTeamMaxD = 256;
+
+// Whether the team kernel takes these shapes; NC: 16-byte chunks per lane of a row, GM: heads per
+// group rounded up to a power of two (its register accumulators: GM x NC x 8 floats).
+bool team_shape(int G, int D, int Dv, int& NC, int& GM) {
+  static const bool on = [] {
+    const char* e = std::getenv("ELM_CUDA_ATTN_TEAMS");
+    return !(e && std::atoi(e) == 0);
+  }();
+  const int dmax = std::max(D, Dv);
+  if (!on || D % 8 || Dv % 8 || dmax > kTeamMaxD) return false;
+  NC = dmax <= 64 ? 1 : dmax <= 128 ? 2 : 4;
+  GM = G <= 1 ? 1 : G <= 2 ? 2 : G <= 4 ? 4 : G <= 8 ? 8 : 0;
+  return GM > 0 && GM * NC * 64 <= kTeamMaxOut;
+}
+
+template <int NC>
+struct TeamRows {
+  uint4 k[NC], v[NC];  // this lane's chunks tl + 8 i of the key and value rows
+  int32_t pos;         // the slot's position
+};
+
+__device__ __forceinline__ void halves8(uint4 u, float (&f)[8]) {
+  const __half2* h = reinterpret_cast<const __half2*>(&u);
 #pragma unroll
-    for (int i = 0; i < kMaxAcc; ++i) {
-      const int idx = tid + i * kDecThreads;
-      if (idx >= G * Dv) break;
-      const float l = l_run[idx / Dv];
-      out[idx] = l > 0.f ? acc[i] / l : 0.f;
-    }
-    return;
+  for (int i = 0; i < 4; ++i) {
+    const float2 v = __half22float2(h[i]);
+    f[2 * i] = v.x, f[2 * i + 1] = v.y;
   }
-  const int64_t stride = Dv + 2;  // per (token, head, split): acc[Dv], m, l
-  float* work = a.work + ((int64_t(t) * H + kvh * G) * nsplit) * stride;
+}
+
+template <int NC, int GM>
+__global__ void __launch_bounds__(kDecThreads) attn_decode_team_kernel(AttnArgs a, KvView kv, const int32_t* positions,
+                                                                      const int32_t* seqs, DecodeShape shape) {
+  pdl_launch_dependents();
+  constexpr int kWarpsPer = kDecThreads / 32;
+  __shared__ __align__(16) float qs[kTeamMaxOut];  // [G][D] rotated, scaled queries
+  __shared__ __align__(16) float kn[kTeamMaxD];    // this token's rotated key (fused write)
+  __shared__ __align__(16) float vn[kTeamMaxD];    // ... and value
+  __shared__ float red[kWarpsPer][kTeamMaxOut];    // per warp: weighted values [G][Dv]
+  __shared__ float red_m[kWarpsPer][GM], red_l[kWarpsPer][GM];
+  __shared__ float m_run[GM], l_run[GM];
+  const int KVH = kv.kv_heads, D = kv.head_dim, Dv = kv.v_head_dim, H = a.heads, G = H / KVH;
+  const int t = blockIdx.x / KVH, kvh = blockIdx.x % KVH, split = blockIdx.y, nsplit = gridDim.y;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, team = tid / kTeam, tl = tid % kTeam;
+  const int DC = D / 8, DvC = Dv / 8;  // 8-value chunks of a key / value row
+  const __half* kbase = static_cast<const __half*>(kv.k) + int64_t(kvh) * D;
+  const __half* vbase = static_cast<const __half*>(kv.v) + int64_t(kvh) * Dv;
+  const int64_t krows = int64_t(KVH) * D, vrows = int64_t(KVH) * Dv;  // cache row strides (values)
+
+  DecodeRange r{};
+  // Slot j's rows (zeros past the split) and position into `out`.
+  auto fetch = [&](int j, TeamRows<NC>& out) {
+    const bool in = j < r.s_hi;
+    const int64_t row = int64_t(r.seq) * kv.cap + j;
+#pragma unroll
+    for (int i = 0; i < NC; ++i) {
+      const int c = tl + kTeam * i;
+      out.k[i] = in && c < DC ? reinterpret_cast<const uint4*>(kbase + row * krows)[c] : make_uint4(0, 0, 0, 0);
+      out.v[i] = in && c < DvC ? reinterpret_cast<const uint4*>(vbase + row * vrows)[c] : make_uint4(0, 0, 0, 0);
+    }
+    out.pos = in ? r.pbase[j] : -1;
+  };
+  TeamRows<NC> cur;
+  const bool early = a.k_new != nullptr;  // see attn_decode_kernel
+  if (early) {
+    r = decode_range(a, kv, positions, seqs, t, split, nsplit, shape.split_keys);
+    if (split >= r.used) return;
+    fetch(r.s_lo + team, cur);
+  }
+  pdl_wait();
+  if (!early) {
+    r = decode_range(a, kv, positions, seqs, t, split, nsplit, shape.split_keys);
+    if (split >= r.used) return;
+    fetch(r.s_lo + team, cur);
+  }
+
+  // Queries, and this token's key and value, requested together.
+  const int pq = r.pq, nq = G * D, nk = early ? D : 0, nv = early ? Dv : 0;
+  for (int i = tid; i < nq + nk + nv; i += kDecThreads) {
+    if (i < nq) {
+      qs[i] = rope_value(a.q + (int64_t(t) * H + kvh * G + i / D) * D, i % D, pq, a.rope_q) * a.scale;
+    } else if (i < nq + nk) {
+      kn[i - nq] = kv_round<__half>(rope_value(a.k_new + (int64_t(t) * KVH + kvh) * D, i - nq, pq, a.rope_k));
+    } else {
+      vn[i - nq - nk] = kv_round<__half>(a.v_new[(int64_t(t) * KVH + kvh) * Dv + i - nq - nk]);
+    }
+  }
+  __syncthreads();
+  const int64_t s_cur = early ? (kv.ring ? pq % kv.cap : pq) : -1;
+  if (early && split == 0) {  // the fused cache write (see attn_decode_kernel)
+    const int64_t row = int64_t(r.seq) * kv.cap + s_cur;
+    __half* kc = const_cast<__half*>(kbase) + row * krows;
+    __half* vc = const_cast<__half*>(vbase) + row * vrows;
+    for (int d = tid; d < D; d += kDecThreads) kc[d] = __float2half_rn(kn[d]);
+    for (int d = tid; d < Dv; d += kDecThreads) vc[d] = __float2half_rn(vn[d]);
+    if (kvh == 0 && tid == 0) kv.pos[row] = pq;
+  }
+
+  float m[GM], l[GM], acc[GM][NC][8];
+#pragma unroll
+  for (int g = 0; g < GM; ++g) {
+    m[g] = -INFINITY, l[g] = 0.f;
+#pragma unroll
+    for (int i = 0; i < NC; ++i)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[g][i][e] = 0.f;
+  }
+  // Rounds over the split's slots: team `team` takes slot j0 + team. Every lane runs every round (the
+  // shuffles need the whole warp); slots past the split are invalid.
+  for (int j0 = r.s_lo; j0 < r.s_hi; j0 += kTeams) {
+    const int j = j0 + team;
+    TeamRows<NC> nxt;
+    if (j0 + kTeams < r.s_hi) fetch(j + kTeams, nxt);
+    const bool mine = j == s_cur;
+    const bool valid = j < r.s_hi && (mine || key_visible(cur.pos, pq, a.window));
+    float kf[NC][8], vf[NC][8];
+#pragma unroll
+    for (int i = 0; i < NC; ++i) {
+      const int c = tl + kTeam * i;
+      halves8(cur.k[i], kf[i]);
+      halves8(cur.v[i], vf[i]);
+      if (mine) {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          kf[i][e] = c < DC ? kn[8 * c + e] : 0.f;
+          vf[i][e] = c < DvC ? vn[8 * c + e] : 0.f;
+        }
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < GM; ++g) {
+      if (g >= G) break;
+      float s = 0.f;
+#pragma unroll
+      for (int i = 0; i < NC; ++i) {
+        const int c = tl + kTeam * i;
+        if (c < DC) {
+          const float4 q0 = reinterpret_cast<const float4*>(qs + g * D)[2 * c];
+          const float4 q1 = reinterpret_cast<const float4*>(qs + g * D)[2 * c + 1];
+          s += q0.x * kf[i][0] + q0.y * kf[i][1] + q0.z * kf[i][2] + q0.w * kf[i][3] + q1.x * kf[i][4] +
+               q1.y * kf[i][5] + q1.z * kf[i][6] + q1.w * kf[i][7];
+        }
+      }
+      s += __shfl_xor_sync(0xffffffffu, s, 1);
+      s += __shfl_xor_sync(0xffffffffu, s, 2);
+      s += __shfl_xor_sync(0xffffffffu, s, 4);
+      if (a.softcap > 0) s = a.softcap * tanhf(s / a.softcap);
+      if (valid) {
+        const float mn = fmaxf(m[g], s);
+        const float al = expf(m[g] - mn), p = expf(s - mn);  // al = 0 for the first key (m = -inf)
+        l[g] = l[g] * al + p;
+#pragma unroll
+        for (int i = 0; i < NC; ++i)
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[g][i][e] = acc[g][i][e] * al + p * vf[i][e];
+        m[g] = mn;
+      }
+    }
+    if (j0 + kTeams < r.s_hi) cur = nxt;
+  }
+
+  // Combine the warp's 4 teams (lanes 8 and 16 apart hold the same chunks), then the warps.
+#pragma unroll
+  for (int g = 0; g < GM; ++g) {
+    if (g >= G) break;
+    float M = fmaxf(m[g], __shfl_xor_sync(0xffffffffu, m[g], 8));
+    M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, 16));
+    const float e = m[g] == -INFINITY ? 0.f : expf(m[g] - M);
+    float lw = l[g] * e;
+    lw += __shfl_xor_sync(0xffffffffu, lw, 8);
+    lw += __shfl_xor_sync(0xffffffffu, lw, 16);
+#pragma unroll
+    for (int i = 0; i < NC; ++i) {
+      const int c = tl + kTeam * i;
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        float v = acc[g][i][k] * e;
+        v += __shfl_xor_sync(0xffffffffu, v, 8);
+        v += __shfl_xor_sync(0xffffffffu, v, 16);
+        if (lane < kTeam && c < DvC) red[warp][g * Dv + 8 * c + k] = v;
+      }
+    }
+    if (lane == 0) red_m[warp][g] = M, red_l[warp][g] = lw;
+  }
+  __syncthreads();
+  if (tid < G) {
+    float M = -INFINITY, L = 0.f;
+    for (int w = 0; w < kWarpsPer; ++w) M = fmaxf(M, red_m[w][tid]);
+    for (int w = 0; w < kWarpsPer; ++w)
+      if (red_m[w][tid] != -INFINITY) L += expf(red_m[w][tid] - M) * red_l[w][tid];
+    m_run[tid] = M, l_run[tid] = L;
+  }
+  float out[kMaxAcc];
 #pragma unroll
   for (int i = 0; i < kMaxAcc; ++i) {
     const int idx = tid + i * kDecThreads;
-    if (idx >= G * Dv) break;
-    const int g = idx / Dv, dv = idx % Dv;
-    work[(int64_t(g) * nsplit + split) * stride + dv] = acc[i];
-  }
-  if (tid < G) {
-    work[(int64_t(tid) * nsplit + split) * stride + Dv] = m_run[tid];
-    work[(int64_t(tid) * nsplit + split) * stride + Dv + 1] = l_run[tid];
-  }
-  __threadfence();
-  __syncthreads();
-  if (tid == 0) {
-    int* counter = a.counters + blockIdx.x;
-    last_block = atomicAdd(counter, 1) == used - 1;
-    if (last_block) *counter = 0;  // ready for the next launch
-  }
-  __syncthreads();
-  if (!last_block) return;
-  __threadfence();
-  for (int idx = tid; idx < G * Dv; idx += kDecThreads) {
-    const int g = idx / Dv, dv = idx % Dv;
-    const float* wg = work + int64_t(g) * nsplit * stride;
+    out[i] = 0.f;
+    if (idx >= G * Dv) continue;
+    const int g = idx / Dv;
     float M = -INFINITY;
-    for (int s = 0; s < used; ++s) M = fmaxf(M, __ldcg(wg + s * stride + Dv));
-    float num = 0.f, den = 0.f;
-    if (M != -INFINITY) {
-      for (int s = 0; s < used; ++s) {
-        const float ms = __ldcg(wg + s * stride + Dv);
-        if (ms == -INFINITY) continue;
-        const float e = expf(ms - M);
-        num += e * __ldcg(wg + s * stride + dv);
-        den += e * __ldcg(wg + s * stride + Dv + 1);
-      }
-    }
-    out[idx] = den > 0.f ? num / den : 0.f;
+    for (int w = 0; w < kWarpsPer; ++w) M = fmaxf(M, red_m[w][g]);
+    for (int w = 0; w < kWarpsPer; ++w)
+      if (red_m[w][g] != -INFINITY) out[i] += expf(red_m[w][g] - M) * red[w][idx];
+  }
+  __syncthreads();  // m_run, l_run
+  decode_finish(a, t, kvh, G, Dv, split, nsplit, r.used, out, m_run, l_run);
+}
+
+template <int NC, int GM>
+void launch_team(const AttnArgs& a, const KvView& kv, const int32_t* positions, const int32_t* seqs, int nsplit,
+                 DecodeShape shape, cudaStream_t s) {
+  launch(attn_decode_team_kernel<NC, GM>, dim3(unsigned(a.T * kv.kv_heads), unsigned(nsplit)), kDecThreads, 0, s,
+         "attention decode", a, kv, positions, seqs, shape);
+}
+
+// The team kernel for these shapes; false when it does not take them.
+bool launch_team_decode(const AttnArgs& a, const KvView& kv, const int32_t* positions, const int32_t* seqs,
+                        int nsplit, DecodeShape shape, cudaStream_t s) {
+  int NC = 0, GM = 0;
+  if (!kv.half || !team_shape(a.heads / kv.kv_heads, kv.head_dim, kv.v_head_dim, NC, GM)) return false;
+  switch (NC * 16 + GM) {
+    case 17: launch_team<1, 1>(a, kv, positions, seqs, nsplit, shape, s); return true;
+    case 18: launch_team<1, 2>(a, kv, positions, seqs, nsplit, shape, s); return true;
+    case 20: launch_team<1, 4>(a, kv, positions, seqs, nsplit, shape, s); return true;
+    case 24: launch_team<1, 8>(a, kv, positions, seqs, nsplit, shape, s); return true;
+    case 33: launch_team<2, 1>(a, kv, positions, seqs, nsplit, shape, s); return true;
+    case 34: launch_team<2, 2>(a, kv, positions, seqs, nsplit, shape, s); return true;
+    case 36: launch_team<2, 4>(a, kv, positions, seqs, nsplit, shape, s); return true;
+    case 65: launch_team<4, 1>(a, kv, positions, seqs, nsplit, shape, s); return true;
+    case 66: launch_team<4, 2>(a, kv, positions, seqs, nsplit, shape, s); return true;
+    default: return false;
   }
 }
 
@@ -597,6 +871,7 @@ void launch_attention(const AttnArgs& a, const KvView& kv, const int32_t* positi
   const int G = a.heads / kv.kv_heads;
   const int nsplit = decode_splits(a.T, kv.cap);
   const DecodeShape shape{decode_chunk(kv.head_dim, kv.v_head_dim, int(sizeof(KT))), split_keys()};
+  if (launch_team_decode(a, kv, positions, seqs, nsplit, shape, s)) return;
   const size_t smem = size_t(DecodeSmem(G, kv.head_dim, kv.v_head_dim, int(sizeof(KT)), shape.chunk).bytes);
   auto* k = attn_decode_kernel<KT>;
   allow_dynamic_smem(reinterpret_cast<const void*>(k), smem);

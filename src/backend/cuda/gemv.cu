@@ -126,6 +126,117 @@ __device__ __forceinline__ void chunk_dot(uint4 w, float d, float m, const float
 }
 
 
+// ---- int8 activations for quantized weights ----
+//
+// x rows quantized once per launch like the CPU's kernels (cpu/qgemm: 32-value blocks, d = amax / 127,
+// q = round-to-nearest-even(x * 127 / amax)), so a chunk of weights costs a few integer dot products
+// (DP4A) instead of a float conversion and FMA per value. Shared memory per token and 32-value block b:
+// lo[b] (int4: values 0-15), hi[b] (values 16-31, in a region 64 bytes off the 128-byte bank cycle so
+// that Q8's lanes reading lo and hi alternately do not collide), ds[b] = {d, d * sum(q)}.
+struct XQ {
+  const int4* lo;
+  const int4* hi;
+  const float2* ds;
+  int nb;  // blocks per token
+};
+
+__host__ __device__ constexpr size_t xq_bytes(int NT, int K) {
+  return size_t(NT) * size_t(K / 32) * 40 + 64;
+}
+
+// acc[t] += dot(chunk c of the row, x[t]) with int8 x; d, m: the chunk's scale and min.
+template <DType WT, int NT>
+__device__ __forceinline__ void chunk_dot_i8(uint4 w, float d, float m, const XQ& x, int c, float (&acc)[NT]) {
+  if constexpr (WT == DType::Q4 || WT == DType::Q4M) {  // a chunk is one block: byte j = values j, j + 16
+    const int l0 = int(w.x & 0x0F0F0F0Fu), l1 = int(w.y & 0x0F0F0F0Fu), l2 = int(w.z & 0x0F0F0F0Fu), l3 = int(w.w & 0x0F0F0F0Fu);
+    const int h0 = int((w.x >> 4) & 0x0F0F0F0Fu), h1 = int((w.y >> 4) & 0x0F0F0F0Fu);
+    const int h2 = int((w.z >> 4) & 0x0F0F0F0Fu), h3 = int((w.w >> 4) & 0x0F0F0F0Fu);
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      const int4 a = x.lo[t * x.nb + c], b = x.hi[t * x.nb + c];
+      int s = __dp4a(l0, a.x, 0);
+      s = __dp4a(l1, a.y, s), s = __dp4a(l2, a.z, s), s = __dp4a(l3, a.w, s);
+      s = __dp4a(h0, b.x, s), s = __dp4a(h1, b.y, s), s = __dp4a(h2, b.z, s), s = __dp4a(h3, b.w, s);
+      const float2 ds = x.ds[t * x.nb + c];
+      if constexpr (WT == DType::Q4) acc[t] += d * (ds.x * float(s) - 8.f * ds.y);  // q - 8
+      else acc[t] += d * ds.x * float(s) + m * ds.y;
+    }
+  } else {  // Q8: a chunk is half a block
+    const int b = c >> 1;
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      const int4 a = (c & 1) ? x.hi[t * x.nb + b] : x.lo[t * x.nb + b];
+      int s = __dp4a(int(w.x), a.x, 0);
+      s = __dp4a(int(w.y), a.y, s), s = __dp4a(int(w.z), a.z, s), s = __dp4a(int(w.w), a.w, s);
+      acc[t] += d * x.ds[t * x.nb + b].x * float(s);
+    }
+  }
+}
+
+// Stages x [NT, K] (rows past T zero) as XQ in `smem`, with the fused RMSNorm applied first. Every
+// thread of the block calls it. `red`: 32 floats of shared scratch, `inv`: NT floats.
+__device__ __forceinline__ XQ stage_xq(const GemvParams& p, int NT, uint8_t* smem, float* red, float* inv) {
+  const int K = p.K, K4 = K / 4, nb = K / 32;
+  XQ q;
+  q.nb = nb;
+  int4* lo = reinterpret_cast<int4*>(smem);
+  int4* hi = reinterpret_cast<int4*>(smem + size_t(NT) * nb * 16 + 64);
+  float2* ds = reinterpret_cast<float2*>(smem + size_t(NT) * nb * 32 + 64);
+  q.lo = lo, q.hi = hi, q.ds = ds;
+  const bool norm_w = p.norm && p.norm_w;
+  for (int t = 0; t < NT; ++t) {
+    const float4* x = reinterpret_cast<const float4*>(p.x + int64_t(t) * K);
+    if (p.norm && t < p.T) {
+      float ss = 0.f;
+      for (int g = threadIdx.x; g < K4; g += kThreads) {
+        const float4 v = x[g];
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+      }
+      const float r = 1.0f / sqrtf(block_sum(ss, red) / float(K) + p.eps);
+      if (threadIdx.x == 0) inv[t] = r;
+    }
+  }
+  __syncthreads();
+  // Eight consecutive threads quantize one block (float4 each): the loop runs whole warps, so the
+  // shuffles below always have all 32 lanes.
+  const int K4w = (K4 + 31) / 32 * 32;
+  for (int t = 0; t < NT; ++t) {
+    const float4* x = reinterpret_cast<const float4*>(p.x + int64_t(t) * K);
+    const float r = p.norm && t < p.T ? inv[t] : 1.f;
+    for (int g = threadIdx.x; g < K4w; g += kThreads) {
+      const bool in = g < K4;
+      float4 v = in && t < p.T ? x[g] : make_float4(0.f, 0.f, 0.f, 0.f);
+      if (in && norm_w) {
+        float4 w = reinterpret_cast<const float4*>(p.norm_w)[g];
+        if (p.norm_add_one) w.x += 1.f, w.y += 1.f, w.z += 1.f, w.w += 1.f;
+        v.x *= w.x, v.y *= w.y, v.z *= w.z, v.w *= w.w;
+      }
+      if (p.norm) v.x *= r, v.y *= r, v.z *= r, v.w *= r;
+      float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+#pragma unroll
+      for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+      const float id = amax > 0.f ? 127.f / amax : 0.f;
+      auto quant = [id](float e) { return __float2int_rn(fminf(127.f, fmaxf(-127.f, e * id))); };
+      const int q0 = quant(v.x), q1 = quant(v.y), q2 = quant(v.z), q3 = quant(v.w);
+      int sum = q0 + q1 + q2 + q3;
+#pragma unroll
+      for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+      if (in) {
+        const int packed = (q0 & 0xFF) | (q1 & 0xFF) << 8 | (q2 & 0xFF) << 16 | int(uint32_t(q3 & 0xFF) << 24);
+        const int b = g >> 3, j = g & 7;
+        int* words = reinterpret_cast<int*>(j < 4 ? lo : hi) + (int64_t(t) * nb + b) * 4;
+        words[j & 3] = packed;
+        if (j == 0) {
+          const float d = amax / 127.f;
+          ds[t * nb + b] = make_float2(d, d * float(sum));
+        }
+      }
+    }
+  }
+  __syncthreads();
+  return q;
+}
+
 // One warp's group of P consecutive output units (rows of one weight, or gate rows and the up rows
 // with the same indices when R = 2): where their rows start and where the results go.
 template <int R>
@@ -203,7 +314,7 @@ __device__ __forceinline__ void load_chunks(const Group<R>& g, int c0, int nchun
 template <DType WT, int NT, int R, int P, int U>
 __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
   extern __shared__ float4 xs[];
-  __shared__ float red[32];
+  __shared__ float red[32], inv[8];
   constexpr int RW = R * P;
   constexpr int VPC = chunk_values<WT>();
   constexpr bool quant = WT == DType::Q8 || WT == DType::Q4 || WT == DType::Q4M;
@@ -229,9 +340,12 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
       asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const float4*>(p.norm_w) + g));
   pdl_wait();
 
-  // x rows into shared memory (rows past T are zero), RMSNorm applied in place when fused: the norm
-  // weight is applied with the load (x and w requested together), the 1 / rms once the sum is known.
-  for (int t = 0; t < NT; ++t) {
+  XQ xq{};
+  if constexpr (quant) xq = stage_xq(p, NT, reinterpret_cast<uint8_t*>(xs), red, inv);
+  // Otherwise x rows into shared memory (rows past T are zero), RMSNorm applied in place when fused:
+  // the norm weight is applied with the load (x and w requested together), the 1 / rms once the sum
+  // is known.
+  for (int t = 0; t < (quant ? 0 : NT); ++t) {
     float ss = 0.f;
     for (int g = threadIdx.x; g < K4; g += kThreads) {
       float4 v = t < p.T ? reinterpret_cast<const float4*>(p.x + int64_t(t) * K)[g] : make_float4(0, 0, 0, 0);
@@ -280,7 +394,10 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
         const int c = c0 + 32 * u;
         if (c < nchunks) {
 #pragma unroll
-          for (int k = 0; k < RW; ++k) chunk_dot<WT, NT>(a.w[u][k], a.d[u][k], a.m[u][k], xs, K4, c, acc[k]);
+          for (int k = 0; k < RW; ++k) {
+            if constexpr (quant) chunk_dot_i8<WT, NT>(a.w[u][k], a.d[u][k], a.m[u][k], xq, c, acc[k]);
+            else chunk_dot<WT, NT>(a.w[u][k], a.d[u][k], a.m[u][k], xs, K4, c, acc[k]);
+          }
         }
       }
     }
@@ -320,7 +437,8 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
 
 template <DType WT, int NT, int R, int P, int U = 2>
 void launch_gemv(const GemvParams& p, cudaStream_t s) {
-  const size_t smem = size_t(NT) * size_t(p.K) * 4;
+  constexpr bool quant = WT == DType::Q8 || WT == DType::Q4 || WT == DType::Q4M;
+  const size_t smem = quant ? xq_bytes(NT, p.K) : size_t(NT) * size_t(p.K) * 4;
   auto* k = gemv_kernel<WT, NT, R, P, U>;
   allow_dynamic_smem(reinterpret_cast<const void*>(k), smem);
   // As many blocks as fit on the GPU at once (each warp then loops over its groups), fewer when there
@@ -364,14 +482,14 @@ void launch_type(const GemvParams& p, cudaStream_t s) {
 
 }  // namespace
 
-int gemv_max_tokens(int K) {
+int gemv_max_tokens(int K, DType w) {
   for (int nt : {8, 4, 2, 1})
-    if (size_t(nt) * size_t(K) * 4 <= kMaxSmem) return nt;
+    if ((is_quantized(w) ? xq_bytes(nt, K) : size_t(nt) * size_t(K) * 4) <= kMaxSmem) return nt;
   return 0;
 }
 
 void gemv(const MatmulArgs& a, cudaStream_t s) {
-  ELM_CHECK(a.T >= 1 && a.T <= gemv_max_tokens(a.K) && a.K % 32 == 0, "cuda gemv: bad shape");
+  ELM_CHECK(a.T >= 1 && a.T <= gemv_max_tokens(a.K, a.w[0].dtype) && a.K % 32 == 0, "cuda gemv: bad shape");
   GemvParams p{};
   p.x = a.x, p.T = a.T, p.K = a.K;
   p.norm = a.norm, p.norm_w = a.norm_w, p.eps = a.eps, p.norm_add_one = a.norm_add_one;

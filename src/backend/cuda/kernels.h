@@ -54,7 +54,7 @@ struct MatmulArgs {
   float* scratch = nullptr;
 };
 // Most tokens the matrix-vector kernel takes for this K (beyond it the tiled kernels run).
-int gemv_max_tokens(int K);
+int gemv_max_tokens(int K, DType w);
 // Scratch floats matmul() needs for these products at up to max_T tokens.
 size_t matmul_scratch_floats(const MatmulArgs& a, int max_T);
 void matmul(const MatmulArgs& a, cudaStream_t s);

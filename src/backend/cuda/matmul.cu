@@ -107,7 +107,7 @@ size_t align4(size_t n) { return (n + 3) / 4 * 4; }  // 16-byte boundaries betwe
 }  // namespace
 
 size_t matmul_scratch_floats(const MatmulArgs& a, int max_T) {
-  if (max_T <= gemv_max_tokens(a.K)) return 0;
+  if (max_T <= gemv_max_tokens(a.K, a.w[0].dtype)) return 0;
   const size_t T = size_t(max_T), K = size_t(a.K);
   if (a.mma == MmaType::F32) return (a.norm ? T * K : 0) + (a.gate != GateAct::None ? 2 * T * size_t(a.w[0].rows) : 0);
   int64_t rows = 0;
@@ -117,7 +117,7 @@ size_t matmul_scratch_floats(const MatmulArgs& a, int max_T) {
 }
 
 void matmul(const MatmulArgs& a, cudaStream_t s) {
-  if (a.T <= gemv_max_tokens(a.K)) return gemv(a, s);
+  if (a.T <= gemv_max_tokens(a.K, a.w[0].dtype)) return gemv(a, s);
   const size_t T = size_t(a.T), K = size_t(a.K);
   float* scratch = a.scratch;
   if (a.mma != MmaType::F32) {
