@@ -116,20 +116,16 @@ void DraftModel::propose_together(std::span<DraftSource* const> sources, std::sp
     for (size_t j = 0; j < members.size(); ++j) {
       Member& mb = members[j];
       Draft& out = *mb.request->out;
-      if (all_greedy) {
-        mb.last = ids[j];
+      const std::span<const float> logits =
+          all_greedy ? std::span<const float>() : std::span<const float>(rows.data() + j * size_t(width), size_t(width));
+      if (mb.sampler.config().picks_argmax()) {
+        mb.last = all_greedy ? ids[j] : argmax(logits);
         out.q.emplace_back();
       } else {
-        const std::span<const float> logits(rows.data() + j * size_t(width), size_t(width));
-        if (mb.sampler.config().picks_argmax()) {
-          mb.last = argmax(logits);
-          out.q.emplace_back();
-        } else {
-          mb.sampler.distribution(logits, q);
-          mb.last = draw(q, mb.model->rng_);
-          mb.sampler.accept(mb.last);
-          out.q.push_back(q);
-        }
+        mb.sampler.distribution(logits, q);
+        mb.last = draw(q, mb.model->rng_);
+        mb.sampler.accept(mb.last);
+        out.q.push_back(q);
       }
       out.tokens.push_back(mb.last);
     }

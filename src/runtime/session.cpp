@@ -19,35 +19,43 @@ void Session::check_room(int seq, size_t n) const {
             " tokens (raise it with -c / --ctx, up to the model's ", model_->info.context_length, ")");
 }
 
-std::span<const float> Session::feed(int seq, std::span<const int32_t> tokens) {
-  ELM_CHECK(!tokens.empty(), "nothing to feed");
-  check_room(seq, tokens.size());
+template <class Run>
+void Session::feed_parts(std::span<const SeqTokens> parts, Run&& run) {
+  for (size_t i = 0; i < parts.size(); ++i) {
+    ELM_CHECK(!parts[i].tokens.empty(), "nothing to feed for sequence ", parts[i].seq);
+    check_room(parts[i].seq, parts[i].tokens.size());
+    for (size_t j = 0; j < i; ++j)
+      ELM_CHECK(parts[j].seq != parts[i].seq, "sequence ", parts[i].seq, " appears twice in one step");
+  }
+  // Parts in order, split across steps only where a step is full: each part's logits row is its last
+  // token's, so rows come out in the order of the parts.
   const int64_t step = executor_->config().max_batch;
   Batch b;
-  for (size_t i = 0; i < tokens.size(); i += size_t(step)) {
-    const size_t end = std::min(tokens.size(), i + size_t(step));
-    b.clear();
-    for (size_t t = i; t < end; ++t) b.add(tokens[t], n_past_[size_t(seq)]++, seq, t + 1 == tokens.size());
-    const HostTensor& out = executor_->step(b);
-    if (end == tokens.size()) last_.assign(out.data.begin(), out.data.end());
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const SeqTokens& p = parts[i];
+    for (size_t t = 0; t < p.tokens.size(); ++t) {
+      b.add(p.tokens[t], n_past_[size_t(p.seq)]++, p.seq, t + 1 == p.tokens.size());
+      if (b.size() == step) {
+        run(b);
+        b.clear();
+      }
+    }
   }
+  if (b.size() > 0) run(b);
+}
+
+std::span<const float> Session::feed(int seq, std::span<const int32_t> tokens) {
+  const SeqTokens part[1] = {{seq, tokens}};
+  feed_parts(part, [&](const Batch& b) {
+    const HostTensor& out = executor_->step(b);
+    if (b.n_outputs()) last_.assign(out.data.begin(), out.data.end());  // the last step's
+  });
   return last_;
 }
 
 int32_t Session::feed_argmax(int seq, std::span<const int32_t> tokens) {
-  ELM_CHECK(!tokens.empty(), "nothing to feed");
-  check_room(seq, tokens.size());
-  const int64_t step = executor_->config().max_batch;
-  Batch b;
-  int32_t next = -1;
-  for (size_t i = 0; i < tokens.size(); i += size_t(step)) {
-    const size_t end = std::min(tokens.size(), i + size_t(step));
-    b.clear();
-    for (size_t t = i; t < end; ++t) b.add(tokens[t], n_past_[size_t(seq)]++, seq, t + 1 == tokens.size());
-    if (end == tokens.size()) next = executor_->step_argmax(b).at(0);
-    else executor_->step(b);
-  }
-  return next;
+  const SeqTokens part[1] = {{seq, tokens}};
+  return feed_seqs_argmax(part).at(0);
 }
 
 std::vector<float> Session::feed_all(int seq, std::span<const int32_t> tokens) {
@@ -83,31 +91,6 @@ std::vector<int32_t> Session::feed_all_argmax(int seq, std::span<const int32_t> 
   return ids;
 }
 
-template <class Run>
-void Session::feed_parts(std::span<const SeqTokens> parts, Run&& run) {
-  for (size_t i = 0; i < parts.size(); ++i) {
-    ELM_CHECK(!parts[i].tokens.empty(), "nothing to feed for sequence ", parts[i].seq);
-    check_room(parts[i].seq, parts[i].tokens.size());
-    for (size_t j = 0; j < i; ++j)
-      ELM_CHECK(parts[j].seq != parts[i].seq, "sequence ", parts[i].seq, " appears twice in one step");
-  }
-  // Parts in order, split across steps only where a step is full: each part's logits row is its last
-  // token's, so rows come out in the order of the parts.
-  const int64_t step = executor_->config().max_batch;
-  Batch b;
-  for (size_t i = 0; i < parts.size(); ++i) {
-    const SeqTokens& p = parts[i];
-    for (size_t t = 0; t < p.tokens.size(); ++t) {
-      b.add(p.tokens[t], n_past_[size_t(p.seq)]++, p.seq, t + 1 == p.tokens.size());
-      if (b.size() == step) {
-        run(b);
-        b.clear();
-      }
-    }
-  }
-  if (b.size() > 0) run(b);
-}
-
 std::vector<float> Session::feed_seqs(std::span<const SeqTokens> parts, int64_t* width) {
   std::vector<float> rows;
   int64_t cols = 0;
@@ -123,8 +106,11 @@ std::vector<float> Session::feed_seqs(std::span<const SeqTokens> parts, int64_t*
 std::vector<int32_t> Session::feed_seqs_argmax(std::span<const SeqTokens> parts) {
   std::vector<int32_t> ids;
   feed_parts(parts, [&](const Batch& b) {
-    // A step with no output (a long part's first tokens) still runs; its argmax list is empty.
-    const std::vector<int32_t> part = b.n_outputs() ? executor_->step_argmax(b) : (executor_->step(b), std::vector<int32_t>{});
+    if (b.n_outputs() == 0) {  // a long part's first tokens: nothing to take an argmax of
+      executor_->step(b);
+      return;
+    }
+    const std::vector<int32_t> part = executor_->step_argmax(b);
     ids.insert(ids.end(), part.begin(), part.end());
   });
   return ids;

@@ -58,7 +58,7 @@ class Session {
 
  private:
   void check_room(int seq, size_t n) const;
-  // feed_seqs and feed_seqs_argmax: runs the steps, handing each step's batch to `run`.
+  // The feed* methods but feed_all*: runs the steps, handing each step's batch to `run`.
   template <class Run>
   void feed_parts(std::span<const SeqTokens> parts, Run&& run);
   std::shared_ptr<const Model> model_;
