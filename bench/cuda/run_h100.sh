@@ -57,16 +57,22 @@ fi
 
 if [ "$WHAT" = profile ] || [ "$WHAT" = all ]; then
   # Kernel by kernel (ncu, real clocks, warm caches): a prefill of 512 tokens, then decode steps.
-  m=${PROFILE_MODEL:-llama3.2-1b}
-  [ -d /tmp/models/$m ] || python3 "$BUNDLE/shared/tools/make_bench_model.py" "$m" /tmp/models/$m \
-    --tokenizer "$BUNDLE/shared/tokenizers/smollm2"
+  # PROFILE_PATH=FILE profiles a converted model instead (e.g. a SPEC=1 bundle's models/ref-28m.elm.xz).
+  m=${PROFILE_MODEL:-llama3.2-1b}; mp=/tmp/models/$m; pq=${PROFILE_QUANT:-int4}
+  if [ -n "${PROFILE_PATH:-}" ]; then
+    mp=$PROFILE_PATH; pq=none
+    case $mp in *.xz) [ -e "${mp%.xz}" ] || xz -dk "$mp"; mp=${mp%.xz};; esac
+  else
+    [ -d $mp ] || python3 "$BUNDLE/shared/tools/make_bench_model.py" "$m" $mp \
+      --tokenizer "$BUNDLE/shared/tokenizers/smollm2"
+  fi
   NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
   for phase in ${PROFILE_PHASES:-prefill decode}; do
     if [ $phase = prefill ]; then args="-p 512 -n 1"; count=320; else args="-p 8 -n 3"; count=280; fi
-    echo "== profile: $phase ($m ${PROFILE_QUANT:-int4})"
+    echo "== profile: $phase ($mp $pq)"
     timeout 300 $NCU --clock-control none --cache-control none --graph-profiling node \
       --metrics gpu__time_duration.sum,dram__bytes_read.sum --csv -c $count \
-      "$BIN" -m /tmp/models/$m --backend cuda --quant ${PROFILE_QUANT:-int4} --act f16 \
+      "$BIN" -m $mp --backend cuda --quant $pq --act f16 \
       --kv f16 $args -r 0 -c 1024 > "$OUT/ncu_$phase.csv" 2> "$OUT/ncu_$phase.err"
     python3 "$BUNDLE/bench/ncu_summary.py" "$OUT/ncu_$phase.csv" > "$OUT/ncu_$phase.txt"
     grep -A14 "^step" "$OUT/ncu_$phase.txt" | head -${PROFILE_LINES:-40}
@@ -76,8 +82,8 @@ if [ "$WHAT" = profile ] || [ "$WHAT" = all ]; then
     echo "== detail: $PROFILE_DETAIL"
     timeout 240 $NCU --clock-control none --cache-control none --graph-profiling node -k regex:$PROFILE_DETAIL \
       --launch-skip ${DETAIL_SKIP:-0} -c ${DETAIL_COUNT:-3} --section SpeedOfLight --section Occupancy \
-      --section WarpStateStats --section LaunchStats "$BIN" -m /tmp/models/$m --backend cuda \
-      --quant ${PROFILE_QUANT:-int4} --act f16 --kv f16 -p 8 -n 3 -r 0 -c 1024 > "$OUT/ncu_detail.txt" 2>&1
+      --section WarpStateStats --section LaunchStats "$BIN" -m $mp --backend cuda \
+      --quant $pq --act f16 --kv f16 -p 8 -n 3 -r 0 -c 1024 > "$OUT/ncu_detail.txt" 2>&1
     grep -E "gemv_kernel|attn_|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Stall|Warp Cycles Per Issued|Issued Warp" \
       "$OUT/ncu_detail.txt" | grep -v "^    ---" | head -${DETAIL_LINES:-80}
   fi
