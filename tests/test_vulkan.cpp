@@ -58,13 +58,20 @@ class VulkanOps : public testing::TestWithParam<bool> {
   // and of several (subgroupAdd, then shared memory) in the fixture tests. Quantized weights take the
   // shared-x matvec (x staged in shared memory, whole blocks per load) with subgroups, the global-x
   // one without.
+  // The decode products take gemv.comp (16-byte chunks, x in shared memory; "2,1,sg": one chunk per
+  // pass, so rows take several passes) unless `legacy_` asks for matvec.comp; `matvec_` overrides the
+  // tuning.
   VulkanOptions options() const {
     VulkanOptions o;
     o.subgroups = GetParam() ? -1 : 0;
     o.shared_x = GetParam() ? 1 : 0;
+    o.legacy_matvec = legacy_ ? 1 : 0;
     if (GetParam()) o.matvec = "2,1,sg";
+    if (!matvec_.empty()) o.matvec = matvec_;
     return o;
   }
+  bool legacy_ = false;
+  std::string matvec_;
   // Finishes the harness graph with `out` and runs one step of T tokens (positions pos0.., outputs
   // where `want` says) on both executors; returns the largest relative difference.
   double compare_step(OpHarness& h, NodeId out, int64_t T, int32_t pos0 = 0, RuntimeConfig cfg = {},
@@ -130,21 +137,29 @@ TEST_P(VulkanOps, EmbedEveryWeightType) {
 }
 
 // Both kernels (matrix-vector for steps of up to 8 tokens, tiled above), every weight type, with
-// and without bias, reduction lengths that are and are not multiples of 32 (plain types).
+// and without bias, reduction lengths that are and are not multiples of 32 (plain types) or of a
+// 16-byte chunk (F16/BF16 with K 36: the legacy matvec). The matrix-vector kernel in three shapes:
+// the suite's tuning, gemv with 3 rows a row group (the last group past the 37 rows) and 4 chunks of
+// 64 invocations (K 544: rows that end inside a pass), and the legacy kernel.
 TEST_P(VulkanOps, MatMulEveryWeightTypeAndStepSize) {
-  for (DType dt : kAllTypes) {
-    for (int64_t K : {int64_t(96), int64_t(40)}) {
-      if (K % 32 && is_quantized(dt)) continue;
-      for (int64_t T : {int64_t(1), int64_t(5), int64_t(9), int64_t(70)}) {
-        for (bool bias : {false, true}) {
-          OpHarness h;
-          const int64_t N = 37;
-          std::vector<float> x, bv = random_vector(size_t(N), 9);
-          NodeId in = h.input("x", T, K, x, 2);
-          NodeId w = typed_weight(h, "w", N, K, dt, 3);
-          NodeId y = h.b.matmul(in, w, bias ? h.weight("b", 0, N, bv) : kNone);
-          EXPECT_LT(compare_step(h, y, T), 1e-5)
-              << dtype_name(dt) << " K " << K << " T " << T << " bias " << bias;
+  for (int config = 0; config < 3; ++config) {
+    legacy_ = config == 2;
+    matvec_ = config == 1 ? "3,4,64" : "";
+    for (DType dt : kAllTypes) {
+      for (int64_t K : {int64_t(96), int64_t(40), int64_t(36), int64_t(544)}) {
+        if (K % 32 && is_quantized(dt)) continue;
+        for (int64_t T : {int64_t(1), int64_t(5), int64_t(9), int64_t(70)}) {
+          if (config > 0 && T > 8) continue;  // the tiled kernel does not depend on the matvec's tuning
+          for (bool bias : {false, true}) {
+            OpHarness h;
+            const int64_t N = 37;
+            std::vector<float> x, bv = random_vector(size_t(N), 9);
+            NodeId in = h.input("x", T, K, x, 2);
+            NodeId w = typed_weight(h, "w", N, K, dt, 3);
+            NodeId y = h.b.matmul(in, w, bias ? h.weight("b", 0, N, bv) : kNone);
+            EXPECT_LT(compare_step(h, y, T), 1e-5)
+                << dtype_name(dt) << " K " << K << " T " << T << " bias " << bias << " config " << config;
+          }
         }
       }
     }
@@ -154,26 +169,29 @@ TEST_P(VulkanOps, MatMulEveryWeightTypeAndStepSize) {
 // The decode-step fusions on a Llama-shaped block: RMSNorm into q/k/v (one launch), gate/up with the
 // activation and product (GLU), residual adds after o and down; qkv bias (Qwen2); GELU variants.
 TEST_P(VulkanOps, FusedBlockMatchesCpuAtEveryStepSize) {
-  for (Op act : {Op::Silu, Op::GeluTanh, Op::Gelu}) {
-    for (DType dt : {DType::Q4, DType::F16}) {
-      for (int64_t T : {int64_t(1), int64_t(3), int64_t(12)}) {
-        OpHarness h;
-        const int64_t C = 64, I = 96;
-        std::vector<float> x;
-        NodeId in = h.input("x", T, C, x, 4);
-        NodeId hn = h.b.rms_norm(in, h.weight("n1", 0, C, random_vector(size_t(C), 5)), 1e-5);
-        NodeId q = h.b.matmul(hn, typed_weight(h, "wq", C, C, dt, 6), h.weight("bq", 0, C, random_vector(size_t(C), 7)));
-        NodeId k = h.b.matmul(hn, typed_weight(h, "wk", 32, C, dt, 8), h.weight("bk", 0, 32, random_vector(32, 9)));
-        NodeId v = h.b.matmul(hn, typed_weight(h, "wv", 32, C, dt, 10), h.weight("bv", 0, 32, random_vector(32, 11)));
-        NodeId a = h.b.concat({q, k, v});
-        NodeId o = h.b.matmul(a, typed_weight(h, "wo", C, 128, dt, 12));
-        NodeId x2 = h.b.add(in, o);
-        NodeId h2 = h.b.rms_norm(x2, h.weight("n2", 0, C, random_vector(size_t(C), 13)), 1e-5, true);
-        NodeId g = h.b.matmul(h2, typed_weight(h, "wg", I, C, dt, 14));
-        NodeId u = h.b.matmul(h2, typed_weight(h, "wu", I, C, dt, 15));
-        NodeId m = h.b.mul(h.b.unary(act, g), u);
-        NodeId y = h.b.add(x2, h.b.matmul(m, typed_weight(h, "wd", C, I, dt, 16)));
-        EXPECT_LT(compare_step(h, y, T), 1e-5) << op_name(act) << " " << dtype_name(dt) << " T " << T;
+  for (bool legacy : {false, true}) {
+    legacy_ = legacy;
+    for (Op act : {Op::Silu, Op::GeluTanh, Op::Gelu}) {
+      for (DType dt : {DType::Q4, DType::F16}) {
+        for (int64_t T : {int64_t(1), int64_t(3), int64_t(12)}) {
+          OpHarness h;
+          const int64_t C = 64, I = 96;
+          std::vector<float> x;
+          NodeId in = h.input("x", T, C, x, 4);
+          NodeId hn = h.b.rms_norm(in, h.weight("n1", 0, C, random_vector(size_t(C), 5)), 1e-5);
+          NodeId q = h.b.matmul(hn, typed_weight(h, "wq", C, C, dt, 6), h.weight("bq", 0, C, random_vector(size_t(C), 7)));
+          NodeId k = h.b.matmul(hn, typed_weight(h, "wk", 32, C, dt, 8), h.weight("bk", 0, 32, random_vector(32, 9)));
+          NodeId v = h.b.matmul(hn, typed_weight(h, "wv", 32, C, dt, 10), h.weight("bv", 0, 32, random_vector(32, 11)));
+          NodeId a = h.b.concat({q, k, v});
+          NodeId o = h.b.matmul(a, typed_weight(h, "wo", C, 128, dt, 12));
+          NodeId x2 = h.b.add(in, o);
+          NodeId h2 = h.b.rms_norm(x2, h.weight("n2", 0, C, random_vector(size_t(C), 13)), 1e-5, true);
+          NodeId g = h.b.matmul(h2, typed_weight(h, "wg", I, C, dt, 14));
+          NodeId u = h.b.matmul(h2, typed_weight(h, "wu", I, C, dt, 15));
+          NodeId m = h.b.mul(h.b.unary(act, g), u);
+          NodeId y = h.b.add(x2, h.b.matmul(m, typed_weight(h, "wd", C, I, dt, 16)));
+          EXPECT_LT(compare_step(h, y, T), 1e-5) << op_name(act) << " " << dtype_name(dt) << " T " << T << " legacy " << legacy;
+        }
       }
     }
   }
@@ -332,7 +350,7 @@ TEST(VulkanProgram, DecodeListFusesNormQkvGluAndResiduals) {
   for (const vk::Kernel& k : p.large) EXPECT_NE(k.shader, "rope");
   EXPECT_EQ(p.fused_matmuls, 5 * layers);
   int matvecs = 0;
-  for (const vk::Kernel& k : p.small) matvecs += k.shader == "matvec";
+  for (const vk::Kernel& k : p.small) matvecs += k.shader == "gemv";
   EXPECT_EQ(matvecs, 4 * layers + 1);
   EXPECT_GT(p.large.size(), p.small.size());
 }

@@ -27,6 +27,9 @@ class VulkanBackend : public Backend {
     t.max_shared = info.max_shared_memory;
     const char* env_sx = std::getenv("ELM_VULKAN_MATVEC_SHARED_X");  // opt-in until measured on a GPU
     t.matvec_shared_x = o.shared_x >= 0 ? o.shared_x != 0 : env_sx && std::strcmp(env_sx, "1") == 0;
+    const char* env_lg = std::getenv("ELM_VULKAN_MATVEC_LEGACY");
+    t.matvec_legacy = o.legacy_matvec >= 0 ? o.legacy_matvec != 0 : env_lg && std::strcmp(env_lg, "1") == 0;
+    if (t.matvec_legacy) t.matvec_blocks = 1;  // the legacy kernel's default (32-value blocks per invocation)
     const char* env_mv = std::getenv("ELM_VULKAN_MATVEC");
     const std::string mv = !o.matvec.empty() ? o.matvec : env_mv ? env_mv : "";
     if (!mv.empty()) {
@@ -91,7 +94,8 @@ class VulkanBackend : public Backend {
                        : i.type == VK_PHYSICAL_DEVICE_TYPE_CPU            ? "CPU"
                                                                           : "other";
     return cat(i.name, " (", type, ", subgroups ", sh_->subgroups ? std::to_string(i.subgroup_size) : "off",
-               ", matvec rows ", sh_->tuning.matvec_rows, " blocks ", sh_->tuning.matvec_blocks,
+               sh_->tuning.matvec_legacy ? ", legacy matvec rows " : ", gemv rows ", sh_->tuning.matvec_rows,
+               sh_->tuning.matvec_legacy ? " blocks " : " chunks ", sh_->tuning.matvec_blocks,
                sh_->tuning.matvec_tpr ? cat(" tpr ", sh_->tuning.matvec_tpr) : "", ")");
   }
 

@@ -20,7 +20,8 @@ struct VulkanOptions {
   std::string device;  // as ELM_VULKAN_DEVICE; empty: the environment, then the default choice
   int subgroups = -1;  // 1 on, 0 off, -1 from the environment and the device
   std::string matvec;  // as ELM_VULKAN_MATVEC; empty: the environment, then the device's default
-  int shared_x = -1;   // matvec x in shared memory (as ELM_VULKAN_MATVEC_SHARED_X): 1 on, 0 off, -1 the environment
+  int shared_x = -1;   // legacy matvec: x in shared memory (as ELM_VULKAN_MATVEC_SHARED_X): 1 on, 0 off, -1 the environment
+  int legacy_matvec = -1;  // the legacy matvec kernel for every product (as ELM_VULKAN_MATVEC_LEGACY): 1, 0, -1 the environment
 };
 
 // Throws elm::Error when there is no usable Vulkan device.

@@ -12,6 +12,8 @@ set(ELM_SHADERS
   "embed|embed.comp"
   "matvec|matvec.comp"
   "matvec_sg|matvec.comp|USE_SUBGROUP"
+  "gemv|gemv.comp"
+  "gemv_sg|gemv.comp|USE_SUBGROUP"
   "matmul|matmul.comp"
   "rms_norm|rms_norm.comp"
   "rms_norm_sg|rms_norm.comp|USE_SUBGROUP"
