@@ -1,4 +1,7 @@
 #version 450
+#ifdef INT8
+#extension GL_EXT_spirv_intrinsics : require
+#endif
 // y = x W^T for few tokens (decode), built to keep many weight loads in flight. The weights are read
 // in 16-byte chunks (uvec4): 4 F32 values, 8 F16/BF16, 16 Q8 (half a block), 32 Q4/Q4M (a block).
 // A workgroup (grid.y = token) is WG / TPR row groups of TPR invocations; a row group computes NR output
@@ -11,6 +14,16 @@
 // Fusions and push constants as in matvec.comp (vk_program.cpp decides them): several outputs split by
 // rows, GLU, RMSNorm prologue, residual and bias epilogue.
 // Needs K % (values per chunk) == 0 and XS4 >= K / 4 rounded up to a multiple of 8.
+//
+// INT8 (gemv_i8, quantized weights only, K % 32 == 0; needs the device's shaderIntegerDotProduct): x is
+// staged as int8, quantized per 32-value block as the CPU's int8-activation kernels do (d = amax / 127,
+// q = round-to-nearest-even(x * 127 / amax) clamped to +-127; cpu/qgemm.cpp), with (d, d * sum q) per
+// block, and the weights meet it in 4x8-bit packed integer dot products (OpSDot): per Q4 chunk 8 dot
+// products instead of 32 conversions and FMAs. With a fused RMSNorm, x * w is quantized and the sums
+// are divided by the rms at the end (the rounding is scale-invariant up to float rounding). Shared
+// memory: XS4 uvec4s, the first 16 values of block b at b, the last 16 at hoff + b (hoff: the number
+// of blocks rounded up to 8, plus 4, so that a Q8 row group's two halves do not share banks), and
+// XS4 / 2 vec2s (d, d * sum q).
 #include "common.glsl"
 #include "weights.glsl"
 #include "erf.glsl"
@@ -20,7 +33,8 @@ layout(constant_id = 2) const uint NR = 2;    // output rows per row group
 layout(constant_id = 3) const uint GLU = 0;   // 1: gate/up pairs with activation act
 layout(constant_id = 4) const uint TPR = 32;  // invocations per row group (a power of two dividing WG)
 layout(constant_id = 5) const uint CH = 2;    // chunks of each row an invocation holds per pass
-layout(constant_id = 6) const uint XS4 = 8;   // vec4s of x in shared memory (K / 4 rounded up to 8: swz)
+layout(constant_id = 6) const uint XS4 = 8;   // vec4s of x in shared memory (K / 4 rounded up to 8: swz);
+                                              // INT8: uvec4s of int8 x (hoff + blocks)
 const uint NROWS = GLU != 0 ? 2 * NR : NR;    // weight rows per row group
 const uint RG = WG / TPR;                     // row groups per workgroup
 const uint VPC = WTYPE == 0 ? 4 : WTYPE <= 2 ? 8 : WTYPE == 3 ? 16 : 32;  // values per chunk
@@ -53,7 +67,16 @@ layout(push_constant) uniform Params {
 } p;
 
 shared float red[(NROWS + 1) * WG];  // [row group][value][lane]
+#ifdef INT8
+shared uvec4 xq[XS4];      // int8 x: block b's values 0..15 at b, 16..31 at hoff + b
+shared vec2 xd[XS4 / 2];   // block b: (d, d * sum of its q)
+
+// OpSDot with PackedVectorFormat4x8Bit (0): the dot product of the 4 signed bytes of a and b.
+spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [6019, 6018], id = 4450)
+int sdot4(uint a, uint b, spirv_literal int fmt);
+#else
 shared vec4 xsh[XS4];                 // x, vec4 g at swz(g)
+#endif
 
 // Invocations reading vec4 j of consecutive chunks (8 or 4 vec4s apart) land on distinct 16-byte bank
 // groups. A permutation within each run of 8 vec4s.
@@ -89,6 +112,25 @@ float chunk_dot(uvec4 w, float s, float m, vec4 x[8]) {
   const vec4 xs = ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]));
   return s * acc + m * dot(xs, vec4(1.0));
 }
+
+#ifdef INT8
+// Dot product of one chunk w (scale s, min m) with its int8 x: a, b (Q8: a alone) the packed values,
+// ds = (d, d * sum q) of their block.
+float chunk_dot_i8(uvec4 w, float s, float m, uvec4 a, uvec4 b, vec2 ds) {
+  if (WTYPE == 3)
+    return s * ds.x * float(sdot4(w.x, a.x, 0) + sdot4(w.y, a.y, 0) + sdot4(w.z, a.z, 0) + sdot4(w.w, a.w, 0));
+  // Byte j holds values j (low nibble) and 16 + j (high nibble); nibbles are 0..15, signed bytes alike.
+  const uvec4 lo = w & 0x0f0f0f0fu, hi = (w >> 4) & 0x0f0f0f0fu;
+  const int q = ((sdot4(lo.x, a.x, 0) + sdot4(lo.y, a.y, 0)) + (sdot4(lo.z, a.z, 0) + sdot4(lo.w, a.w, 0))) +
+                ((sdot4(hi.x, b.x, 0) + sdot4(hi.y, b.y, 0)) + (sdot4(hi.z, b.z, 0) + sdot4(hi.w, b.w, 0)));
+  if (WTYPE == 4) return s * (ds.x * float(q) - 8.0 * ds.y);  // sum (q_w - 8) q_x d_x
+  return s * ds.x * float(q) + m * ds.y;                      // Q4M: + min * d_x * sum q_x
+}
+
+uint pack_i8(ivec4 q) {
+  return (uint(q.x) & 0xffu) | ((uint(q.y) & 0xffu) << 8) | ((uint(q.z) & 0xffu) << 16) | (uint(q.w) << 24);
+}
+#endif
 
 uint wrow[NROWS];
 uvec4 wv[NW];  // chunk i of row j at j * CH + i
@@ -131,6 +173,34 @@ void main() {
   // the sums at the end: W (x / rms * w) = (W (x * w)) / rms).
   float ss = 0.0;
   const uint xo4 = t * (p.K / 4u);
+#ifdef INT8
+  // One invocation quantizes a whole block: its 8 vec4s (and the norm weight's) requested together.
+  const uint nb = p.K / 32u, hoff = (nb + 7u) / 8u * 8u + 4u;
+  for (uint b = tid; b < nb; b += WG) {
+    vec4 v[8], nw[8];
+    [[unroll]] for (uint k = 0; k < 8u; ++k) v[k] = X4[xo4 + b * 8u + k];
+    if (norm) [[unroll]] for (uint k = 0; k < 8u; ++k) nw[k] = NORM_W4[b * 8u + k];
+    float amax = 0.0;
+    [[unroll]] for (uint k = 0; k < 8u; ++k) {
+      ss += dot(v[k], v[k]);
+      if (norm) v[k] *= add_one ? nw[k] + 1.0 : nw[k];
+      const vec4 a = abs(v[k]);
+      amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+    }
+    const float id = amax > 0.0 ? 127.0 / amax : 0.0;
+    ivec4 sum4 = ivec4(0);
+    uint words[8];
+    [[unroll]] for (uint k = 0; k < 8u; ++k) {
+      const ivec4 q = ivec4(roundEven(clamp(v[k] * id, -127.0, 127.0)));
+      sum4 += q;
+      words[k] = pack_i8(q);
+    }
+    xq[b] = uvec4(words[0], words[1], words[2], words[3]);
+    xq[hoff + b] = uvec4(words[4], words[5], words[6], words[7]);
+    const float d = amax / 127.0;
+    xd[b] = vec2(d, d * float((sum4.x + sum4.y) + (sum4.z + sum4.w)));
+  }
+#else
   for (uint g = tid; g < p.K / 4u; g += WG) {
     vec4 v = X4[xo4 + g];
     ss += dot(v, v);
@@ -141,6 +211,7 @@ void main() {
     }
     xsh[swz(g)] = v;
   }
+#endif
   float sumsq = 0.0;
   if (norm) sumsq = wg_sum(ss);  // a uniform branch: every invocation reaches the barriers inside
   barrier();
@@ -151,9 +222,18 @@ void main() {
     [[unroll]] for (uint i = 0; i < CH; ++i) {
       const uint c = c0 + i * TPR + lane;
       if (c < nc) {
+#ifdef INT8
+        // Q4/Q4M: chunk c is block c; Q8: half c & 1 of block c / 2.
+        const uint b = WTYPE == 3 ? c >> 1 : c;
+        const uvec4 xa = xq[WTYPE == 3 && (c & 1u) != 0u ? hoff + b : b];
+        const uvec4 xb = WTYPE == 3 ? uvec4(0u) : xq[hoff + b];
+        const vec2 ds = xd[b];
+        [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] += chunk_dot_i8(wv[j * CH + i], sv[j * CH + i], mv[j * CH + i], xa, xb, ds);
+#else
         vec4 xc[8];
         [[unroll]] for (uint k = 0; k < 8u; ++k) xc[k] = k < XV ? xsh[swz(c * XV + k)] : vec4(0.0);
         [[unroll]] for (uint j = 0; j < NROWS; ++j) acc[j] += chunk_dot(wv[j * CH + i], sv[j * CH + i], mv[j * CH + i], xc);
+#endif
       }
     }
     if (c0 + TPR * CH < nc) load_pass(wd, c0 + TPR * CH, nc, lane);
