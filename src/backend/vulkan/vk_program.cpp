@@ -297,13 +297,21 @@ class Builder {
     // wg_sum's (wg floats).
     auto [gtpr, gch] = t_.matvec_legacy ? std::pair<uint32_t, uint32_t>{0, 0} : gemv_shape(t_, dw.dtype, dw.cols);
     const uint32_t gwg = std::max(gtpr, t_.matvec_wg);
-    const uint32_t xs4 = uint32_t((dw.cols / 4 + 7) / 8 * 8);  // whole swizzle groups of 8 vec4s
-    const bool gemv = gtpr > 0 && uint64_t(xs4) * 16 + (uint64_t(nrows) + 2) * gwg * 4 <= t_.max_shared;
+    // gemv_i8 (quantized weights, K a whole number of 32-value blocks): x as int8, the 16-byte halves
+    // of block b at b (values 0..15) and hoff + b (16..31), hoff = nb rounded up to 8, plus 4 (the two
+    // halves of a block land 64 bytes apart in the banks); a vec2 (d, d * sum q) per block.
+    const bool i8 = t_.matvec_int8 && (dw.dtype == DType::Q4 || dw.dtype == DType::Q4M || dw.dtype == DType::Q8) &&
+                    dw.cols % 32 == 0;
+    const uint32_t nb = uint32_t(dw.cols / 32), hoff = (nb + 7) / 8 * 8 + 4;
+    const uint32_t xs4 = i8 ? hoff + nb : uint32_t((dw.cols / 4 + 7) / 8 * 8);  // float: whole swizzle groups
+    const uint64_t x_bytes = i8 ? uint64_t(xs4) * 16 + uint64_t(xs4 / 2) * 8 : uint64_t(xs4) * 16;
+    const bool gemv = gtpr > 0 && x_bytes + (uint64_t(nrows) + 2) * gwg * 4 <= t_.max_shared;
     Kernel k;
     uint32_t tpr = 0, wg = 0;
     if (gemv) {
       tpr = gtpr, wg = gwg;
-      k = kernel(at, "gemv", {wg, wtype(dw.dtype), t_.matvec_rows, m.glu ? 1u : 0u, tpr, gch, xs4}, true);
+      k = kernel(at, i8 ? "gemv_i8" : "gemv", {wg, wtype(dw.dtype), t_.matvec_rows, m.glu ? 1u : 0u, tpr, gch, xs4},
+                 true);
     } else {
       tpr = matvec_tpr(t_, dw.cols), wg = std::max(tpr, t_.matvec_wg);
       // x in shared memory when it fits next to the reduction scratch: (weight rows + 1) x wg floats for

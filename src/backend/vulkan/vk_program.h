@@ -36,6 +36,9 @@ struct Tuning {
   uint32_t matvec_wg = 128;    // smallest workgroup (several row groups when they are small)
   bool matvec_shared_x = false;  // legacy kernel, quantized weights: x in shared memory (matvec.comp XS4)
   bool matvec_legacy = false;    // matvec.comp for every matrix-vector product (comparisons)
+  // gemv with int8 activations for quantized weights (gemv_i8: x quantized per 32-value block as the
+  // CPU's kernels do, 4x8-bit integer dot products); only where the device has integer dot products.
+  bool matvec_int8 = false;
   uint32_t max_shared = 32768;  // bytes of shared memory a workgroup may use
   uint64_t max_range = uint64_t(1) << 27;       // largest storage-buffer binding
   uint32_t max_groups_x = 65535;
