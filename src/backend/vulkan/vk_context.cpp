@@ -18,6 +18,10 @@ bool env_flag(const char* name) {
   return v && *v && std::strcmp(v, "0") != 0;
 }
 
+// The Vulkan version the instance was created for: 1.3 where the loader has it (core 1.3 features such
+// as integer dot products are usable on 1.3 devices only then), else 1.2.
+uint32_t g_instance_api = VK_API_VERSION_1_2;
+
 VkInstance create_instance() {
   uint32_t version = 0;
   if (vkEnumerateInstanceVersion(&version) != VK_SUCCESS || version < VK_API_VERSION_1_2)
@@ -26,7 +30,8 @@ VkInstance create_instance() {
   VkApplicationInfo app{VK_STRUCTURE_TYPE_APPLICATION_INFO};
   app.pApplicationName = "elm";
   app.pEngineName = "elm";
-  app.apiVersion = VK_API_VERSION_1_2;
+  g_instance_api = version >= VK_API_VERSION_1_3 ? VK_API_VERSION_1_3 : VK_API_VERSION_1_2;
+  app.apiVersion = g_instance_api;
   VkInstanceCreateInfo ci{VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO};
   ci.pApplicationInfo = &app;
   // ELM_VULKAN_VALIDATION=1 turns on the Khronos validation layer when it is installed (development).
@@ -75,6 +80,31 @@ DeviceInfo describe(VkPhysicalDevice pd) {
   for (uint32_t i = 0; i < mp.memoryTypeCount; ++i)
     if ((mp.memoryTypes[i].propertyFlags & mappable_local) == mappable_local && shared_memory_device)
       d.unified_memory = true;
+  // Integer dot products: the feature structure may only be chained where the extension or Vulkan 1.3
+  // (device and instance) makes it known.
+  uint32_t n_ext = 0;
+  vkEnumerateDeviceExtensionProperties(pd, nullptr, &n_ext, nullptr);
+  std::vector<VkExtensionProperties> exts(n_ext);
+  vkEnumerateDeviceExtensionProperties(pd, nullptr, &n_ext, exts.data());
+  for (const auto& e : exts)
+    if (std::strcmp(e.extensionName, VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME) == 0)
+      d.integer_dot_product_ext = true;
+  const bool core13 = p.apiVersion >= VK_API_VERSION_1_3 && g_instance_api >= VK_API_VERSION_1_3;
+  if (core13) d.integer_dot_product_ext = false;  // core: nothing to enable by name
+  if (core13 || d.integer_dot_product_ext) {
+    VkPhysicalDeviceShaderIntegerDotProductFeatures idf{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES};
+    VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+    f2.pNext = &idf;
+    vkGetPhysicalDeviceFeatures2(pd, &f2);
+    d.integer_dot_product = idf.shaderIntegerDotProduct == VK_TRUE;
+    VkPhysicalDeviceShaderIntegerDotProductProperties idp{
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_PROPERTIES};
+    VkPhysicalDeviceProperties2 pp{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
+    pp.pNext = &idp;
+    vkGetPhysicalDeviceProperties2(pd, &pp);
+    d.integer_dot_product_fast = idp.integerDotProduct4x8BitPackedSignedAccelerated == VK_TRUE;
+  }
+  if (!d.integer_dot_product) d.integer_dot_product_ext = false;
   return d;
 }
 
@@ -226,6 +256,13 @@ void Context::init(VkInstance instance, VkPhysicalDevice phys, const DeviceInfo&
   VkDeviceCreateInfo dci{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO};
   dci.queueCreateInfoCount = 1;
   dci.pQueueCreateInfos = &qci;
+  VkPhysicalDeviceShaderIntegerDotProductFeatures idf{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES};
+  const char* idp_ext = VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME;
+  if (info_.integer_dot_product) {
+    idf.shaderIntegerDotProduct = VK_TRUE;
+    dci.pNext = &idf;
+    if (info_.integer_dot_product_ext) dci.enabledExtensionCount = 1, dci.ppEnabledExtensionNames = &idp_ext;
+  }
   ELM_VK(vkCreateDevice(phys_, &dci, nullptr, &device_));
   vkGetDeviceQueue(device_, family_, 0, &queue_);
 

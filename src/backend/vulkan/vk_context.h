@@ -39,6 +39,11 @@ struct DeviceInfo {
   uint32_t max_group_count_x = 65535, max_group_count_y = 65535;
   bool unified_memory = false;  // device-local memory the host can map (integrated GPUs, lavapipe)
   float timestamp_period = 0;   // ns per timestamp tick; 0: no timestamps on compute queues
+  // shaderIntegerDotProduct (Vulkan 1.3 core, or VK_KHR_shader_integer_dot_product): OpSDot on packed
+  // 4x8-bit integers. Enabled at device creation where present (gemv_i8.spv needs it).
+  bool integer_dot_product = false;
+  bool integer_dot_product_ext = false;  // ... through the extension (enabled by name)
+  bool integer_dot_product_fast = false; // the driver says 4x8-bit packed signed dot products are accelerated
 };
 
 class Context {

@@ -292,14 +292,36 @@ class Builder {
 
   Kernel matvec(int32_t at, const MatvecSpec& m) {
     const DeviceWeight& dw = p_.weights[size_t(m.wi)];
-    const uint32_t tpr = matvec_tpr(t_, dw.cols), wg = std::max(tpr, t_.matvec_wg);
-    // x in shared memory when it fits next to the reduction scratch: (weight rows + 1) x wg floats for
-    // the row groups, wg for wg_sum (reduce.glsl).
-    const uint64_t red_bytes = (uint64_t(m.glu ? 2 : 1) * t_.matvec_rows + 2) * wg * 4;
-    const bool shared_x = t_.matvec_shared_x && is_quantized(dw.dtype) && dw.cols % 32 == 0 &&
-                          uint64_t(dw.cols) * 4 + red_bytes <= t_.max_shared;
-    const uint32_t xs4 = shared_x ? uint32_t(dw.cols / 4) : 1u;
-    Kernel k = kernel(at, "matvec", {wg, wtype(dw.dtype), t_.matvec_rows, m.glu ? 1u : 0u, tpr, xs4}, true);
+    const uint32_t nrows = (m.glu ? 2 : 1) * t_.matvec_rows;  // weight rows per row group
+    // gemv.comp: x in shared memory next to the reduction scratch ((weight rows + 1) x wg floats) and
+    // wg_sum's (wg floats).
+    auto [gtpr, gch] = t_.matvec_legacy ? std::pair<uint32_t, uint32_t>{0, 0} : gemv_shape(t_, dw.dtype, dw.cols);
+    const uint32_t gwg = std::max(gtpr, t_.matvec_wg);
+    // gemv_i8 (quantized weights, K a whole number of 32-value blocks): x as int8, the 16-byte halves
+    // of block b at b (values 0..15) and hoff + b (16..31), hoff = nb rounded up to 8, plus 4 (the two
+    // halves of a block land 64 bytes apart in the banks); a vec2 (d, d * sum q) per block.
+    const bool i8 = t_.matvec_int8 && (dw.dtype == DType::Q4 || dw.dtype == DType::Q4M || dw.dtype == DType::Q8) &&
+                    dw.cols % 32 == 0;
+    const uint32_t nb = uint32_t(dw.cols / 32), hoff = (nb + 7) / 8 * 8 + 4;
+    const uint32_t xs4 = i8 ? hoff + nb : uint32_t((dw.cols / 4 + 7) / 8 * 8);  // float: whole swizzle groups
+    const uint64_t x_bytes = i8 ? uint64_t(xs4) * 16 + uint64_t(xs4 / 2) * 8 : uint64_t(xs4) * 16;
+    const bool gemv = gtpr > 0 && x_bytes + (uint64_t(nrows) + 2) * gwg * 4 <= t_.max_shared;
+    Kernel k;
+    uint32_t tpr = 0, wg = 0;
+    if (gemv) {
+      tpr = gtpr, wg = gwg;
+      k = kernel(at, i8 ? "gemv_i8" : "gemv", {wg, wtype(dw.dtype), t_.matvec_rows, m.glu ? 1u : 0u, tpr, gch, xs4},
+                 true);
+    } else {
+      tpr = matvec_tpr(t_, dw.cols), wg = std::max(tpr, t_.matvec_wg);
+      // x in shared memory when it fits next to the reduction scratch: (weight rows + 1) x wg floats for
+      // the row groups, wg for wg_sum (reduce.glsl).
+      const uint64_t red_bytes = (uint64_t(nrows) + 2) * wg * 4;
+      const bool shared_x = t_.matvec_shared_x && is_quantized(dw.dtype) && dw.cols % 32 == 0 &&
+                            uint64_t(dw.cols) * 4 + red_bytes <= t_.max_shared;
+      const uint32_t xs4 = shared_x ? uint32_t(dw.cols / 4) : 1u;
+      k = kernel(at, "matvec", {wg, wtype(dw.dtype), t_.matvec_rows, m.glu ? 1u : 0u, tpr, xs4}, true);
+    }
     k.bind[kBindW] = wref(m.wi);
     k.bind[kBindX] = value(m.x);
     k.reads = {value(m.x)};
@@ -805,6 +827,19 @@ std::string unsupported_reason(const Graph& g, const WeightStore& w, int32_t id,
 }
 
 Program build_program(const SegmentSpec& spec, const Tuning& tuning) { return Builder(spec, tuning).build(); }
+
+std::pair<uint32_t, uint32_t> gemv_shape(const Tuning& t, DType type, int64_t K) {
+  const int64_t vpc = type == DType::F32 ? 4 : (type == DType::F16 || type == DType::BF16) ? 8 : type == DType::Q8 ? 16 : 32;
+  if (!matrix_type(type) || K <= 0 || K % vpc != 0) return {0, 0};
+  const int64_t chunks = K / vpc, per = std::max<int64_t>(t.matvec_blocks, 1);
+  uint32_t tpr = t.matvec_tpr;
+  if (!tpr) {
+    tpr = 32;
+    while (tpr < 256 && int64_t(tpr) * 2 * per <= chunks) tpr *= 2;
+  }
+  const int64_t ch = std::min<int64_t>(per, (chunks + tpr - 1) / tpr);
+  return {tpr, uint32_t(ch)};
+}
 
 uint32_t matvec_tpr(const Tuning& t, int64_t K) {
   if (t.matvec_tpr) return t.matvec_tpr;

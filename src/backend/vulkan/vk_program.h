@@ -23,14 +23,22 @@ constexpr int64_t kSmallStep = 8;
 constexpr int64_t kMaxHeadDim = 512;  // attention.comp: MAX_D
 
 // Launch parameters that are per-device or tunable (vulkan_backend.h: ELM_VULKAN_MATVEC).
-// The matvec gives each group of NR output rows K / 32 / blocks invocations (32 to 256), so that
-// even a few long rows (down projections) spread over the whole GPU.
+// Decode matrix-vector products run gemv.comp: row groups of `tpr` invocations (at least 32, doubled
+// while each invocation would still get `blocks` 16-byte chunks of a row), NR = `rows` output rows per
+// row group, each invocation holding min(blocks, chunks left) chunks of every row in registers per pass.
+// The legacy kernel (matvec.comp: 4-byte units, x from global memory unless matvec_shared_x) runs
+// where gemv cannot (rows not a multiple of 16 bytes, x too large for shared memory) or when asked for
+// (matvec_legacy); there `blocks` counts 32-value blocks per invocation, as before.
 struct Tuning {
-  uint32_t matvec_rows = 2;    // output rows per row group (best measured on an H100)
-  uint32_t matvec_blocks = 1;  // 32-value blocks per invocation and row
+  uint32_t matvec_rows = 2;    // output rows per row group
+  uint32_t matvec_blocks = 8;  // gemv: 16-byte chunks of a row per invocation and pass
   uint32_t matvec_tpr = 0;     // fixed invocations per row group; 0: from K as above
   uint32_t matvec_wg = 128;    // smallest workgroup (several row groups when they are small)
-  bool matvec_shared_x = false;  // quantized weights: x in shared memory, a block per load (matvec.comp XS4)
+  bool matvec_shared_x = false;  // legacy kernel, quantized weights: x in shared memory (matvec.comp XS4)
+  bool matvec_legacy = false;    // matvec.comp for every matrix-vector product (comparisons)
+  // gemv with int8 activations for quantized weights (gemv_i8: x quantized per 32-value block as the
+  // CPU's kernels do, 4x8-bit integer dot products); only where the device has integer dot products.
+  bool matvec_int8 = false;
   uint32_t max_shared = 32768;  // bytes of shared memory a workgroup may use
   uint64_t max_range = uint64_t(1) << 27;       // largest storage-buffer binding
   uint32_t max_groups_x = 65535;
@@ -101,8 +109,11 @@ struct Program {
 
 Program build_program(const SegmentSpec& spec, const Tuning& tuning);
 
-// Invocations per row group of a matvec over rows of K values.
+// Invocations per row group of a legacy matvec over rows of K values.
 uint32_t matvec_tpr(const Tuning& t, int64_t K);
+// gemv.comp's shape for rows of K values of type t: invocations per row group and chunks per
+// invocation and pass; {0, 0} when gemv cannot take them (K not a whole number of 16-byte chunks).
+std::pair<uint32_t, uint32_t> gemv_shape(const Tuning& t, DType type, int64_t K);
 
 // Whether the backend can run the node: "" when it can, else why not.
 std::string unsupported_reason(const Graph& g, const WeightStore& w, int32_t node, const RuntimeConfig& c,

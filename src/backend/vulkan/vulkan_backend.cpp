@@ -27,6 +27,12 @@ class VulkanBackend : public Backend {
     t.max_shared = info.max_shared_memory;
     const char* env_sx = std::getenv("ELM_VULKAN_MATVEC_SHARED_X");  // opt-in until measured on a GPU
     t.matvec_shared_x = o.shared_x >= 0 ? o.shared_x != 0 : env_sx && std::strcmp(env_sx, "1") == 0;
+    const char* env_lg = std::getenv("ELM_VULKAN_MATVEC_LEGACY");
+    t.matvec_legacy = o.legacy_matvec >= 0 ? o.legacy_matvec != 0 : env_lg && std::strcmp(env_lg, "1") == 0;
+    const char* env_i8 = std::getenv("ELM_VULKAN_INT8");
+    const bool want_i8 = o.int8 >= 0 ? o.int8 != 0 : !(env_i8 && std::strcmp(env_i8, "0") == 0);
+    t.matvec_int8 = want_i8 && info.integer_dot_product;
+    if (t.matvec_legacy) t.matvec_blocks = 1;  // the legacy kernel's default (32-value blocks per invocation)
     const char* env_mv = std::getenv("ELM_VULKAN_MATVEC");
     const std::string mv = !o.matvec.empty() ? o.matvec : env_mv ? env_mv : "";
     if (!mv.empty()) {
@@ -91,8 +97,11 @@ class VulkanBackend : public Backend {
                        : i.type == VK_PHYSICAL_DEVICE_TYPE_CPU            ? "CPU"
                                                                           : "other";
     return cat(i.name, " (", type, ", subgroups ", sh_->subgroups ? std::to_string(i.subgroup_size) : "off",
-               ", matvec rows ", sh_->tuning.matvec_rows, " blocks ", sh_->tuning.matvec_blocks,
-               sh_->tuning.matvec_tpr ? cat(" tpr ", sh_->tuning.matvec_tpr) : "", ")");
+               sh_->tuning.matvec_legacy ? ", legacy matvec rows " : ", gemv rows ", sh_->tuning.matvec_rows,
+               sh_->tuning.matvec_legacy ? " blocks " : " chunks ", sh_->tuning.matvec_blocks,
+               sh_->tuning.matvec_tpr ? cat(" tpr ", sh_->tuning.matvec_tpr) : "",
+               sh_->tuning.matvec_int8 ? ", int8 x" : i.integer_dot_product ? ", float x" : "",
+               i.integer_dot_product && !i.integer_dot_product_fast ? " (dot products not accelerated)" : "", ")");
   }
 
  private:

@@ -7,6 +7,8 @@
 //   ELM_VULKAN_MATVEC     "rows,blocks[,tpr]": matrix-vector tuning: output rows per row group, 32-value
 //                         blocks per invocation (row groups get K / 32 / blocks invocations), or a
 //                         fixed number of invocations per row group ("sg": the subgroup size)
+//   ELM_VULKAN_INT8       0: decode products of quantized weights with float activations even where the
+//                         device has integer dot products (default: int8 activations there)
 #pragma once
 #include <memory>
 #include <string>
@@ -20,7 +22,10 @@ struct VulkanOptions {
   std::string device;  // as ELM_VULKAN_DEVICE; empty: the environment, then the default choice
   int subgroups = -1;  // 1 on, 0 off, -1 from the environment and the device
   std::string matvec;  // as ELM_VULKAN_MATVEC; empty: the environment, then the device's default
-  int shared_x = -1;   // matvec x in shared memory (as ELM_VULKAN_MATVEC_SHARED_X): 1 on, 0 off, -1 the environment
+  int shared_x = -1;   // legacy matvec: x in shared memory (as ELM_VULKAN_MATVEC_SHARED_X): 1 on, 0 off, -1 the environment
+  int int8 = -1;  // gemv with int8 activations for quantized weights (as ELM_VULKAN_INT8): 1, 0, -1 the environment
+                  // (on by default); only on devices with integer dot products
+  int legacy_matvec = -1;  // the legacy matvec kernel for every product (as ELM_VULKAN_MATVEC_LEGACY): 1, 0, -1 the environment
 };
 
 // Throws elm::Error when there is no usable Vulkan device.

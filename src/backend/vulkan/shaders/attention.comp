@@ -1,9 +1,10 @@
 #version 450
 // Causal attention of one query head over its sequence's cache: one workgroup per (head, token).
 // Keys are taken WG at a time with an online softmax (running max m, sum l, rescaled accumulators):
-// invocation i scores key i of the chunk; then the workgroup splits into groups of DV / 4 invocations,
-// each owning four output dims, and group g accumulates keys g, g + groups, ... of the chunk (short
-// chains of independent loads); the groups' partial outputs are summed at the end.
+// invocation i scores key i of the chunk (16 vec4s of its key requested before the arithmetic); then
+// the workgroup splits into groups of DV / 4 invocations, each owning four output dims, and group g
+// accumulates keys g, g + groups, ... of the chunk, 8 value rows requested at a time; the groups'
+// partial outputs are summed at the end.
 // Visible keys: cached position pk with pk <= pq and (window == 0 or pq - pk < window).
 // rope = 1: q is rotated while loading (the Rope node that feeds only this attention, folded in).
 // fused = 1 (decode steps of one token): the step's key and value come from the inputs (k rotated
@@ -118,9 +119,16 @@ void main() {
       if (pk >= 0 && pk <= pq && (p.window == 0u || uint(pq - pk) < p.window)) {
         float dotv = 0.0;
         if (vec_k) {
-          const uint kb = ((rows + s) * p.D) >> 2;
-          for (uint d = 0; d < p.D / 4u; ++d)
-            dotv += dot(vec4(qs[4u * d], qs[4u * d + 1u], qs[4u * d + 2u], qs[4u * d + 3u]), KC4[kb + d]);
+          // 16 vec4s of the key requested at once (a head of 64 dims in one round trip).
+          const uint kb = ((rows + s) * p.D) >> 2, D4 = p.D >> 2;
+          for (uint d0 = 0; d0 < D4; d0 += 16u) {
+            vec4 kv[16];
+            [[unroll]] for (uint i = 0; i < 16u; ++i) kv[i] = d0 + i < D4 ? KC4[kb + d0 + i] : vec4(0.0);
+            [[unroll]] for (uint i = 0; i < 16u; ++i) {
+              const uint d = 4u * (d0 + i);
+              if (d0 + i < D4) dotv += dot(vec4(qs[d], qs[d + 1u], qs[d + 2u], qs[d + 3u]), kv[i]);
+            }
+          }
         } else {
           for (uint d = 0; d < p.D; ++d) dotv += qs[d] * KC[(rows + s) * p.D + d];
         }
@@ -139,7 +147,18 @@ void main() {
     if (vgroup < groups) {
       const uint n = min(WG, hi - c0);
       acc *= corr;
-      for (uint j = vgroup; j < n; j += groups) acc += probs[j] * load_v(rows + c0 + j, vlane, vec_v);
+      // 8 value rows requested at once per group.
+      for (uint j0 = vgroup; j0 < n; j0 += 8u * groups) {
+        vec4 vv[8];
+        [[unroll]] for (uint i = 0; i < 8u; ++i) {
+          const uint j = j0 + i * groups;
+          vv[i] = j < n ? load_v(rows + c0 + j, vlane, vec_v) : vec4(0.0);
+        }
+        [[unroll]] for (uint i = 0; i < 8u; ++i) {
+          const uint j = j0 + i * groups;
+          if (j < n) acc += probs[j] * vv[i];
+        }
+      }
     }
     barrier();  // probs is rewritten by the next chunk
     m = m_new;
