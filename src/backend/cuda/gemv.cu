@@ -265,6 +265,36 @@ __device__ __forceinline__ XQ stage_xq(const GemvParams& p, int NT, uint8_t* sme
   return q;
 }
 
+// Float weights: x rows [NT, K] into shared memory (rows past T zero), swizzled, RMSNorm applied in place
+// when fused: the norm weight is applied with the load (x and w requested together), the 1 / rms once
+// the sum is known. Every thread of the block calls it. `red`: 32 floats of shared scratch.
+__device__ __forceinline__ void stage_xf(const GemvParams& p, int NT, float4* xs, float* red) {
+  const int K = p.K, K4 = K / 4;
+  const bool norm_w = p.norm && p.norm_w;
+  for (int t = 0; t < NT; ++t) {
+    float ss = 0.f;
+    for (int g = threadIdx.x; g < K4; g += kThreads) {
+      float4 v = t < p.T ? reinterpret_cast<const float4*>(p.x + int64_t(t) * K)[g] : make_float4(0, 0, 0, 0);
+      ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+      if (norm_w) {
+        float4 w = reinterpret_cast<const float4*>(p.norm_w)[g];
+        if (p.norm_add_one) w.x += 1.f, w.y += 1.f, w.z += 1.f, w.w += 1.f;
+        v.x *= w.x, v.y *= w.y, v.z *= w.z, v.w *= w.w;
+      }
+      xs[t * K4 + swz(g)] = v;
+    }
+    if (p.norm && t < p.T) {
+      const float inv = 1.0f / sqrtf(block_sum(ss, red) / float(K) + p.eps);
+      for (int g = threadIdx.x; g < K4; g += kThreads) {
+        float4 v = xs[t * K4 + swz(g)];
+        v.x *= inv, v.y *= inv, v.z *= inv, v.w *= inv;
+        xs[t * K4 + swz(g)] = v;
+      }
+    }
+  }
+  __syncthreads();
+}
+
 // Sum over the L lanes of a row (aligned groups of L lanes of the warp); every lane gets it.
 template <int L>
 __device__ __forceinline__ float lanes_sum(float v) {
@@ -404,31 +434,7 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
 
   XQ xq{};
   if constexpr (quant) xq = stage_xq(p, NT, reinterpret_cast<uint8_t*>(xs), inv);
-  // Otherwise x rows into shared memory (rows past T are zero), RMSNorm applied in place when fused:
-  // the norm weight is applied with the load (x and w requested together), the 1 / rms once the sum
-  // is known.
-  for (int t = 0; t < (quant ? 0 : NT); ++t) {
-    float ss = 0.f;
-    for (int g = threadIdx.x; g < K4; g += kThreads) {
-      float4 v = t < p.T ? reinterpret_cast<const float4*>(p.x + int64_t(t) * K)[g] : make_float4(0, 0, 0, 0);
-      ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-      if (norm_w) {
-        float4 w = reinterpret_cast<const float4*>(p.norm_w)[g];
-        if (p.norm_add_one) w.x += 1.f, w.y += 1.f, w.z += 1.f, w.w += 1.f;
-        v.x *= w.x, v.y *= w.y, v.z *= w.z, v.w *= w.w;
-      }
-      xs[t * K4 + swz(g)] = v;
-    }
-    if (p.norm && t < p.T) {
-      const float inv = 1.0f / sqrtf(block_sum(ss, red) / float(K) + p.eps);
-      for (int g = threadIdx.x; g < K4; g += kThreads) {
-        float4 v = xs[t * K4 + swz(g)];
-        v.x *= inv, v.y *= inv, v.z *= inv, v.w *= inv;
-        xs[t * K4 + swz(g)] = v;
-      }
-    }
-  }
-  __syncthreads();
+  else stage_xf(p, NT, xs, red);
 
   for (; base < p.units; base += stride) {
     float acc[RW][NT];
