@@ -7,7 +7,6 @@
 // banks. An optional RMSNorm of x is applied while x is loaded (fused into the product), and the epilogue
 // adds bias and a residual, or combines gate and up rows: one launch where the graph has up to five nodes.
 #include <algorithm>
-#include <cstdlib>
 
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/matmul_internal.h"
@@ -175,13 +174,13 @@ __device__ __forceinline__ void chunk_dot_i8(uint4 w, float d, float m, const XQ
 }
 
 // Stages x [NT, K] (rows past T zero) as XQ in `smem`, with the fused RMSNorm applied first. Every
-// thread of the block calls it. `inv`: NT floats of shared scratch.
+// thread of the block calls it. `red`: kWarps floats, `inv`: NT floats of shared scratch.
 //
 // This runs after the wait for the previous kernel, so its length is on the critical path of every
 // decode product: its global loads are issued in batches (a loop that loaded, shuffled and stored one
 // float4 at a time was a chain of dependent L2 round trips, K / 1024 of them per token, and one chain
 // per token in verification steps), and the tokens are staged side by side rather than one after another.
-__device__ __forceinline__ XQ stage_xq(const GemvParams& p, int NT, uint8_t* smem, float* inv) {
+__device__ __forceinline__ XQ stage_xq(const GemvParams& p, int NT, uint8_t* smem, float* red, float* inv) {
   const int K = p.K, K4 = K / 4, nb = K / 32;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   XQ q;
@@ -192,22 +191,29 @@ __device__ __forceinline__ XQ stage_xq(const GemvParams& p, int NT, uint8_t* sme
   q.lo = lo, q.hi = hi, q.ds = ds;
   const bool norm_w = p.norm && p.norm_w;
   const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
-  constexpr int B = 4;  // float4 loads in flight per thread
-  if (p.norm) {  // one warp per token: 1 / rms
-    for (int t = warp; t < NT; t += kWarps) {
-      float ss = 0.f;
-      if (t < p.T) {
-        const float4* x = reinterpret_cast<const float4*>(p.x + int64_t(t) * K);
-        for (int g0 = lane; g0 < K4; g0 += 32 * 2 * B) {
-          float4 v[2 * B];
+  // Few registers here: they count against the whole kernel (the weight chunks requested before the
+  // wait are live), and more of them would cost blocks per SM, so loads in flight.
+  constexpr int B = 2;  // float4 loads of x in flight per thread
+  if (p.norm) {  // 1 / rms per token: kWarps / NT warps a token, partial sums in red
+    const int wpt = kWarps / NT, t = warp / wpt;
+    float ss = 0.f;
+    if (t < p.T) {
+      const float4* x = reinterpret_cast<const float4*>(p.x + int64_t(t) * K);
+      for (int g0 = (warp % wpt) * 32 + lane; g0 < K4; g0 += wpt * 32 * B) {
+        float4 v[B];
 #pragma unroll
-          for (int u = 0; u < 2 * B; ++u) v[u] = g0 + 32 * u < K4 ? x[g0 + 32 * u] : zero;
+        for (int u = 0; u < B; ++u) v[u] = g0 + wpt * 32 * u < K4 ? x[g0 + wpt * 32 * u] : zero;
 #pragma unroll
-          for (int u = 0; u < 2 * B; ++u) ss += v[u].x * v[u].x + v[u].y * v[u].y + v[u].z * v[u].z + v[u].w * v[u].w;
-        }
-        ss = warp_sum(ss);
+        for (int u = 0; u < B; ++u) ss += v[u].x * v[u].x + v[u].y * v[u].y + v[u].z * v[u].z + v[u].w * v[u].w;
       }
-      if (lane == 0) inv[t] = 1.0f / sqrtf(ss / float(K) + p.eps);
+    }
+    ss = warp_sum(ss);
+    if (lane == 0) red[warp] = ss;
+    __syncthreads();
+    if (threadIdx.x < NT) {
+      float sum = 0.f;
+      for (int i = 0; i < wpt; ++i) sum += red[threadIdx.x * wpt + i];
+      inv[threadIdx.x] = 1.0f / sqrtf(sum / float(K) + p.eps);
     }
     __syncthreads();
   }
@@ -216,13 +222,11 @@ __device__ __forceinline__ XQ stage_xq(const GemvParams& p, int NT, uint8_t* sme
   // always have all 32 lanes (a warp past the end skips as a whole).
   const int K4w = (K4 + 31) / 32 * 32, items = NT * K4w;
   for (int i0 = threadIdx.x; i0 < items; i0 += kThreads * B) {
-    float4 v[B], w[B];
+    float4 v[B];
 #pragma unroll
     for (int u = 0; u < B; ++u) {
       const int i = i0 + kThreads * u, t = i / K4w, g = i - t * K4w;
-      const bool in = i < items && g < K4 && t < p.T;
-      v[u] = in ? reinterpret_cast<const float4*>(p.x + int64_t(t) * K)[g] : zero;
-      w[u] = in && norm_w ? reinterpret_cast<const float4*>(p.norm_w)[g] : zero;
+      v[u] = i < items && g < K4 && t < p.T ? reinterpret_cast<const float4*>(p.x + int64_t(t) * K)[g] : zero;
     }
 #pragma unroll
     for (int u = 0; u < B; ++u) {
@@ -231,8 +235,8 @@ __device__ __forceinline__ XQ stage_xq(const GemvParams& p, int NT, uint8_t* sme
       const int t = i / K4w, g = i - t * K4w;
       const bool in = g < K4;
       float4 x = v[u];
-      if (norm_w) {
-        float4 nw = w[u];
+      if (norm_w && in) {  // the norm weight was prefetched into L2 before the wait
+        float4 nw = reinterpret_cast<const float4*>(p.norm_w)[g];
         if (p.norm_add_one) nw.x += 1.f, nw.y += 1.f, nw.z += 1.f, nw.w += 1.f;
         x.x *= nw.x, x.y *= nw.y, x.z *= nw.z, x.w *= nw.w;
       }
@@ -433,7 +437,7 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
   load_residual();
 
   XQ xq{};
-  if constexpr (quant) xq = stage_xq(p, NT, reinterpret_cast<uint8_t*>(xs), inv);
+  if constexpr (quant) xq = stage_xq(p, NT, reinterpret_cast<uint8_t*>(xs), red, inv);
   else stage_xf(p, NT, xs, red);
 
   for (; base < p.units; base += stride) {
@@ -494,16 +498,6 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
   }
 }
 
-// Blocks per SM a product may fill (ELM_CUDA_GEMV_BLOCKS_PER_SM, experiments; default: all that fit).
-// Fewer leave room for the next kernel's blocks to start early and request their weights (PDL).
-int gemv_blocks_cap() {
-  static const int cap = [] {
-    const char* e = std::getenv("ELM_CUDA_GEMV_BLOCKS_PER_SM");
-    return e ? std::max(0, std::atoi(e)) : 0;
-  }();
-  return cap;
-}
-
 template <DType WT, int NT, int R, int P, int U = 2, int L = 32>
 void launch_gemv(const GemvParams& p, cudaStream_t s) {
   constexpr bool quant = WT == DType::Q8 || WT == DType::Q4 || WT == DType::Q4M;
@@ -514,15 +508,19 @@ void launch_gemv(const GemvParams& p, cudaStream_t s) {
   // are not that many groups.
   const int64_t per_block = int64_t(kWarps) * (32 / L) * P;
   const int64_t want = (p.units + per_block - 1) / per_block;
-  int per_sm = blocks_per_sm(reinterpret_cast<const void*>(k), kThreads, smem);
-  if (gemv_blocks_cap() > 0) per_sm = std::min(per_sm, gemv_blocks_cap());
-  const int64_t fit = int64_t(per_sm) * sm_count();
+  // (Capping this at one block per SM, to leave room for the next kernel's blocks to start early,
+  // measured 1,263 -> 902 tok/s on llama3.2-1b int4-g32: loads in flight matter more.)
+  const int64_t fit = int64_t(blocks_per_sm(reinterpret_cast<const void*>(k), kThreads, smem)) * sm_count();
   launch(k, unsigned(std::max<int64_t>(1, std::min(want, fit))), kThreads, smem, s, "gemv", p);
 }
 
-// Quantized rows of at most 16 chunks (small models) take 8 or 16 lanes each, any token count.
-template <DType WT, int R, int L>
-void launch_short(const GemvParams& p, cudaStream_t s) {
+// Quantized rows of at most 16 chunks (small models) take 8 or 16 lanes each, any token count; single
+// tokens over many rows (a small model's output head: 49k rows of 12 chunks) take P1 rows per sub-warp,
+// so that each streams several rows at once instead of one short row per round trip.
+template <DType WT, int R, int L, int P1>
+void launch_short(const GemvParams& p, cudaStream_t s, bool aligned) {
+  const bool large = p.units / (int64_t(kWarps) * (32 / L) * P1) >= 2 * sm_count();
+  if (p.T <= 1 && aligned && large) return launch_gemv<WT, 1, R, P1, 2, L>(p, s);
   if (p.T <= 1) return launch_gemv<WT, 1, R, 1, 2, L>(p, s);
   if (p.T <= 2) return launch_gemv<WT, 2, R, 1, 2, L>(p, s);
   if (p.T <= 4) return launch_gemv<WT, 4, R, 1, 2, L>(p, s);
@@ -535,14 +533,14 @@ void launch_short(const GemvParams& p, cudaStream_t s) {
 template <DType WT, int R>
 void launch_nt(const GemvParams& p, cudaStream_t s) {
   constexpr int P1 = R == 1 ? 4 : 2;
+  bool aligned = true;  // groups of P1 units never straddle two weights
+  for (int i = 0; i + 1 < p.n; ++i) aligned = aligned && p.offs[i + 1] % P1 == 0;
   constexpr bool quant = WT == DType::Q8 || WT == DType::Q4 || WT == DType::Q4M;
   if constexpr (quant) {
     const int nchunks = p.K / chunk_values<WT>();
-    if (nchunks <= 8) return launch_short<WT, R, 8>(p, s);
-    if (nchunks <= 16) return launch_short<WT, R, 16>(p, s);
+    if (nchunks <= 8) return launch_short<WT, R, 8, P1>(p, s, aligned);
+    if (nchunks <= 16) return launch_short<WT, R, 16, P1>(p, s, aligned);
   }
-  bool aligned = true;  // groups of P1 units never straddle two weights
-  for (int i = 0; i + 1 < p.n; ++i) aligned = aligned && p.offs[i + 1] % P1 == 0;
   const bool large = p.units / (kWarps * P1) >= 2 * sm_count();
   const bool long_rows = p.K / chunk_values<WT>() >= 32 * 4;  // 4+ chunks per lane: request them at once
   if (p.T <= 1 && aligned && large) return launch_gemv<WT, 1, R, P1>(p, s);
