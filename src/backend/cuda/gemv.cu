@@ -174,7 +174,7 @@ __device__ __forceinline__ void chunk_dot_i8(uint4 w, float d, float m, const XQ
 }
 
 // Stages x [NT, K] (rows past T zero) as XQ in `smem`, with the fused RMSNorm applied first. Every
-// thread of the block calls it. `red`: kWarps floats, `inv`: NT floats of shared scratch.
+// thread of the block calls it. `red`: NT * kWarps floats, `inv`: NT floats of shared scratch.
 //
 // This runs after the wait for the previous kernel, so its length is on the critical path of every
 // decode product: its global loads are issued in batches (a loop that loaded, shuffled and stored one
@@ -194,25 +194,31 @@ __device__ __forceinline__ XQ stage_xq(const GemvParams& p, int NT, uint8_t* sme
   // Few registers here: they count against the whole kernel (the weight chunks requested before the
   // wait are live), and more of them would cost blocks per SM, so loads in flight.
   constexpr int B = 2;  // float4 loads of x in flight per thread
-  if (p.norm) {  // 1 / rms per token: kWarps / NT warps a token, partial sums in red
-    const int wpt = kWarps / NT, t = warp / wpt;
-    float ss = 0.f;
-    if (t < p.T) {
-      const float4* x = reinterpret_cast<const float4*>(p.x + int64_t(t) * K);
-      for (int g0 = (warp % wpt) * 32 + lane; g0 < K4; g0 += wpt * 32 * B) {
-        float4 v[B];
+  if (p.norm) {
+    // 1 / rms per token from kWarps partial sums: part v of token t sums float4s v * 32 + lane + 256 k.
+    // Warp w computes the parts (t, v) with t * kWarps + v = w (mod kWarps), so all warps share the
+    // loads whatever NT is, and every part is summed in the same order for any NT: a token's result
+    // does not depend on how many tokens its step has (speculative verification relies on it).
+    for (int tv = warp; tv < NT * kWarps; tv += kWarps) {
+      const int t = tv / kWarps, v = tv % kWarps;
+      float ss = 0.f;
+      if (t < p.T) {
+        const float4* x = reinterpret_cast<const float4*>(p.x + int64_t(t) * K);
+        for (int g0 = v * 32 + lane; g0 < K4; g0 += kThreads * B) {
+          float4 xv[B];
 #pragma unroll
-        for (int u = 0; u < B; ++u) v[u] = g0 + wpt * 32 * u < K4 ? x[g0 + wpt * 32 * u] : zero;
+          for (int u = 0; u < B; ++u) xv[u] = g0 + kThreads * u < K4 ? x[g0 + kThreads * u] : zero;
 #pragma unroll
-        for (int u = 0; u < B; ++u) ss += v[u].x * v[u].x + v[u].y * v[u].y + v[u].z * v[u].z + v[u].w * v[u].w;
+          for (int u = 0; u < B; ++u) ss += xv[u].x * xv[u].x + xv[u].y * xv[u].y + xv[u].z * xv[u].z + xv[u].w * xv[u].w;
+        }
       }
+      ss = warp_sum(ss);
+      if (lane == 0) red[tv] = ss;
     }
-    ss = warp_sum(ss);
-    if (lane == 0) red[warp] = ss;
     __syncthreads();
     if (threadIdx.x < NT) {
       float sum = 0.f;
-      for (int i = 0; i < wpt; ++i) sum += red[threadIdx.x * wpt + i];
+      for (int v = 0; v < kWarps; ++v) sum += red[threadIdx.x * kWarps + v];
       inv[threadIdx.x] = 1.0f / sqrtf(sum / float(K) + p.eps);
     }
     __syncthreads();
@@ -383,11 +389,22 @@ __device__ __forceinline__ void load_chunks(const Group<R>& g, int c0, int nchun
 // long row's chunks all requested at once when U covers it (an 8192-wide row: U = 8).
 // Rows of fewer than 32 chunks (small models: a 384-wide Q4 row is 12 chunks) take L = 8 or 16 lanes
 // each, so a warp streams 32 / L groups side by side instead of leaving most lanes idle.
+// Blocks per SM the compiler must leave registers for (a floor under the loads in flight per SM): the
+// counts these products reached before the staging of x grew (which cost Q8 single-token products a
+// block per SM and int8 decode 4-6 %). Without a floor, ptxas spends registers freely.
+template <DType WT, int NT, int R, int P, int U>
+constexpr int gemv_min_blocks() {
+  if (NT == 1 && P == 1 && U == 2) return 4;                      // <= 64 registers
+  if (WT == DType::Q8 && NT == 1 && (U == 8 || P == 2)) return 3;  // <= 85
+  if (NT <= 4 && R == 1 && P == 1) return 3;
+  return 2;                                                       // <= 128
+}
+
 template <DType WT, int NT, int R, int P, int U, int L>
-__global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
+__global__ void __launch_bounds__(kThreads, gemv_min_blocks<WT, NT, R, P, U>()) gemv_kernel(const GemvParams p) {
   static_assert(L == 8 || L == 16 || L == 32, "lanes per row");
   extern __shared__ float4 xs[];
-  __shared__ float red[32], inv[8];
+  __shared__ float red[8 * kWarps], inv[8];
   constexpr int RW = R * P, S = 32 / L;
   constexpr int VPC = chunk_values<WT>();
   constexpr bool quant = WT == DType::Q8 || WT == DType::Q4 || WT == DType::Q4M;
@@ -428,19 +445,19 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
     locate<WT, R, P>(p, base + mine, cur);
     load_chunks<WT, U, R, P, L>(cur, sl, nchunks, rb, sb, group, sf32, a);  // weights before x: overlaps the last kernel
   }
-  load_bias();
   const bool norm_w = p.norm && p.norm_w;
   if (norm_w)  // a weight too: into L2 now, read with x below
     for (int g = threadIdx.x * 8; g < K4; g += kThreads * 8)  // one 128-byte line each
       asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const float4*>(p.norm_w) + g));
   pdl_wait();
-  load_residual();
 
   XQ xq{};
   if constexpr (quant) xq = stage_xq(p, NT, reinterpret_cast<uint8_t*>(xs), red, inv);
   else stage_xf(p, NT, xs, red);
 
   for (; base < p.units; base += stride) {
+    load_bias();
+    load_residual();
     float acc[RW][NT];
 #pragma unroll
     for (int k = 0; k < RW; ++k)
@@ -493,8 +510,6 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
     } else {
       cur.valid = 0;
     }
-    load_bias();
-    load_residual();
   }
 }
 
