@@ -13,6 +13,8 @@
 #include <cfloat>
 #include <cstdlib>
 
+#include "backend/cuda/attention_mask.cuh"
+#include "backend/cuda/attention_mma.h"
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/rope.cuh"
 
@@ -38,21 +40,6 @@ template <class KT>
 __device__ __forceinline__ float kv_round(float v) {
   if constexpr (std::is_same_v<KT, float>) return v;
   else return __half2float(__float2half_rn(v));
-}
-
-__device__ __forceinline__ bool key_visible(int32_t pk, int32_t pq, int window) {
-  return pk >= 0 && pk <= pq && (window == 0 || pq - pk < window);
-}
-
-// Slots [lo, hi) that may hold keys visible to a query at pq.
-__device__ __forceinline__ void key_range(const KvView& kv, int32_t pq_min, int32_t pq_max, int window, int& lo,
-                                          int& hi) {
-  if (kv.ring) {
-    lo = 0, hi = kv.cap;
-  } else {
-    hi = min(pq_max + 1, kv.cap);
-    lo = window > 0 ? max(0, pq_min - window + 1) : 0;
-  }
 }
 
 template <class KT>
@@ -864,6 +851,7 @@ void launch_attention(const AttnArgs& a, const KvView& kv, const int32_t* positi
                       cudaStream_t s) {
   const int dmax = std::max(kv.head_dim, kv.v_head_dim);
   if (a.single_seq && a.T > kDecodeMaxT) {
+    if (attention_prefill_mma(a, kv, positions, seqs, s)) return;
     if (dmax <= 64) return launch_prefill<KT, 64>(a, kv, positions, seqs, s);
     if (dmax <= 128) return launch_prefill<KT, 128>(a, kv, positions, seqs, s);
     return launch_prefill<KT, 256>(a, kv, positions, seqs, s);

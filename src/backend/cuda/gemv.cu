@@ -174,9 +174,15 @@ __device__ __forceinline__ void chunk_dot_i8(uint4 w, float d, float m, const XQ
 }
 
 // Stages x [NT, K] (rows past T zero) as XQ in `smem`, with the fused RMSNorm applied first. Every
-// thread of the block calls it. `red`: 32 floats of shared scratch, `inv`: NT floats.
+// thread of the block calls it. `red`: NT * kWarps floats, `inv`: NT floats of shared scratch.
+//
+// This runs after the wait for the previous kernel, so its length is on the critical path of every
+// decode product: its global loads are issued in batches (a loop that loaded, shuffled and stored one
+// float4 at a time was a chain of dependent L2 round trips, K / 1024 of them per token, and one chain
+// per token in verification steps), and the tokens are staged side by side rather than one after another.
 __device__ __forceinline__ XQ stage_xq(const GemvParams& p, int NT, uint8_t* smem, float* red, float* inv) {
   const int K = p.K, K4 = K / 4, nb = K / 32;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   XQ q;
   q.nb = nb;
   int4* lo = reinterpret_cast<int4*>(smem);
@@ -184,40 +190,72 @@ __device__ __forceinline__ XQ stage_xq(const GemvParams& p, int NT, uint8_t* sme
   float2* ds = reinterpret_cast<float2*>(smem + size_t(NT) * nb * 32 + 64);
   q.lo = lo, q.hi = hi, q.ds = ds;
   const bool norm_w = p.norm && p.norm_w;
-  for (int t = 0; t < NT; ++t) {
-    const float4* x = reinterpret_cast<const float4*>(p.x + int64_t(t) * K);
-    if (p.norm && t < p.T) {
+  const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+  // Few registers here: they count against the whole kernel (the weight chunks requested before the
+  // wait are live), and more of them would cost blocks per SM, so loads in flight.
+  constexpr int B = 2;  // float4 loads of x in flight per thread
+  if (p.norm) {
+    // 1 / rms per token from kWarps partial sums: part v of token t sums float4s v * 32 + lane + 256 k.
+    // Warp w computes the parts (t, v) with t * kWarps + v = w (mod kWarps), so all warps share the
+    // loads whatever NT is, and every part is summed in the same order for any NT: a token's result
+    // does not depend on how many tokens its step has (speculative verification relies on it).
+    for (int tv = warp; tv < NT * kWarps; tv += kWarps) {
+      const int t = tv / kWarps, v = tv % kWarps;
       float ss = 0.f;
-      for (int g = threadIdx.x; g < K4; g += kThreads) {
-        const float4 v = x[g];
-        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+      if (t < p.T) {
+        const float4* x = reinterpret_cast<const float4*>(p.x + int64_t(t) * K);
+        for (int g0 = v * 32 + lane; g0 < K4; g0 += kThreads * B) {
+          float4 xv[B];
+#pragma unroll
+          for (int u = 0; u < B; ++u) xv[u] = g0 + kThreads * u < K4 ? x[g0 + kThreads * u] : zero;
+#pragma unroll
+          for (int u = 0; u < B; ++u) ss += xv[u].x * xv[u].x + xv[u].y * xv[u].y + xv[u].z * xv[u].z + xv[u].w * xv[u].w;
+        }
       }
-      const float r = 1.0f / sqrtf(block_sum(ss, red) / float(K) + p.eps);
-      if (threadIdx.x == 0) inv[t] = r;
+      ss = warp_sum(ss);
+      if (lane == 0) red[tv] = ss;
     }
+    __syncthreads();
+    if (threadIdx.x < NT) {
+      float sum = 0.f;
+      for (int v = 0; v < kWarps; ++v) sum += red[threadIdx.x * kWarps + v];
+      inv[threadIdx.x] = 1.0f / sqrtf(sum / float(K) + p.eps);
+    }
+    __syncthreads();
   }
-  __syncthreads();
-  // Eight consecutive threads quantize one block (float4 each): the loop runs whole warps, so the
-  // shuffles below always have all 32 lanes.
-  const int K4w = (K4 + 31) / 32 * 32;
-  for (int t = 0; t < NT; ++t) {
-    const float4* x = reinterpret_cast<const float4*>(p.x + int64_t(t) * K);
-    const float r = p.norm && t < p.T ? inv[t] : 1.f;
-    for (int g = threadIdx.x; g < K4w; g += kThreads) {
+  // Item i = t * K4w + g: float4 g of token t. Eight consecutive lanes quantize one 32-value block; K4w
+  // is a multiple of 32, so a warp's items are four whole blocks of one token and the shuffles below
+  // always have all 32 lanes (a warp past the end skips as a whole).
+  const int K4w = (K4 + 31) / 32 * 32, items = NT * K4w;
+  for (int i0 = threadIdx.x; i0 < items; i0 += kThreads * B) {
+    float4 v[B];
+#pragma unroll
+    for (int u = 0; u < B; ++u) {
+      const int i = i0 + kThreads * u, t = i / K4w, g = i - t * K4w;
+      v[u] = i < items && g < K4 && t < p.T ? reinterpret_cast<const float4*>(p.x + int64_t(t) * K)[g] : zero;
+    }
+#pragma unroll
+    for (int u = 0; u < B; ++u) {
+      const int i = i0 + kThreads * u;
+      if (i >= items) break;  // uniform per warp
+      const int t = i / K4w, g = i - t * K4w;
       const bool in = g < K4;
-      float4 v = in && t < p.T ? x[g] : make_float4(0.f, 0.f, 0.f, 0.f);
-      if (in && norm_w) {
-        float4 w = reinterpret_cast<const float4*>(p.norm_w)[g];
-        if (p.norm_add_one) w.x += 1.f, w.y += 1.f, w.z += 1.f, w.w += 1.f;
-        v.x *= w.x, v.y *= w.y, v.z *= w.z, v.w *= w.w;
+      float4 x = v[u];
+      if (norm_w && in) {  // the norm weight was prefetched into L2 before the wait
+        float4 nw = reinterpret_cast<const float4*>(p.norm_w)[g];
+        if (p.norm_add_one) nw.x += 1.f, nw.y += 1.f, nw.z += 1.f, nw.w += 1.f;
+        x.x *= nw.x, x.y *= nw.y, x.z *= nw.z, x.w *= nw.w;
       }
-      if (p.norm) v.x *= r, v.y *= r, v.z *= r, v.w *= r;
-      float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+      if (p.norm) {
+        const float r = t < p.T ? inv[t] : 1.f;
+        x.x *= r, x.y *= r, x.z *= r, x.w *= r;
+      }
+      float amax = fmaxf(fmaxf(fabsf(x.x), fabsf(x.y)), fmaxf(fabsf(x.z), fabsf(x.w)));
 #pragma unroll
       for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
       const float id = amax > 0.f ? 127.f / amax : 0.f;
       auto quant = [id](float e) { return __float2int_rn(fminf(127.f, fmaxf(-127.f, e * id))); };
-      const int q0 = quant(v.x), q1 = quant(v.y), q2 = quant(v.z), q3 = quant(v.w);
+      const int q0 = quant(x.x), q1 = quant(x.y), q2 = quant(x.z), q3 = quant(x.w);
       int sum = q0 + q1 + q2 + q3;
 #pragma unroll
       for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
@@ -235,6 +273,44 @@ __device__ __forceinline__ XQ stage_xq(const GemvParams& p, int NT, uint8_t* sme
   }
   __syncthreads();
   return q;
+}
+
+// Float weights: x rows [NT, K] into shared memory (rows past T zero), swizzled, RMSNorm applied in place
+// when fused: the norm weight is applied with the load (x and w requested together), the 1 / rms once
+// the sum is known. Every thread of the block calls it. `red`: 32 floats of shared scratch.
+__device__ __forceinline__ void stage_xf(const GemvParams& p, int NT, float4* xs, float* red) {
+  const int K = p.K, K4 = K / 4;
+  const bool norm_w = p.norm && p.norm_w;
+  for (int t = 0; t < NT; ++t) {
+    float ss = 0.f;
+    for (int g = threadIdx.x; g < K4; g += kThreads) {
+      float4 v = t < p.T ? reinterpret_cast<const float4*>(p.x + int64_t(t) * K)[g] : make_float4(0, 0, 0, 0);
+      ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+      if (norm_w) {
+        float4 w = reinterpret_cast<const float4*>(p.norm_w)[g];
+        if (p.norm_add_one) w.x += 1.f, w.y += 1.f, w.z += 1.f, w.w += 1.f;
+        v.x *= w.x, v.y *= w.y, v.z *= w.z, v.w *= w.w;
+      }
+      xs[t * K4 + swz(g)] = v;
+    }
+    if (p.norm && t < p.T) {
+      const float inv = 1.0f / sqrtf(block_sum(ss, red) / float(K) + p.eps);
+      for (int g = threadIdx.x; g < K4; g += kThreads) {
+        float4 v = xs[t * K4 + swz(g)];
+        v.x *= inv, v.y *= inv, v.z *= inv, v.w *= inv;
+        xs[t * K4 + swz(g)] = v;
+      }
+    }
+  }
+  __syncthreads();
+}
+
+// Sum over the L lanes of a row (aligned groups of L lanes of the warp); every lane gets it.
+template <int L>
+__device__ __forceinline__ float lanes_sum(float v) {
+#pragma unroll
+  for (int o = L / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
 }
 
 // One warp's group of P consecutive output units (rows of one weight, or gate rows and the up rows
@@ -282,13 +358,13 @@ struct Chunks {
   float d[U][RW], m[U][RW];
 };
 
-template <DType WT, int U, int R, int P>
+template <DType WT, int U, int R, int P, int L>
 __device__ __forceinline__ void load_chunks(const Group<R>& g, int c0, int nchunks, int64_t rb, int64_t sb, int group,
                                             bool sf32, Chunks<U, R * P>& b) {
   constexpr int VPC = chunk_values<WT>();
 #pragma unroll
   for (int u = 0; u < U; ++u) {
-    const int c = c0 + 32 * u;
+    const int c = c0 + L * u;
 #pragma unroll
     for (int j = 0; j < P; ++j)
 #pragma unroll
@@ -311,18 +387,35 @@ __device__ __forceinline__ void load_chunks(const Group<R>& g, int c0, int nchun
 // their rows together, U 16-byte chunks per lane and row in flight, so a warp keeps P x R x U x 512
 // bytes of loads outstanding even when rows are short (a 2048-wide Q4 row is only 1 KiB) and has a
 // long row's chunks all requested at once when U covers it (an 8192-wide row: U = 8).
+// Rows of fewer than 32 chunks (small models: a 384-wide Q4 row is 12 chunks) take L = 8 or 16 lanes
+// each, so a warp streams 32 / L groups side by side instead of leaving most lanes idle.
+// Blocks per SM the compiler must leave registers for (a floor under the loads in flight per SM): the
+// counts these products reached before the staging of x grew (which cost Q8 single-token products a
+// block per SM and int8 decode 4-6 %). Without a floor, ptxas spends registers freely.
 template <DType WT, int NT, int R, int P, int U>
-__global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
+constexpr int gemv_min_blocks() {
+  if (NT == 1 && P == 1 && U == 2) return 4;                      // <= 64 registers
+  if (WT == DType::Q8 && NT == 1 && (U == 8 || P == 2)) return 3;  // <= 85
+  if (NT <= 4 && R == 1 && P == 1) return 3;
+  return 2;                                                       // <= 128
+}
+
+template <DType WT, int NT, int R, int P, int U, int L>
+__global__ void __launch_bounds__(kThreads, gemv_min_blocks<WT, NT, R, P, U>()) gemv_kernel(const GemvParams p) {
+  static_assert(L == 8 || L == 16 || L == 32, "lanes per row");
   extern __shared__ float4 xs[];
-  __shared__ float red[32], inv[8];
-  constexpr int RW = R * P;
+  __shared__ float red[8 * kWarps], inv[8];
+  constexpr int RW = R * P, S = 32 / L;
   constexpr int VPC = chunk_values<WT>();
   constexpr bool quant = WT == DType::Q8 || WT == DType::Q4 || WT == DType::Q4M;
   pdl_launch_dependents();
   const int K = p.K, K4 = K / 4;
-  const int lane = threadIdx.x & 31;
-  const int64_t stride = int64_t(gridDim.x) * kWarps * P;
-  int64_t unit = (int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5)) * P;
+  const int lane = threadIdx.x & 31, sl = lane % L;  // sl: the lane's place in its row
+  // The warp walks its groups together (every lane runs the same iterations: the sums below shuffle
+  // across the whole warp); its sub-warp `lane / L` takes the group at `base + (lane / L) * P`.
+  const int64_t stride = int64_t(gridDim.x) * kWarps * S * P;
+  int64_t base = (int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5)) * S * P;
+  const int64_t mine = (lane / L) * P;
   const int group = quant ? p.w[0].group : VPC;
   const bool sf32 = p.w[0].scale_f32;
   const int nchunks = K / VPC;
@@ -330,9 +423,27 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
 
   Group<R> cur;
   Chunks<U, RW> a;
-  if (unit < p.units) {
-    locate<WT, R, P>(p, unit, cur);
-    load_chunks<WT, U, R, P>(cur, lane, nchunks, rb, sb, group, sf32, a);  // weights before x: overlaps the last kernel
+  // The epilogue's bias and residual values of the group (lane t of a row: token t). The bias is a
+  // weight, requested with the first chunks; the residual right after the wait, before x is staged.
+  float res[P], bias[R][P];
+  auto load_bias = [&] {
+#pragma unroll
+    for (int j = 0; j < P; ++j)
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const float* b = R == 2 ? p.bias[r] : cur.bias;
+        bias[r][j] = sl < NT && sl < p.T && j < cur.valid && b ? b[cur.row0 + j] : 0.f;
+      }
+  };
+  auto load_residual = [&] {
+#pragma unroll
+    for (int j = 0; j < P; ++j)
+      res[j] = R == 1 && sl < NT && sl < p.T && j < cur.valid && cur.residual
+                   ? cur.residual[int64_t(sl) * cur.N + cur.row0 + j] : 0.f;
+  };
+  if (base + mine < p.units) {
+    locate<WT, R, P>(p, base + mine, cur);
+    load_chunks<WT, U, R, P, L>(cur, sl, nchunks, rb, sb, group, sf32, a);  // weights before x: overlaps the last kernel
   }
   const bool norm_w = p.norm && p.norm_w;
   if (norm_w)  // a weight too: into L2 now, read with x below
@@ -342,56 +453,21 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
 
   XQ xq{};
   if constexpr (quant) xq = stage_xq(p, NT, reinterpret_cast<uint8_t*>(xs), red, inv);
-  // Otherwise x rows into shared memory (rows past T are zero), RMSNorm applied in place when fused:
-  // the norm weight is applied with the load (x and w requested together), the 1 / rms once the sum
-  // is known.
-  for (int t = 0; t < (quant ? 0 : NT); ++t) {
-    float ss = 0.f;
-    for (int g = threadIdx.x; g < K4; g += kThreads) {
-      float4 v = t < p.T ? reinterpret_cast<const float4*>(p.x + int64_t(t) * K)[g] : make_float4(0, 0, 0, 0);
-      ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-      if (norm_w) {
-        float4 w = reinterpret_cast<const float4*>(p.norm_w)[g];
-        if (p.norm_add_one) w.x += 1.f, w.y += 1.f, w.z += 1.f, w.w += 1.f;
-        v.x *= w.x, v.y *= w.y, v.z *= w.z, v.w *= w.w;
-      }
-      xs[t * K4 + swz(g)] = v;
-    }
-    if (p.norm && t < p.T) {
-      const float inv = 1.0f / sqrtf(block_sum(ss, red) / float(K) + p.eps);
-      for (int g = threadIdx.x; g < K4; g += kThreads) {
-        float4 v = xs[t * K4 + swz(g)];
-        v.x *= inv, v.y *= inv, v.z *= inv, v.w *= inv;
-        xs[t * K4 + swz(g)] = v;
-      }
-    }
-  }
-  __syncthreads();
+  else stage_xf(p, NT, xs, red);
 
-  for (; unit < p.units; unit += stride) {
-    // The epilogue's residual and bias values (lane t: token t), requested before the products.
-    float res[P], bias[R][P];
-#pragma unroll
-    for (int j = 0; j < P; ++j) {
-      const int64_t row = cur.row0 + j;
-      const bool out = lane < NT && lane < p.T && j < cur.valid;
-      res[j] = R == 1 && out && cur.residual ? cur.residual[int64_t(lane) * cur.N + row] : 0.f;
-#pragma unroll
-      for (int r = 0; r < R; ++r) {
-        const float* b = R == 2 ? p.bias[r] : cur.bias;
-        bias[r][j] = out && b ? b[row] : 0.f;
-      }
-    }
+  for (; base < p.units; base += stride) {
+    load_bias();
+    load_residual();
     float acc[RW][NT];
 #pragma unroll
     for (int k = 0; k < RW; ++k)
 #pragma unroll
       for (int t = 0; t < NT; ++t) acc[k][t] = 0.f;
-    for (int c0 = lane; c0 < nchunks; c0 += 32 * U) {
-      if (c0 != lane) load_chunks<WT, U, R, P>(cur, c0, nchunks, rb, sb, group, sf32, a);
+    for (int c0 = sl; c0 < nchunks; c0 += L * U) {
+      if (c0 != sl) load_chunks<WT, U, R, P, L>(cur, c0, nchunks, rb, sb, group, sf32, a);
 #pragma unroll
       for (int u = 0; u < U; ++u) {
-        const int c = c0 + 32 * u;
+        const int c = c0 + L * u;
         if (c < nchunks) {
 #pragma unroll
           for (int k = 0; k < RW; ++k) {
@@ -404,10 +480,10 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
 #pragma unroll
     for (int k = 0; k < RW; ++k)
 #pragma unroll
-      for (int t = 0; t < NT; ++t) acc[k][t] = warp_sum(acc[k][t]);
-    // Lane t writes token t (acc indices stay compile-time: select by unrolled comparison).
-    if (lane < NT && lane < p.T) {
-      const int64_t t = lane;
+      for (int t = 0; t < NT; ++t) acc[k][t] = lanes_sum<L>(acc[k][t]);
+    // Lane t of a row writes token t (acc indices stay compile-time: select by unrolled comparison).
+    if (sl < NT && sl < p.T) {
+      const int64_t t = sl;
 #pragma unroll
       for (int j = 0; j < P; ++j) {
         if (j >= cur.valid) break;
@@ -417,7 +493,7 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
           v[r] = acc[j * R + r][0];
 #pragma unroll
           for (int tt = 1; tt < NT; ++tt)
-            if (lane == tt) v[r] = acc[j * R + r][tt];
+            if (sl == tt) v[r] = acc[j * R + r][tt];
         }
         const int64_t row = cur.row0 + j;
         if constexpr (R == 2) {
@@ -427,25 +503,43 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
         }
       }
     }
-    // The next group's first chunks.
-    if (unit + stride < p.units) {
-      locate<WT, R, P>(p, unit + stride, cur);
-      load_chunks<WT, U, R, P>(cur, lane, nchunks, rb, sb, group, sf32, a);
+    // The next group's first chunks (a sub-warp past the end keeps no rows: its sums stay zero).
+    if (base + stride + mine < p.units) {
+      locate<WT, R, P>(p, base + stride + mine, cur);
+      load_chunks<WT, U, R, P, L>(cur, sl, nchunks, rb, sb, group, sf32, a);
+    } else {
+      cur.valid = 0;
     }
   }
 }
 
-template <DType WT, int NT, int R, int P, int U = 2>
+template <DType WT, int NT, int R, int P, int U = 2, int L = 32>
 void launch_gemv(const GemvParams& p, cudaStream_t s) {
   constexpr bool quant = WT == DType::Q8 || WT == DType::Q4 || WT == DType::Q4M;
   const size_t smem = quant ? xq_bytes(NT, p.K) : size_t(NT) * size_t(p.K) * 4;
-  auto* k = gemv_kernel<WT, NT, R, P, U>;
+  auto* k = gemv_kernel<WT, NT, R, P, U, L>;
   allow_dynamic_smem(reinterpret_cast<const void*>(k), smem);
   // As many blocks as fit on the GPU at once (each warp then loops over its groups), fewer when there
   // are not that many groups.
-  const int64_t want = (p.units + kWarps * P - 1) / (kWarps * P);
+  const int64_t per_block = int64_t(kWarps) * (32 / L) * P;
+  const int64_t want = (p.units + per_block - 1) / per_block;
+  // (Capping this at one block per SM, to leave room for the next kernel's blocks to start early,
+  // measured 1,263 -> 902 tok/s on llama3.2-1b int4-g32: loads in flight matter more.)
   const int64_t fit = int64_t(blocks_per_sm(reinterpret_cast<const void*>(k), kThreads, smem)) * sm_count();
   launch(k, unsigned(std::max<int64_t>(1, std::min(want, fit))), kThreads, smem, s, "gemv", p);
+}
+
+// Quantized rows of at most 16 chunks (small models) take 8 or 16 lanes each, any token count; single
+// tokens over many rows (a small model's output head: 49k rows of 12 chunks) take P1 rows per sub-warp,
+// so that each streams several rows at once instead of one short row per round trip.
+template <DType WT, int R, int L, int P1>
+void launch_short(const GemvParams& p, cudaStream_t s, bool aligned) {
+  const bool large = p.units / (int64_t(kWarps) * (32 / L) * P1) >= 2 * sm_count();
+  if (p.T <= 1 && aligned && large) return launch_gemv<WT, 1, R, P1, 2, L>(p, s);
+  if (p.T <= 1) return launch_gemv<WT, 1, R, 1, 2, L>(p, s);
+  if (p.T <= 2) return launch_gemv<WT, 2, R, 1, 2, L>(p, s);
+  if (p.T <= 4) return launch_gemv<WT, 4, R, 1, 2, L>(p, s);
+  return launch_gemv<WT, 8, R, 1, 2, L>(p, s);
 }
 
 // Units per warp: for single tokens over a large matrix (the output head, gated MLPs), 4 rows in flight
@@ -456,6 +550,12 @@ void launch_nt(const GemvParams& p, cudaStream_t s) {
   constexpr int P1 = R == 1 ? 4 : 2;
   bool aligned = true;  // groups of P1 units never straddle two weights
   for (int i = 0; i + 1 < p.n; ++i) aligned = aligned && p.offs[i + 1] % P1 == 0;
+  constexpr bool quant = WT == DType::Q8 || WT == DType::Q4 || WT == DType::Q4M;
+  if constexpr (quant) {
+    const int nchunks = p.K / chunk_values<WT>();
+    if (nchunks <= 8) return launch_short<WT, R, 8, P1>(p, s, aligned);
+    if (nchunks <= 16) return launch_short<WT, R, 16, P1>(p, s, aligned);
+  }
   const bool large = p.units / (kWarps * P1) >= 2 * sm_count();
   const bool long_rows = p.K / chunk_values<WT>() >= 32 * 4;  // 4+ chunks per lane: request them at once
   if (p.T <= 1 && aligned && large) return launch_gemv<WT, 1, R, P1>(p, s);

@@ -114,6 +114,9 @@ struct AttnArgs {
   float scale = 1, softcap = 0;
   int window = 0;
   bool single_seq = false;  // every token of the step belongs to one sequence: the tiled kernel may run
+  // 16-bit activations: prefill over an f16 cache may score and weight on the tensor cores (queries
+  // and probabilities rounded to f16, float32 accumulation); float32 activations keep float32 arithmetic.
+  bool tensor_cores = false;
   float* out = nullptr;     // [T, heads * v_head_dim]
   float* work = nullptr;    // attention_work_floats(...) floats
   int* counters = nullptr;  // attention_counters(...) ints, zero before the first launch

@@ -429,6 +429,7 @@ void CudaSegment::exec(size_t i, cudaStream_t s) {
     a.softcap = float(n.attrs.f("softcap", 0));
     a.window = int(n.attrs.i("window", 0));
     a.single_seq = single_seq_;
+    a.tensor_cores = spec_.config.act_dtype != DType::F32;
     a.out = value(st.node);
     a.work = attn_work_.as<float>();
     a.counters = attn_counters_.as<int>();
