@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
     std::printf("loaded %s in %.1f s\n", model_path.c_str(), seconds_since(t0));
     if (!quant.empty()) {
       t0 = std::chrono::steady_clock::now();
-      const size_t bytes = quantize_weights(*m, QuantPolicy::parse(quant));
+      const size_t bytes = quantize_weights(*m, QuantPolicy::parse(quant), nullptr, /*threads=*/0);  // every core
       std::printf("quantized to %s: %.1f MiB in %.1f s\n", quant.c_str(), double(bytes) / (1 << 20), seconds_since(t0));
     }
     ELM_CHECK(prompt + gen <= ctx, "prompt + gen exceeds the context");

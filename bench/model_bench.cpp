@@ -6,14 +6,12 @@
 //   elm-model-bench -m MODEL [--backend cuda] [--quant int4] [--act f16] [--kv f16] [-p 512] [-n 128] [-r 5]
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "core/error.h"
-#include "core/thread_pool.h"
 #include "quant/quantize.h"
 #include "runtime/executor.h"
 #include "runtime/model.h"
@@ -39,38 +37,6 @@ DType act_type(const std::string& s) {
   if (s == "f16") return DType::F16;
   if (s == "bf16") return DType::BF16;
   fail("unknown activation type '", s, "' (f32, f16, bf16)");
-}
-
-// quantize_weights() with every core busy (a 1.7B model quantizes in seconds instead of a minute).
-size_t quantize_parallel(Model& m, const QuantPolicy& policy) {
-  std::vector<std::string> names;
-  for (const auto& [name, t] : m.weights.all()) names.push_back(name);
-  std::vector<std::pair<TensorView, std::vector<uint8_t>>> out(names.size());
-  std::vector<bool> converted(names.size(), false);
-  std::atomic<size_t> next{0};
-  ThreadPool pool(0);
-  pool.run_on_all([&](int, int) {
-    for (size_t i = next++; i < names.size(); i = next++) {
-      const TensorView& t = m.weights.get(names[i]);
-      const QuantSpec spec = policy.spec_for(weight_role(m.graph, names[i]), t.shape);
-      if (spec.type == t.dtype && (!is_quantized(t.dtype) || (spec.group == t.group && spec.scale_dtype == t.scale_dtype)))
-        continue;
-      const std::vector<float> f = to_f32(t);
-      out[i].second = quantize_matrix(f.data(), t.rows(), t.cols(), spec, &out[i].first);
-      out[i].first.shape = t.shape;
-      converted[i] = true;
-    }
-  });
-  WeightStore ws;
-  size_t total = 0;
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (converted[i]) ws.add_owned_bytes(names[i], out[i].first, std::move(out[i].second));
-    else ws.add(names[i], m.weights.get(names[i]));
-    total += ws.get(names[i]).nbytes;
-  }
-  ws.keep_alive(std::make_shared<WeightStore>(std::move(m.weights)));
-  m.weights = std::move(ws);
-  return total;
 }
 
 size_t gpu_memory() {
@@ -105,7 +71,7 @@ int main(int argc, char** argv) {
     auto t0 = Clock::now();
     std::shared_ptr<Model> model = Model::load(model_path);
     size_t weight_bytes = model->weights.total_bytes();
-    if (quant != "none") weight_bytes = quantize_parallel(*model, QuantPolicy::parse(quant));
+    if (quant != "none") weight_bytes = quantize_weights(*model, QuantPolicy::parse(quant), nullptr, /*threads=*/0);
     const double load_s = seconds_since(t0);
 
     RuntimeConfig cfg;

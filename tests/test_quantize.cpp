@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/error.h"
 #include "core/half.h"
@@ -161,4 +162,24 @@ TEST(Quantize, WeightsArePlacedByRoleAndLayer) {
   EXPECT_EQ(weight_role(g, "model.layers.2.mlp.up_proj.weight"), WeightRole::FeedForward);
   EXPECT_EQ(weight_role(g, "model.embed_tokens.weight"), WeightRole::Output);  // tied
   EXPECT_EQ(weight_role(g, "model.norm.weight"), WeightRole::Small);
+}
+
+// quantize_weights on several threads gives the very bytes of the sequential pass, tensor by tensor, under
+// the default policy (its formats depend on each weight's role and layer).
+TEST(Quantize, ParallelQuantizationEqualsSequential) {
+  ELM_REQUIRE_SHARED("fixtures/tiny/llama");
+  const std::string dir = test::shared("fixtures/tiny/llama");
+  const auto one = Model::load(dir), many = Model::load(dir);
+  const QuantPolicy policy = QuantPolicy::parse(kDefaultQuant);
+  const size_t bytes = quantize_weights(*one, policy, nullptr, 1);
+  EXPECT_EQ(quantize_weights(*many, policy, nullptr, 4), bytes);
+  size_t n = 0;
+  for (const auto& [name, a] : one->weights.all()) {
+    const TensorView& b = many->weights.get(name);
+    ASSERT_EQ(a.dtype, b.dtype) << name;
+    ASSERT_EQ(a.nbytes, b.nbytes) << name;
+    EXPECT_EQ(std::memcmp(a.data, b.data, a.nbytes), 0) << name;
+    n += is_quantized(a.dtype);
+  }
+  EXPECT_GT(n, 0u);
 }

@@ -1,12 +1,14 @@
 #include "quant/quantize.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cmath>
 #include <cstring>
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/thread_pool.h"
 #include "quant/calibration.h"
 #include "quant/gptq.h"
 #include "runtime/model.h"
@@ -308,23 +310,39 @@ QuantSpec QuantPolicy::spec_for(WeightRole role, const Shape& shape, int layer, 
   return s;
 }
 
-size_t quantize_weights(Model& m, const QuantPolicy& policy, const ActivationStats* stats) {
+size_t quantize_weights(Model& m, const QuantPolicy& policy, const ActivationStats* stats, int threads) {
+  const int layers = layer_count(m.graph);
+  std::vector<std::string> names;
+  for (const auto& [name, t] : m.weights.all()) names.push_back(name);
+  // Per tensor: its new bytes, or nothing when it keeps its format.
+  std::vector<std::pair<TensorView, std::vector<uint8_t>>> converted(names.size());
+  std::vector<char> changed(names.size(), 0);
+  auto convert = [&](size_t i) {
+    const TensorView& t = m.weights.get(names[i]);
+    const QuantSpec spec = policy.spec_for(weight_role(m.graph, names[i]), t.shape, weight_layer(names[i]), layers);
+    if (spec.type == t.dtype && (!is_quantized(t.dtype) || (spec.group == t.group && spec.scale_dtype == t.scale_dtype)))
+      return;
+    const std::vector<float> f = to_f32(t);
+    converted[i].second = quantize_matrix(f.data(), t.rows(), t.cols(), spec, &converted[i].first,
+                                          stats ? stats->for_matrix(names[i], t.cols()) : MatrixCalibration{});
+    converted[i].first.shape = t.shape;
+    changed[i] = 1;
+  };
+  if (threads == 1) {
+    for (size_t i = 0; i < names.size(); ++i) convert(i);
+  } else {
+    std::atomic<size_t> next{0};
+    ThreadPool pool(threads);
+    pool.run_on_all([&](int, int) {
+      for (size_t i = next++; i < names.size(); i = next++) convert(i);
+    });
+  }
   WeightStore out;
   size_t total = 0;
-  const int layers = layer_count(m.graph);
-  for (const auto& [name, t] : m.weights.all()) {
-    const QuantSpec spec = policy.spec_for(weight_role(m.graph, name), t.shape, weight_layer(name), layers);
-    if (spec.type == t.dtype && (!is_quantized(t.dtype) || (spec.group == t.group && spec.scale_dtype == t.scale_dtype))) {
-      out.add(name, t);
-    } else {
-      const std::vector<float> f = to_f32(t);
-      TensorView v;
-      std::vector<uint8_t> bytes =
-          quantize_matrix(f.data(), t.rows(), t.cols(), spec, &v, stats ? stats->for_matrix(name, t.cols()) : MatrixCalibration{});
-      v.shape = t.shape;
-      out.add_owned_bytes(name, v, std::move(bytes));
-    }
-    total += out.get(name).nbytes;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (changed[i]) out.add_owned_bytes(names[i], converted[i].first, std::move(converted[i].second));
+    else out.add(names[i], m.weights.get(names[i]));
+    total += out.get(names[i]).nbytes;
   }
   // The source pages were read once; unchanged tensors fault back in from the page cache on use.
   m.weights.release_mapped_pages();

@@ -69,7 +69,9 @@ struct Model;
 struct ActivationStats;
 // Quantizes a loaded model's weights in memory under `policy` (the weights become owned buffers; the
 // originals stay mapped but untouched), calibrated by `stats` when given. For benchmarks and tests;
-// `elm convert` streams to a file. Returns the bytes of the weights afterwards.
-size_t quantize_weights(Model& model, const QuantPolicy& policy, const ActivationStats* stats = nullptr);
+// `elm convert` streams to a file. `threads` tensors at a time (<= 0: one per hardware thread; each
+// holds a float32 copy of its tensor meanwhile). Returns the bytes of the weights afterwards.
+size_t quantize_weights(Model& model, const QuantPolicy& policy, const ActivationStats* stats = nullptr,
+                        int threads = 1);
 
 }  // namespace elm
