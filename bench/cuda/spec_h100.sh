@@ -8,8 +8,12 @@ B=$(cd "$(dirname "$0")" && pwd); export LD_LIBRARY_PATH=$B/lib
 for z in $B/bin/*.xz; do [ -e "$z" ] && xz -d "$z" && chmod +x "${z%.xz}"; done
 for z in $B/models/*.xz; do [ -e "${z%.xz}" ] || xz -dk "$z"; done
 T=$B/models/ref-28m.elm; D=$B/models/ref-draft-14m.elm
+sums=""
 for rep in $(seq ${REPS:-1}); do
 for v in "" "--draft $D" "--draft $D --draft-vocab 16384" "--draft $D --draft-vocab 8192" "--draft $D --draft-vocab 8192 --draft-max 3 --draft-fixed" "--lookup 3"; do
   out=$($B/bin/elm run -m $T --backend cuda -p "The President said that" -n 256 --temp 0 -c 1024 -v $v 2>&1 >/tmp/o.txt | grep -E "generated|acceptance" | tr '\n' ' ')
-  echo "[$v] $(md5sum < /tmp/o.txt | cut -c1-8) $out" | sed -e "s#$B/models/##g" -e 's/prompt: [^|]*| //'
+  sum=$(md5sum < /tmp/o.txt | cut -c1-8); sums="$sums $sum"
+  echo "[$v] $sum $out" | sed -e "s#$B/models/##g" -e 's/prompt: [^|]*| //'
 done; done
+# Greedy speculation must reproduce plain decoding token for token.
+if [ $(echo $sums | tr ' ' '\n' | sort -u | wc -l) -eq 1 ]; then echo "all outputs identical"; else echo "OUTPUTS DIFFER"; exit 1; fi
