@@ -390,14 +390,16 @@ __device__ __forceinline__ void load_chunks(const Group<R>& g, int c0, int nchun
 // Rows of fewer than 32 chunks (small models: a 384-wide Q4 row is 12 chunks) take L = 8 or 16 lanes
 // each, so a warp streams 32 / L groups side by side instead of leaving most lanes idle.
 // Blocks per SM the compiler must leave registers for (a floor under the loads in flight per SM): the
-// counts these products reached before the staging of x grew (which cost Q8 single-token products a
-// block per SM and int8 decode 4-6 %). Without a floor, ptxas spends registers freely.
+// counts these products had before the staging of x grew, which cost Q8 single-token products a block
+// per SM and int8 decode 4-6 %. Without a floor, ptxas spends registers freely. Not for the long-row
+// products (U = 8): held to 85 registers they spill 260-500 bytes (`-Xptxas -v`); the floors below
+// spill at most 28 bytes (Q8 gated pairs, Q4M single gated pairs).
 template <DType WT, int NT, int R, int P, int U>
 constexpr int gemv_min_blocks() {
-  if (NT == 1 && P == 1 && U == 2) return 4;                      // <= 64 registers
-  if (WT == DType::Q8 && NT == 1 && (U == 8 || P == 2)) return 3;  // <= 85
-  if (NT <= 4 && R == 1 && P == 1) return 3;
-  return 2;                                                       // <= 128
+  if (NT == 1 && P == 1 && U == 2) return 4;                    // <= 64 registers
+  if (WT == DType::Q8 && NT == 1 && P == 2) return 3;            // <= 85
+  if (NT <= 4 && R == 1 && P == 1 && U == 2) return 3;
+  return 2;                                                     // <= 128
 }
 
 template <DType WT, int NT, int R, int P, int U, int L>
