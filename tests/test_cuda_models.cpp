@@ -11,6 +11,8 @@
 #include "fixture_check.h"
 #include "format/convert.h"
 #include "format/elm_compile.h"
+#include "quant/quantize.h"
+#include "runtime/session.h"
 #include "runtime/sampler.h"
 #include "util.h"
 
@@ -80,6 +82,52 @@ TEST(CudaGreedy, DeviceArgmaxMatchesCpuLogits) {
     }
     b.clear();
     b.add(want.back(), pos++, 0, true);
+  }
+}
+
+// What greedy speculative decoding needs from the GPU, as CpuBatchInvariance checks it on the CPU:
+// every row of a decode step of up to 8 tokens (the gemv and decode-attention paths a verification pass
+// takes) equals what a one-token step computes, bit for bit, with the settings of elm's GPU runs (f16
+// activations and cache) on float, int8 and int4 weights. (A token's RMSNorm sum once depended on its
+// step's width; spec_h100.sh's outputs differed before this test existed.)
+TEST(CudaBatchInvariance, DecodeStepsOfUpTo8TokensEqualOneTokenSteps) {
+  ELM_REQUIRE_CUDA();
+  for (const char* fixture : {"llama", "gemma3"}) {
+    const std::string rel = std::string("fixtures/tiny/") + fixture;
+    ELM_REQUIRE_SHARED(rel);
+    for (const char* quant : {"keep", "int8", "int4-g32"}) {
+      SCOPED_TRACE(rel + " " + quant);
+      std::shared_ptr<Model> m = Model::load(shared(rel));
+      if (std::string(quant) != "keep") quantize_weights(*m, QuantPolicy::parse(quant));
+      SessionOptions o;
+      o.runtime.n_ctx = 512, o.runtime.max_batch = 64;
+      o.runtime.act_dtype = DType::F16, o.runtime.kv_dtype = DType::F16;
+      o.backends = {"cuda"};
+      const int64_t V = m->graph.nodes[size_t(m->graph.output)].cols;
+      std::vector<int32_t> ids;
+      for (int i = 0; i < 160; ++i) ids.push_back(int32_t((i * 7919 + 13) % V));
+      const std::span<const int32_t> prompt(ids.data(), 40);
+      Session one(m, o), many(m, o);
+      one.feed(0, prompt), many.feed(0, prompt);
+      std::vector<float> want, got;
+      for (size_t i = 40; i < ids.size(); ++i) {
+        const std::vector<float> r = one.feed_all(0, std::span<const int32_t>(&ids[i], 1));
+        want.insert(want.end(), r.begin(), r.end());
+      }
+      const size_t sizes[] = {3, 8, 1, 5, 2, 4};
+      for (size_t i = 40, k = 0; i < ids.size(); ++k) {
+        const size_t n = std::min(sizes[k % 6], ids.size() - i);
+        const std::vector<float> r = many.feed_all(0, std::span<const int32_t>(&ids[i], n));
+        got.insert(got.end(), r.begin(), r.end());
+        i += n;
+      }
+      ASSERT_EQ(got.size(), want.size());
+      size_t first = got.size();
+      for (size_t i = 0; i < got.size() && first == got.size(); ++i)
+        if (got[i] != want[i]) first = i;
+      EXPECT_EQ(first, got.size()) << "first difference in row " << first / size_t(V) << ": " << got[first] << " vs "
+                                   << want[first];
+    }
   }
 }
 
