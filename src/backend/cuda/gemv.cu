@@ -425,24 +425,6 @@ __global__ void __launch_bounds__(kThreads, gemv_min_blocks<WT, NT, R, P, U>()) 
 
   Group<R> cur;
   Chunks<U, RW> a;
-  // The epilogue's bias and residual values of the group (lane t of a row: token t). The bias is a
-  // weight, requested with the first chunks; the residual right after the wait, before x is staged.
-  float res[P], bias[R][P];
-  auto load_bias = [&] {
-#pragma unroll
-    for (int j = 0; j < P; ++j)
-#pragma unroll
-      for (int r = 0; r < R; ++r) {
-        const float* b = R == 2 ? p.bias[r] : cur.bias;
-        bias[r][j] = sl < NT && sl < p.T && j < cur.valid && b ? b[cur.row0 + j] : 0.f;
-      }
-  };
-  auto load_residual = [&] {
-#pragma unroll
-    for (int j = 0; j < P; ++j)
-      res[j] = R == 1 && sl < NT && sl < p.T && j < cur.valid && cur.residual
-                   ? cur.residual[int64_t(sl) * cur.N + cur.row0 + j] : 0.f;
-  };
   if (base + mine < p.units) {
     locate<WT, R, P>(p, base + mine, cur);
     load_chunks<WT, U, R, P, L>(cur, sl, nchunks, rb, sb, group, sf32, a);  // weights before x: overlaps the last kernel
@@ -458,8 +440,19 @@ __global__ void __launch_bounds__(kThreads, gemv_min_blocks<WT, NT, R, P, U>()) 
   else stage_xf(p, NT, xs, red);
 
   for (; base < p.units; base += stride) {
-    load_bias();
-    load_residual();
+    // The epilogue's residual and bias values (lane t of a row: token t), requested before the products.
+    float res[P], bias[R][P];
+#pragma unroll
+    for (int j = 0; j < P; ++j) {
+      const int64_t row = cur.row0 + j;
+      const bool out = sl < NT && sl < p.T && j < cur.valid;
+      res[j] = R == 1 && out && cur.residual ? cur.residual[int64_t(sl) * cur.N + row] : 0.f;
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const float* b = R == 2 ? p.bias[r] : cur.bias;
+        bias[r][j] = out && b ? b[row] : 0.f;
+      }
+    }
     float acc[RW][NT];
 #pragma unroll
     for (int k = 0; k < RW; ++k)
