@@ -723,14 +723,7 @@ __global__ void __launch_bounds__(256) attn_prefill_kernel(AttnArgs a, KvView kv
   const int q0 = blockIdx.x * PQ, h = blockIdx.y, kvh = h / G;
   const int seq = seqs[0];
 
-  if (tid < PQ) qpos[tid] = q0 + tid < a.T ? positions[q0 + tid] : -1;
-  __syncthreads();
-  if (tid == 0) {
-    int32_t mn = INT32_MAX, mx = -1;
-    for (int r = 0; r < PQ; ++r)
-      if (qpos[r] >= 0) mn = min(mn, qpos[r]), mx = max(mx, qpos[r]);
-    range[0] = mn, range[1] = mx;
-  }
+  query_positions<PQ>(positions, q0, a.T, qpos, range);
   for (int i = tid; i < PQ * D; i += 256) {
     const int r = i / D, d = i % D;
     Qs[r * LD + d] = q0 + r < a.T

@@ -21,4 +21,20 @@ __device__ __forceinline__ void key_range(const KvView& kv, int32_t pq_min, int3
   }
 }
 
+// The positions of a prefill block's ROWS queries q0.. (qpos[r]: -1 past the step's T tokens) and their
+// least and greatest (range[0], range[1]), in shared memory. Every thread of the block calls it; qpos
+// is ready when it returns, range after the caller's next __syncthreads().
+template <int ROWS>
+__device__ __forceinline__ void query_positions(const int32_t* positions, int q0, int T, int32_t* qpos,
+                                                int32_t* range) {
+  if (threadIdx.x < ROWS) qpos[threadIdx.x] = q0 + int(threadIdx.x) < T ? positions[q0 + threadIdx.x] : -1;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int32_t mn = INT32_MAX, mx = -1;
+    for (int r = 0; r < ROWS; ++r)
+      if (qpos[r] >= 0) mn = min(mn, qpos[r]), mx = max(mx, qpos[r]);
+    range[0] = mn, range[1] = mx;
+  }
+}
+
 }  // namespace elm::cuda

@@ -65,14 +65,7 @@ __global__ void __launch_bounds__(kThreadsMma) attn_prefill_mma_kernel(AttnArgs 
   const int q0 = blockIdx.x * kRows, h = blockIdx.y, kvh = h / G;
   const int seq = seqs[0];
 
-  if (tid < kRows) qpos[tid] = q0 + tid < a.T ? positions[q0 + tid] : -1;
-  __syncthreads();
-  if (tid == 0) {
-    int32_t mn = INT32_MAX, mx = -1;
-    for (int r = 0; r < kRows; ++r)
-      if (qpos[r] >= 0) mn = min(mn, qpos[r]), mx = max(mx, qpos[r]);
-    range[0] = mn, range[1] = mx;
-  }
+  query_positions<kRows>(positions, q0, a.T, qpos, range);
   // Queries: rotated, scaled, rounded to f16.
   for (int i = tid; i < kRows * D; i += kThreadsMma) {
     const int r = i / D, d = i % D;
