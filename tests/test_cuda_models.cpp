@@ -7,12 +7,12 @@
 #ifdef ELM_HAVE_CUDA
 #include "backend/cuda/lowering.h"
 #endif
+#include "batch_invariance.h"
 #include "cuda_harness.h"
 #include "fixture_check.h"
 #include "format/convert.h"
 #include "format/elm_compile.h"
 #include "quant/quantize.h"
-#include "runtime/session.h"
 #include "runtime/sampler.h"
 #include "util.h"
 
@@ -103,30 +103,8 @@ TEST(CudaBatchInvariance, DecodeStepsOfUpTo8TokensEqualOneTokenSteps) {
       o.runtime.n_ctx = 512, o.runtime.max_batch = 64;
       o.runtime.act_dtype = DType::F16, o.runtime.kv_dtype = DType::F16;
       o.backends = {"cuda"};
-      const int64_t V = m->graph.nodes[size_t(m->graph.output)].cols;
-      std::vector<int32_t> ids;
-      for (int i = 0; i < 160; ++i) ids.push_back(int32_t((i * 7919 + 13) % V));
-      const std::span<const int32_t> prompt(ids.data(), 40);
-      Session one(m, o), many(m, o);
-      one.feed(0, prompt), many.feed(0, prompt);
-      std::vector<float> want, got;
-      for (size_t i = 40; i < ids.size(); ++i) {
-        const std::vector<float> r = one.feed_all(0, std::span<const int32_t>(&ids[i], 1));
-        want.insert(want.end(), r.begin(), r.end());
-      }
       const size_t sizes[] = {3, 8, 1, 5, 2, 4};
-      for (size_t i = 40, k = 0; i < ids.size(); ++k) {
-        const size_t n = std::min(sizes[k % 6], ids.size() - i);
-        const std::vector<float> r = many.feed_all(0, std::span<const int32_t>(&ids[i], n));
-        got.insert(got.end(), r.begin(), r.end());
-        i += n;
-      }
-      ASSERT_EQ(got.size(), want.size());
-      size_t first = got.size();
-      for (size_t i = 0; i < got.size() && first == got.size(); ++i)
-        if (got[i] != want[i]) first = i;
-      EXPECT_EQ(first, got.size()) << "first difference in row " << first / size_t(V) << ": " << got[first] << " vs "
-                                   << want[first];
+      expect_steps_equal_one_token_steps(m, o, 160, 40, sizes);
     }
   }
 }

@@ -139,6 +139,26 @@ NodeId typed_weight(OpHarness& h, const std::string& name, int64_t rows, int64_t
   return h.b.weight(name, {rows, cols});
 }
 
+// A Llama-shaped decode block on input `in` [T, C]: RMSNorm into q/k/v (kv_width-wide k and v, with
+// biases), o and a residual add, a (1 + w) RMSNorm into gate/up with `act`, down and a residual add;
+// every matrix of dtype `dt`. The shape the decode fusions target.
+NodeId llama_block(OpHarness& h, NodeId in, int64_t C, int64_t I, int64_t kv_width, DType dt, Op act) {
+  NodeId hn = h.b.rms_norm(in, h.weight("n1", 0, C, random_vector(size_t(C), 5)), 1e-5);
+  NodeId q = h.b.matmul(hn, typed_weight(h, "wq", C, C, dt, 6), h.weight("bq", 0, C, random_vector(size_t(C), 7)));
+  NodeId k = h.b.matmul(hn, typed_weight(h, "wk", kv_width, C, dt, 8),
+                        h.weight("bk", 0, kv_width, random_vector(size_t(kv_width), 9)));
+  NodeId v = h.b.matmul(hn, typed_weight(h, "wv", kv_width, C, dt, 10),
+                        h.weight("bv", 0, kv_width, random_vector(size_t(kv_width), 11)));
+  NodeId a = h.b.concat({q, k, v});
+  NodeId o = h.b.matmul(a, typed_weight(h, "wo", C, C + 2 * kv_width, dt, 12));
+  NodeId x2 = h.b.add(in, o);
+  NodeId h2 = h.b.rms_norm(x2, h.weight("n2", 0, C, random_vector(size_t(C), 13)), 1e-5, true);
+  NodeId g = h.b.matmul(h2, typed_weight(h, "wg", I, C, dt, 14));
+  NodeId u = h.b.matmul(h2, typed_weight(h, "wu", I, C, dt, 15));
+  NodeId m = h.b.mul(h.b.unary(act, g), u);
+  return h.b.add(x2, h.b.matmul(m, typed_weight(h, "wd", C, I, dt, 16)));
+}
+
 const DType kAllTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q8, DType::Q4, DType::Q4M};
 
 }  // namespace
@@ -192,19 +212,7 @@ TEST_P(VulkanOps, FusedBlockMatchesCpuAtEveryStepSize) {
           OpHarness h;
           const int64_t C = 64, I = 96;
           std::vector<float> x;
-          NodeId in = h.input("x", T, C, x, 4);
-          NodeId hn = h.b.rms_norm(in, h.weight("n1", 0, C, random_vector(size_t(C), 5)), 1e-5);
-          NodeId q = h.b.matmul(hn, typed_weight(h, "wq", C, C, dt, 6), h.weight("bq", 0, C, random_vector(size_t(C), 7)));
-          NodeId k = h.b.matmul(hn, typed_weight(h, "wk", 32, C, dt, 8), h.weight("bk", 0, 32, random_vector(32, 9)));
-          NodeId v = h.b.matmul(hn, typed_weight(h, "wv", 32, C, dt, 10), h.weight("bv", 0, 32, random_vector(32, 11)));
-          NodeId a = h.b.concat({q, k, v});
-          NodeId o = h.b.matmul(a, typed_weight(h, "wo", C, 128, dt, 12));
-          NodeId x2 = h.b.add(in, o);
-          NodeId h2 = h.b.rms_norm(x2, h.weight("n2", 0, C, random_vector(size_t(C), 13)), 1e-5, true);
-          NodeId g = h.b.matmul(h2, typed_weight(h, "wg", I, C, dt, 14));
-          NodeId u = h.b.matmul(h2, typed_weight(h, "wu", I, C, dt, 15));
-          NodeId m = h.b.mul(h.b.unary(act, g), u);
-          NodeId y = h.b.add(x2, h.b.matmul(m, typed_weight(h, "wd", C, I, dt, 16)));
+          NodeId y = llama_block(h, h.input("x", T, C, x, 4), C, I, 32, dt, act);
           EXPECT_LT(compare_step(h, y, T), 1e-5) << op_name(act) << " " << dtype_name(dt) << " T " << T << " legacy " << legacy;
         }
       }
@@ -262,19 +270,7 @@ TEST_P(VulkanOps, FusedBlockInt8ActivationsMatchCpuKernels) {
         OpHarness h;
         const int64_t C = 128, I = 192;
         std::vector<float> x;
-        NodeId in = h.input("x", T, C, x, 4);
-        NodeId hn = h.b.rms_norm(in, h.weight("n1", 0, C, random_vector(size_t(C), 5)), 1e-5);
-        NodeId q = h.b.matmul(hn, typed_weight(h, "wq", C, C, dt, 6), h.weight("bq", 0, C, random_vector(size_t(C), 7)));
-        NodeId k = h.b.matmul(hn, typed_weight(h, "wk", 64, C, dt, 8), h.weight("bk", 0, 64, random_vector(64, 9)));
-        NodeId v = h.b.matmul(hn, typed_weight(h, "wv", 64, C, dt, 10), h.weight("bv", 0, 64, random_vector(64, 11)));
-        NodeId a = h.b.concat({q, k, v});
-        NodeId o = h.b.matmul(a, typed_weight(h, "wo", C, C + 128, dt, 12));
-        NodeId x2 = h.b.add(in, o);
-        NodeId h2 = h.b.rms_norm(x2, h.weight("n2", 0, C, random_vector(size_t(C), 13)), 1e-5, true);
-        NodeId g = h.b.matmul(h2, typed_weight(h, "wg", I, C, dt, 14));
-        NodeId u = h.b.matmul(h2, typed_weight(h, "wu", I, C, dt, 15));
-        NodeId m = h.b.mul(h.b.unary(act, g), u);
-        NodeId y = h.b.add(x2, h.b.matmul(m, typed_weight(h, "wd", C, I, dt, 16)));
+        NodeId y = llama_block(h, h.input("x", T, C, x, 4), C, I, 64, dt, act);
         const double err = compare_step(h, y, T);
         worst = std::max(worst, err);
         EXPECT_LT(err, 5e-3) << op_name(act) << " " << dtype_name(dt) << " T " << T;
