@@ -120,8 +120,9 @@ TEST(CudaOps, DecodeProductsStreamedAndInRegisters) {
                                         {DType::Q4, 32, DType::F16}, {DType::Q4, 128, DType::F16},
                                         {DType::Q4M, 32, DType::F16}};
   for (const QuantSpec& type : types) {
-    // (512, 4608): the down product's rows take 2 (Q4) or 3 (Q8) slices, Q8's gated pairs 2 rows a warp.
-    for (auto [H, I] : {std::pair<int64_t, int64_t>{256, 768}, {512, 4608}}) {
+    // (384, 1024): rows' scales of 24 bytes (whole tiles aligned, the last rounded up); (512, 4608): the
+    // down product's rows take 2 (Q4) or 3 (Q8) slices, Q8's gated pairs 2 rows a warp.
+    for (auto [H, I] : {std::pair<int64_t, int64_t>{256, 768}, {384, 1024}, {512, 4608}}) {
       for (int64_t T : {1, 3, 8}) {
         const int64_t kv = 128, rq = H;
         const int64_t I2 = I + 512 * int64_t(rng() % 2);  // gated rows: whole or partial last tiles

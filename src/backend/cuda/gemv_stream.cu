@@ -128,7 +128,11 @@ __device__ void produce(const StreamParams& p, uint8_t* ring, uint64_t* full, ui
       const int slot = i % p.stages, round = i / p.stages;
       if (round > 0) mbar_wait(&empty[slot], (round - 1) & 1);
       uint8_t* st = ring + size_t(slot) * p.stage_bytes;
-      const unsigned bytes = unsigned(R * tile.valid) * (p.q_seg + planes * p.s_seg);
+      // Whole-row tiles copy each plane in one piece, the scales rounded up to 16 bytes (rows' scales
+      // need not be 16-byte multiples; tiles start aligned, and the device copy of a weight is padded).
+      const unsigned s_bytes = p.slices == 1 ? (unsigned(tile.valid) * p.s_seg + 15) / 16 * 16
+                                             : unsigned(tile.valid) * p.s_seg;
+      const unsigned bytes = unsigned(R) * (unsigned(tile.valid) * p.q_seg + planes * s_bytes);
       if (lane == 0) mbar_arrive_expect(&full[slot], bytes);
       __syncwarp();
       // Copy j of the stage: weight r, plane (0 quants, 1 scales, 2 mins), unit u (all units at once
@@ -150,7 +154,8 @@ __device__ void produce(const StreamParams& p, uint8_t* ring, uint64_t* full, ui
           dst = st + size_t(R * tu) * p.q_seg + size_t(((plane - 1) * R + r) * tu + u) * p.s_seg;
           n = p.s_seg;
         }
-        bulk_copy(dst, src, p.slices == 1 ? n * unsigned(tile.valid) : n, &full[slot]);
+        if (p.slices == 1) n = plane == 0 ? n * unsigned(tile.valid) : s_bytes;
+        bulk_copy(dst, src, n, &full[slot]);
       }
     }
   }
@@ -281,7 +286,7 @@ bool plan(StreamParams& p, int NT) {
   const int K = g.K, group = g.w[0].group, sbytes = g.w[0].scale_f32 ? 4 : 2;
   constexpr int planes = WT == DType::Q4M ? 2 : 1;
   const int64_t row_q = WT == DType::Q8 ? K : K / 2;
-  if (int64_t(K / group) * sbytes % 16 != 0) return false;  // every row's scales 16-byte aligned
+  const int64_t row_s = int64_t(K / group) * sbytes;
   for (int i = 0; i < (R == 2 ? 2 : g.n); ++i)
     if (reinterpret_cast<uintptr_t>(g.w[i].data) % 16 || g.w[i].scales_offset % 16 || g.w[i].mins_offset % 16)
       return false;
@@ -303,6 +308,9 @@ bool plan(StreamParams& p, int NT) {
     if (p.slices == 0) return false;
     p.ks = K / p.slices;
   }
+  // Tiles of whole rows start on 16-byte boundaries in every plane (kWarps rows of even byte counts);
+  // slices of long rows must each be 16-byte multiples (checked above).
+  if (p.slices == 1 && (int64_t(kWarps) * row_s) % 16 != 0) return false;
   const int tu = kWarps * p.rpw;
   p.q_seg = uint32_t(WT == DType::Q8 ? p.ks : p.ks / 2);
   p.s_seg = uint32_t(p.ks / group * sbytes);
