@@ -375,10 +375,11 @@ bool gemv_streamed(const GemvParams& g, cudaStream_t s) {
     cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
     return major >= 9;
   }();
-  // ELM_CUDA_GEMV_STREAM=0 keeps every product on the register kernel (A/B runs; the tests run both).
-  // Read at each launch: decode steps are captured once, so this costs nothing per token.
+  // Opt-in until measured on a GPU: ELM_CUDA_GEMV_STREAM=1 streams, anything else keeps the register
+  // kernel (the tests run both). Read at each launch: decode steps are captured once, so this costs
+  // nothing per token.
   const char* e = std::getenv("ELM_CUDA_GEMV_STREAM");
-  const bool on = hopper && !(e && *e == '0');
+  const bool on = hopper && e && *e == '1';
   if (!on) return false;
   return g.gate != GateAct::None ? launch_type<2>(g, s) : launch_type<1>(g, s);
 }
