@@ -13,7 +13,9 @@ DeviceWeight Context::matrix(const WeightStore& w, const std::string& name) {
   auto it = matrices_.find(name);
   if (it != matrices_.end()) return it->second.second;
   const TensorView& t = w.get(name);
-  DeviceBuffer buf(t.nbytes);
+  // Padded to 256 bytes: the streamed decode products (gemv_stream.cu) copy a plane's last rows rounded
+  // up to 16 bytes.
+  DeviceBuffer buf(align_up(t.nbytes, 256));
   ELM_CUDA_CHECK(cudaMemcpy(buf.get(), t.data, t.nbytes, cudaMemcpyHostToDevice));
   page_out(t.data, t.nbytes);  // the host copy is not read again by this backend
   DeviceWeight d;
