@@ -22,12 +22,15 @@
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/gemv_x.cuh"
 #include "backend/cuda/matmul_internal.h"
+#include "backend/cuda/stream_plan.h"
 
 namespace elm::cuda {
 
 namespace {
 
-constexpr int kMaxStages = 8;
+constexpr int kMaxStages = kStreamMaxStages;
+static_assert(kStreamWarps == kWarps, "stream_plan.h plans for the consumer warps of gemv_x.cuh");
+static_assert(stream_x_bytes(8, 4096) == xq_bytes(8, 4096), "stream_plan.h sizes x as gemv_x.cuh stages it");
 
 // ---- mbarriers and bulk copies (PTX; sm_90) ----
 
@@ -66,14 +69,7 @@ __device__ __forceinline__ void bulk_copy(void* dst, const void* src, unsigned b
 
 struct StreamParams {
   GemvParams g;
-  int rpw;                  // units per consumer warp in a tile
-  int slices, ks;           // slices per row, values per slice
-  int stages;               // ring depth
-  uint32_t q_seg, s_seg;    // bytes of one row's slice of quants / of scales (and of mins)
-  uint32_t stage_bytes;
-  uint32_t x_bytes;         // shared memory before the ring (staged x), a multiple of 128
-  int64_t toffs[4];         // tile ranges of the weights (gated: one range over both)
-  int64_t tiles;
+  StreamPlan t;  // the tiling (stream_plan.h)
 };
 
 // Where tile t's rows are: weight index (gated: 0), first row, rows that exist, rows of its weight.
@@ -87,13 +83,13 @@ struct Tile {
 // them to local memory).
 template <int R>
 __device__ __forceinline__ Tile locate_tile(const StreamParams& p, int64_t t) {
-  const int tu = kWarps * p.rpw;
+  const int tu = kWarps * p.t.rpw;
   Tile o;
   int64_t t0 = 0;
 #pragma unroll
   for (int i = 0; i < 3; ++i)
-    if ((R == 2 && i == 0) || (R == 1 && i < p.g.n && t >= p.toffs[i] && t < p.toffs[i + 1]))
-      o.wi = i, o.N = p.g.w[i].rows, t0 = p.toffs[i];
+    if ((R == 2 && i == 0) || (R == 1 && i < p.g.n && t >= p.t.toffs[i] && t < p.t.toffs[i + 1]))
+      o.wi = i, o.N = p.g.w[i].rows, t0 = p.t.toffs[i];
   o.row0 = (t - t0) * tu;
   o.valid = int(o.N - o.row0 < tu ? o.N - o.row0 : tu);
   return o;
@@ -118,26 +114,26 @@ __device__ __forceinline__ Planes planes_of(const StreamParams& p, int wi, int r
 template <DType WT, int R>
 __device__ void produce(const StreamParams& p, uint8_t* ring, uint64_t* full, uint64_t* empty) {
   constexpr int planes = WT == DType::Q4M ? 2 : 1;  // scale planes: scales (and mins)
-  const int lane = threadIdx.x & 31, tu = kWarps * p.rpw;
+  const int lane = threadIdx.x & 31, tu = kWarps * p.t.rpw;
   const int sbytes = p.g.w[0].scale_f32 ? 4 : 2;
   const int64_t row_q = row_bytes<WT>(p.g.K), row_s = int64_t(p.g.K / p.g.w[0].group) * sbytes;
   int i = 0;
-  for (int64_t t = blockIdx.x; t < p.tiles; t += gridDim.x) {
+  for (int64_t t = blockIdx.x; t < p.t.tiles; t += gridDim.x) {
     const Tile tile = locate_tile<R>(p, t);
-    for (int s = 0; s < p.slices; ++s, ++i) {
-      const int slot = i % p.stages, round = i / p.stages;
+    for (int s = 0; s < p.t.slices; ++s, ++i) {
+      const int slot = i % p.t.stages, round = i / p.t.stages;
       if (round > 0) mbar_wait(&empty[slot], (round - 1) & 1);
-      uint8_t* st = ring + size_t(slot) * p.stage_bytes;
+      uint8_t* st = ring + size_t(slot) * p.t.stage_bytes;
       // Whole-row tiles copy each plane in one piece, the scales rounded up to 16 bytes (rows' scales
       // need not be 16-byte multiples; tiles start aligned, and the device copy of a weight is padded).
-      const unsigned s_bytes = p.slices == 1 ? (unsigned(tile.valid) * p.s_seg + 15) / 16 * 16
-                                             : unsigned(tile.valid) * p.s_seg;
-      const unsigned bytes = unsigned(R) * (unsigned(tile.valid) * p.q_seg + planes * s_bytes);
+      const unsigned s_bytes = p.t.slices == 1 ? (unsigned(tile.valid) * p.t.s_seg + 15) / 16 * 16
+                                             : unsigned(tile.valid) * p.t.s_seg;
+      const unsigned bytes = unsigned(R) * (unsigned(tile.valid) * p.t.q_seg + planes * s_bytes);
       if (lane == 0) mbar_arrive_expect(&full[slot], bytes);
       __syncwarp();
       // Copy j of the stage: weight r, plane (0 quants, 1 scales, 2 mins), unit u (all units at once
       // when a row is one slice: the tile's rows are then contiguous in every plane).
-      const int per_plane = p.slices == 1 ? 1 : tile.valid, copies = R * (1 + planes) * per_plane;
+      const int per_plane = p.t.slices == 1 ? 1 : tile.valid, copies = R * (1 + planes) * per_plane;
       for (int j = lane; j < copies; j += 32) {
         const int u = j % per_plane, rp = j / per_plane, plane = rp % (1 + planes), r = rp / (1 + planes);
         const Planes w = planes_of<R>(p, tile.wi, r);
@@ -146,15 +142,15 @@ __device__ void produce(const StreamParams& p, uint8_t* ring, uint64_t* full, ui
         uint8_t* dst;
         unsigned n;
         if (plane == 0) {
-          src = w.q + row * row_q + int64_t(s) * p.q_seg;
-          dst = st + size_t(r * tu + u) * p.q_seg;
-          n = p.q_seg;
+          src = w.q + row * row_q + int64_t(s) * p.t.q_seg;
+          dst = st + size_t(r * tu + u) * p.t.q_seg;
+          n = p.t.q_seg;
         } else {
-          src = (plane == 1 ? w.s : w.m) + row * row_s + int64_t(s) * p.s_seg;
-          dst = st + size_t(R * tu) * p.q_seg + size_t(((plane - 1) * R + r) * tu + u) * p.s_seg;
-          n = p.s_seg;
+          src = (plane == 1 ? w.s : w.m) + row * row_s + int64_t(s) * p.t.s_seg;
+          dst = st + size_t(R * tu) * p.t.q_seg + size_t(((plane - 1) * R + r) * tu + u) * p.t.s_seg;
+          n = p.t.s_seg;
         }
-        if (p.slices == 1) n = plane == 0 ? n * unsigned(tile.valid) : s_bytes;
+        if (p.t.slices == 1) n = plane == 0 ? n * unsigned(tile.valid) : s_bytes;
         bulk_copy(dst, src, n, &full[slot]);
       }
     }
@@ -169,9 +165,9 @@ __global__ void __launch_bounds__(kThreads + 32, 2) gemv_stream_kernel(const Str
   constexpr int VPC = chunk_values<WT>();
   pdl_launch_dependents();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  uint8_t* ring = smem + p.x_bytes;
+  uint8_t* ring = smem + p.t.x_bytes;
   if (threadIdx.x == 0) {
-    for (int i = 0; i < p.stages; ++i) mbar_init(&full[i], 1), mbar_init(&empty[i], kWarps);
+    for (int i = 0; i < p.t.stages; ++i) mbar_init(&full[i], 1), mbar_init(&empty[i], kWarps);
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
   __syncthreads();
@@ -183,11 +179,11 @@ __global__ void __launch_bounds__(kThreads + 32, 2) gemv_stream_kernel(const Str
   const XQ xq = stage_xq(p.g, NT, smem, red, inv);
 
   constexpr int planes = WT == DType::Q4M ? 2 : 1;
-  const int tu = kWarps * p.rpw, kchunks = p.ks / VPC, group = p.g.w[0].group;
+  const int tu = kWarps * p.t.rpw, kchunks = p.t.ks / VPC, group = p.g.w[0].group;
   const bool sf32 = p.g.w[0].scale_f32;
   float acc[R][NT];
   int i = 0;
-  for (int64_t t = blockIdx.x; t < p.tiles; t += gridDim.x) {
+  for (int64_t t = blockIdx.x; t < p.t.tiles; t += gridDim.x) {
     const Tile tile = locate_tile<R>(p, t);
     float* y = p.g.y[0];
     const float* bias0 = p.g.bias[0];
@@ -196,15 +192,15 @@ __global__ void __launch_bounds__(kThreads + 32, 2) gemv_stream_kernel(const Str
     for (int k = 1; k < 3; ++k)
       if (R == 1 && tile.wi == k) y = p.g.y[k], bias0 = p.g.bias[k], residual = p.g.residual[k];
     const int64_t N = tile.N;
-    for (int s = 0; s < p.slices; ++s, ++i) {
-      const int slot = i % p.stages;
-      mbar_wait(&full[slot], (i / p.stages) & 1);
-      const uint8_t* st = ring + size_t(slot) * p.stage_bytes;
-      for (int j = 0; j < p.rpw; ++j) {
-        const int u = warp * p.rpw + j;
+    for (int s = 0; s < p.t.slices; ++s, ++i) {
+      const int slot = i % p.t.stages;
+      mbar_wait(&full[slot], (i / p.t.stages) & 1);
+      const uint8_t* st = ring + size_t(slot) * p.t.stage_bytes;
+      for (int j = 0; j < p.t.rpw; ++j) {
+        const int u = warp * p.t.rpw + j;
         const bool live = u < tile.valid;
         const int64_t row = tile.row0 + u;
-        const bool writes = s == p.slices - 1 && live && lane < NT && lane < p.g.T;
+        const bool writes = s == p.t.slices - 1 && live && lane < NT && lane < p.g.T;
         // The epilogue's values (lane t: token t), requested before the products.
         float res = 0.f, bias[R];
         if (writes) {
@@ -225,16 +221,16 @@ __global__ void __launch_bounds__(kThreads + 32, 2) gemv_stream_kernel(const Str
           for (int c = lane; c < kchunks; c += 32) {
 #pragma unroll
             for (int r = 0; r < R; ++r) {
-              const uint4 w = *reinterpret_cast<const uint4*>(st + size_t(r * tu + u) * p.q_seg + size_t(c) * 16);
+              const uint4 w = *reinterpret_cast<const uint4*>(st + size_t(r * tu + u) * p.t.q_seg + size_t(c) * 16);
               const int gi = c * VPC / group;
-              const uint8_t* sc = st + size_t(R * tu) * p.q_seg + size_t(r * tu + u) * p.s_seg;
+              const uint8_t* sc = st + size_t(R * tu) * p.t.q_seg + size_t(r * tu + u) * p.t.s_seg;
               const float d = load_scale(sc, gi, sf32);
-              const float m = planes == 2 ? load_scale(sc + size_t(R * tu) * p.s_seg, gi, sf32) : 0.f;
+              const float m = planes == 2 ? load_scale(sc + size_t(R * tu) * p.t.s_seg, gi, sf32) : 0.f;
               chunk_dot_i8<WT, NT>(w, d, m, xq, s * kchunks + c, acc[r]);
             }
           }
         }
-        if (s == p.slices - 1) {
+        if (s == p.t.slices - 1) {
 #pragma unroll
           for (int r = 0; r < R; ++r)
 #pragma unroll
@@ -278,61 +274,18 @@ int stage_target() {
   return n;
 }
 
-// Fills the tiling of p for a product of `units` units; false when the shape does not fit the bulk
-// copies' alignment rules or shared memory.
+// The tiling of the product (stream_plan.h), after checking that its planes are 16-byte aligned.
 template <DType WT, int R>
 bool plan(StreamParams& p, int NT) {
   const GemvParams& g = p.g;
-  const int K = g.K, group = g.w[0].group, sbytes = g.w[0].scale_f32 ? 4 : 2;
-  constexpr int planes = WT == DType::Q4M ? 2 : 1;
-  const int64_t row_q = WT == DType::Q8 ? K : K / 2;
-  const int64_t row_s = int64_t(K / group) * sbytes;
   for (int i = 0; i < (R == 2 ? 2 : g.n); ++i)
     if (reinterpret_cast<uintptr_t>(g.w[i].data) % 16 || g.w[i].scales_offset % 16 || g.w[i].mins_offset % 16)
       return false;
-  const int grid_target = sm_count() * stream_blocks_per_sm(), target = stage_target();
-  if (R * row_q <= target) {
-    p.slices = 1, p.ks = K;
-    // Several rows per warp for short rows, but tiles enough to give every block two or more.
-    p.rpw = int(std::min<int64_t>(8, target / (R * row_q)));
-    while (p.rpw > 1 && (g.units + int64_t(kWarps) * p.rpw - 1) / (int64_t(kWarps) * p.rpw) < 2 * grid_target) --p.rpw;
-  } else {
-    p.rpw = 1, p.slices = 0;
-    for (int s = int((R * row_q + target - 1) / target); s <= K / 32; ++s) {
-      const int ks = K / s;
-      if (K % s == 0 && ks % group == 0 && ks % 32 == 0 && (ks / group) * sbytes % 16 == 0) {
-        p.slices = s;
-        break;
-      }
-    }
-    if (p.slices == 0) return false;
-    p.ks = K / p.slices;
-  }
-  // Tiles of whole rows start on 16-byte boundaries in every plane (kWarps rows of even byte counts);
-  // slices of long rows must each be 16-byte multiples (checked above).
-  if (p.slices == 1 && (int64_t(kWarps) * row_s) % 16 != 0) return false;
-  const int tu = kWarps * p.rpw;
-  p.q_seg = uint32_t(WT == DType::Q8 ? p.ks : p.ks / 2);
-  p.s_seg = uint32_t(p.ks / group * sbytes);
-  p.stage_bytes = uint32_t(R * tu) * (p.q_seg + planes * p.s_seg);
-  p.x_bytes = uint32_t((xq_bytes(NT, K) + 127) / 128 * 128);
-  // Two blocks per SM when the ring is deep enough that way (227 KiB of shared memory per SM, 1 KiB
-  // of it reserved per block), else the whole SM.
-  const size_t statics = 8 * kWarps * 4 + 8 * 4 + 2 * kMaxStages * 8;
-  const size_t half = 113 * 1024 - 1024 - statics, whole = 227 * 1024 - statics;
-  auto depth = [&](size_t budget) {
-    return budget > p.x_bytes ? int(std::min<size_t>(kMaxStages, (budget - p.x_bytes) / p.stage_bytes)) : 0;
-  };
-  p.stages = depth(half) >= 3 ? depth(half) : depth(whole);
-  if (p.stages < 2) return false;
-  if (R == 2) {
-    p.toffs[0] = 0, p.toffs[1] = p.tiles = (g.units + tu - 1) / tu;
-  } else {
-    p.toffs[0] = 0;
-    for (int i = 0; i < g.n; ++i) p.toffs[i + 1] = p.toffs[i] + (g.w[i].rows + tu - 1) / tu;
-    p.tiles = p.toffs[g.n];
-  }
-  return true;
+  StreamShape shape;
+  shape.type = WT, shape.gated = R == 2, shape.tokens = NT, shape.K = g.K, shape.group = g.w[0].group;
+  shape.scale_f32 = g.w[0].scale_f32, shape.n = R == 2 ? 2 : g.n;
+  for (int i = 0; i < shape.n; ++i) shape.rows[i] = g.w[i].rows;
+  return plan_stream(shape, sm_count() * stream_blocks_per_sm(), stage_target(), p.t);
 }
 
 template <DType WT, int NT, int R>
@@ -340,10 +293,10 @@ bool launch_stream(const GemvParams& g, cudaStream_t s) {
   StreamParams p{};
   p.g = g;
   if (!plan<WT, R>(p, NT)) return false;
-  const size_t smem = p.x_bytes + size_t(p.stages) * p.stage_bytes;
+  const size_t smem = p.t.smem_bytes();
   auto* k = gemv_stream_kernel<WT, NT, R>;
   allow_dynamic_smem(reinterpret_cast<const void*>(k), smem);
-  const int64_t grid = std::min<int64_t>(p.tiles, int64_t(sm_count()) * stream_blocks_per_sm());
+  const int64_t grid = std::min<int64_t>(p.t.tiles, int64_t(sm_count()) * stream_blocks_per_sm());
   launch(k, unsigned(grid), kThreads + 32, smem, s, "gemv_stream", p);
   return true;
 }
