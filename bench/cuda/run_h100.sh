@@ -45,11 +45,15 @@ if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
     [ -d /tmp/models/$m ] || python3 "$BUNDLE/shared/tools/make_bench_model.py" "$m" /tmp/models/$m \
       --tokenizer "$BUNDLE/shared/tokenizers/smollm2" || exit 1
     for q in ${QUANTS:-int4 int8 int4-g32}; do
-      timeout 240 "$BIN" -m /tmp/models/$m --backend cuda --quant $q --act ${ACT:-f16} \
-        --kv f16 -p 512 -n 128 -r 5 -c 1024 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err" || echo "bench $m $q failed: $?"
-      tail -1 "$OUT/bench.jsonl" | python3 -c "import json,sys; j=json.loads(sys.stdin.read());
-print(f\"$(basename $BIN) {j['model']:14s} {j['quant']:9s} pp512 {j['pp_tps']:9.0f} tok/s  tg128 {j['tg_tps']:7.1f} tok/s \
+      # BENCH_ENV="A=0|A=1": one measurement per setting, side by side (an A/B of a knob on one warm GPU).
+      IFS='|' read -ra envs <<< "${BENCH_ENV:-}"; [ ${#envs[@]} -gt 0 ] || envs=("")
+      for e in "${envs[@]}"; do
+        env $e timeout 240 "$BIN" -m /tmp/models/$m --backend cuda --quant $q --act ${ACT:-f16} \
+          --kv f16 -p 512 -n 128 -r 5 -c 1024 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err" || echo "bench $m $q failed: $?"
+        tail -1 "$OUT/bench.jsonl" | python3 -c "import json,sys; j=json.loads(sys.stdin.read());
+print(f\"$(basename $BIN) $e {j['model']:14s} {j['quant']:9s} pp512 {j['pp_tps']:9.0f} tok/s  tg128 {j['tg_tps']:7.1f} tok/s \
 greedy {j['tg_greedy_tps']:7.1f}  weights {j['weight_bytes']/2**20:6.0f} MiB  gpu mem {j['gpu_mem_elm']/2**20:6.0f} MiB\")"
+      done
     done
   done
   python3 "$BUNDLE/bench/plot.py" "$OUT/bench.jsonl" "$OUT" || true
