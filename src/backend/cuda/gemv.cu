@@ -6,6 +6,9 @@
 // stored). x sits in shared memory, swizzled so that 32 lanes reading 32 different chunks hit distinct
 // banks. An optional RMSNorm of x is applied while x is loaded (fused into the product), and the epilogue
 // adds bias and a residual, or combines gate and up rows: one launch where the graph has up to five nodes.
+//
+// This is the register kernel. Quantized products can instead stream their weights through shared
+// memory (gemv_stream.cu, where gemv() first offers them); the two sum every row in the same order.
 #include <algorithm>
 
 #include "backend/cuda/common.cuh"
