@@ -28,9 +28,7 @@ namespace elm::cuda {
 
 namespace {
 
-constexpr int kMaxStages = kStreamMaxStages;
 static_assert(kStreamWarps == kWarps, "stream_plan.h plans for the consumer warps of gemv_x.cuh");
-static_assert(stream_x_bytes(8, 4096) == xq_bytes(8, 4096), "stream_plan.h sizes x as gemv_x.cuh stages it");
 
 // ---- mbarriers and bulk copies (PTX; sm_90) ----
 
@@ -161,7 +159,7 @@ template <DType WT, int NT, int R>
 __global__ void __launch_bounds__(kThreads + 32, 2) gemv_stream_kernel(const StreamParams p) {
   extern __shared__ __align__(128) uint8_t smem[];
   __shared__ float red[8 * kWarps], inv[8];
-  __shared__ uint64_t full[kMaxStages], empty[kMaxStages];
+  __shared__ uint64_t full[kStreamMaxStages], empty[kStreamMaxStages];
   constexpr int VPC = chunk_values<WT>();
   pdl_launch_dependents();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;

@@ -3,6 +3,7 @@
 // product of a weight chunk with it.
 #pragma once
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/stream_plan.h"  // xq_bytes
 
 namespace elm::cuda {
 
@@ -55,10 +56,6 @@ struct XQ {
   const float2* ds;
   int nb;  // blocks per token
 };
-
-__host__ __device__ constexpr size_t xq_bytes(int NT, int K) {
-  return size_t(NT) * size_t(K / 32) * 40 + 64;
-}
 
 // acc[t] += dot(chunk c of the row, x[t]) with int8 x; d, m: the chunk's scale and min.
 template <DType WT, int NT>

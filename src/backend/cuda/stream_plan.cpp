@@ -36,7 +36,7 @@ bool plan_stream(const StreamShape& s, int grid_blocks, int stage_target, Stream
   p.q_seg = uint32_t(s.type == DType::Q8 ? p.ks : p.ks / 2);
   p.s_seg = uint32_t(p.ks / group * sbytes);
   p.stage_bytes = uint32_t(R * tu) * (p.q_seg + uint32_t(planes) * p.s_seg);
-  p.x_bytes = uint32_t((stream_x_bytes(s.tokens, K) + 127) / 128 * 128);
+  p.x_bytes = uint32_t((xq_bytes(s.tokens, K) + 127) / 128 * 128);
   // Two blocks per SM when the ring is deep enough that way (227 KiB of shared memory per SM, 1 KiB of
   // it reserved per block), else the whole SM.
   const size_t half = 113 * 1024 - 1024 - kStreamStaticSmem, whole = 227 * 1024 - kStreamStaticSmem;

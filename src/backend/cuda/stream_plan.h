@@ -36,9 +36,9 @@ struct StreamPlan {
   size_t smem_bytes() const { return x_bytes + size_t(stages) * stage_bytes; }
 };
 
-// Shared memory of x staged as int8 blocks for NT tokens of K values (gemv_x.cuh's layout: 32 bytes of
-// quants and a float2 per 32-value block and token, and 64 bytes of bank offset).
-constexpr size_t stream_x_bytes(int NT, int K) { return size_t(NT) * size_t(K / 32) * 40 + 64; }
+// Shared memory of x staged as int8 blocks for NT tokens of K values, in both decode kernels (gemv_x.cuh's
+// stage_xq: 32 bytes of quants and a float2 per 32-value block and token, and 64 bytes of bank offset).
+constexpr size_t xq_bytes(int NT, int K) { return size_t(NT) * size_t(K / 32) * 40 + 64; }
 
 // Static shared memory of the kernel besides the dynamic part (RMSNorm scratch and the mbarriers).
 constexpr size_t kStreamStaticSmem = 8 * kStreamWarps * 4 + 8 * 4 + 2 * kStreamMaxStages * 8;
