@@ -3,7 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <string>
 #include <vector>
+
+#include "quant/quantize.h"
+#include "util.h"
 
 namespace elm::test {
 
@@ -32,6 +36,20 @@ void expect_steps_equal_one_token_steps(std::shared_ptr<const Model> m, const Se
     if (got[i] != want[i]) first = i;
   EXPECT_EQ(first, got.size()) << "first difference in row " << first / size_t(V) << ": " << got[first] << " vs "
                                << want[first];
+}
+
+void expect_fixtures_steps_equal_one_token_steps(const SessionOptions& o, size_t n_ids, size_t prompt,
+                                                 std::span<const size_t> sizes) {
+  for (const char* fixture : {"llama", "gemma3"}) {
+    const std::string rel = std::string("fixtures/tiny/") + fixture;
+    ELM_REQUIRE_SHARED(rel);
+    for (const char* quant : {"keep", "int8", "int4-g32"}) {
+      SCOPED_TRACE(rel + " " + quant);
+      std::shared_ptr<Model> m = Model::load(shared(rel));
+      if (std::string(quant) != "keep") quantize_weights(*m, QuantPolicy::parse(quant));
+      expect_steps_equal_one_token_steps(m, o, n_ids, prompt, sizes);
+    }
+  }
 }
 
 }  // namespace elm::test

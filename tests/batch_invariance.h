@@ -17,4 +17,9 @@ namespace elm::test {
 void expect_steps_equal_one_token_steps(std::shared_ptr<const Model> m, const SessionOptions& o, size_t n_ids,
                                         size_t prompt, std::span<const size_t> sizes);
 
+// The same for the llama and gemma3 tiny fixtures (GQA, sliding windows), each with its weights as
+// stored, int8 and int4-g32 (skips the test when ../shared lacks them).
+void expect_fixtures_steps_equal_one_token_steps(const SessionOptions& o, size_t n_ids, size_t prompt,
+                                                 std::span<const size_t> sizes);
+
 }  // namespace elm::test

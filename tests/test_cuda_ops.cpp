@@ -33,6 +33,30 @@ double product_tolerance(DType act, DType weight, int64_t T) {
   return act == DType::BF16 || weight == DType::BF16 ? 2e-2 : 4e-3;
 }
 
+// A Llama-style block: the fused norm prologue, q/k/v siblings (bias on q, and on k when k_bias), o and
+// down with residual adds, a gated MLP (act(x Wg) * (x Wu)); weights of `type`.
+struct BlockSpec {
+  int64_t H, I, k_rows, v_rows;
+  bool k_bias, add_one;  // add_one: the second norm's weight is 1 + w (Gemma)
+  Op act;
+};
+
+NodeId llama_block(CudaCase& c, int64_t T, const BlockSpec& s, const QuantSpec& type) {
+  const int64_t H = s.H;
+  NodeId x = c.input("x", T, H);
+  NodeId h = c.b.rms_norm(x, c.weight("n1", 0, H), 1e-5);
+  NodeId q = c.b.matmul(h, c.weight("wq", H, H, type, 0.2f), c.weight("bq", 0, H));
+  NodeId k = c.b.matmul(h, c.weight("wk", s.k_rows, H, type, 0.2f), s.k_bias ? c.weight("bk", 0, s.k_rows) : kNone);
+  NodeId v = c.b.matmul(h, c.weight("wv", s.v_rows, H, type, 0.2f));
+  NodeId a = c.b.concat({q, k, v});
+  x = c.b.add(x, c.b.matmul(a, c.weight("wo", H, H + s.k_rows + s.v_rows, type, 0.1f)));
+  h = c.b.rms_norm(x, c.weight("n2", 0, H), 1e-5, s.add_one);
+  NodeId g = c.b.matmul(h, c.weight("wg", s.I, H, type, 0.2f));
+  NodeId u = c.b.matmul(h, c.weight("wu", s.I, H, type, 0.2f));
+  NodeId m = c.b.mul(c.b.unary(s.act, g), u);
+  return c.b.add(x, c.b.matmul(m, c.weight("wd", H, s.I, type, 0.1f)));
+}
+
 }  // namespace
 
 TEST(CudaOps, MatMulEveryWeightTypeDecodeAndPrefillShapes) {
@@ -74,22 +98,8 @@ TEST(CudaOps, FusedBlockPatternsMatchTheCpu) {
     setenv("ELM_CUDA_FUSE", fuse, 1);
     for (const QuantSpec& type : {QuantSpec{DType::F32, 0, DType::F16}, QuantSpec{DType::Q4, 32, DType::F16}}) {
       for (int64_t T : {1, 5, 40}) {
-        const int64_t H = 128, I = 192;
         CudaCase c;
-        NodeId x = c.input("x", T, H);
-        NodeId h = c.b.rms_norm(x, c.weight("n1", 0, H), 1e-5);
-        NodeId q = c.b.matmul(h, c.weight("wq", H, H, type, 0.2f), c.weight("bq", 0, H));
-        NodeId k = c.b.matmul(h, c.weight("wk", 64, H, type, 0.2f), c.weight("bk", 0, 64));
-        NodeId v = c.b.matmul(h, c.weight("wv", 64, H, type, 0.2f));
-        NodeId a = c.b.concat({q, k, v});
-        a = c.b.matmul(a, c.weight("wo", H, H + 128, type, 0.1f));
-        x = c.b.add(x, a);
-        h = c.b.rms_norm(x, c.weight("n2", 0, H), 1e-5, /*add_one=*/true);
-        NodeId g = c.b.matmul(h, c.weight("wg", I, H, type, 0.2f));
-        NodeId u = c.b.matmul(h, c.weight("wu", I, H, type, 0.2f));
-        NodeId m = c.b.mul(c.b.unary(Op::GeluTanh, g), u);
-        x = c.b.add(x, c.b.matmul(m, c.weight("wd", H, I, type, 0.1f)));
-        c.finish(x);
+        c.finish(llama_block(c, T, {128, 192, 64, 64, /*k_bias=*/true, /*add_one=*/true, Op::GeluTanh}, type));
         RuntimeConfig cfg;
         cfg.max_batch = 64;
         // Quantized decode steps (the int8-activation gemv) against the CPU's int8-activation kernels:
@@ -124,22 +134,9 @@ TEST(CudaOps, DecodeProductsStreamedAndInRegisters) {
     // down product's rows take 2 (Q4) or 3 (Q8) slices, Q8's gated pairs 2 rows a warp.
     for (auto [H, I] : {std::pair<int64_t, int64_t>{256, 768}, {384, 1024}, {512, 4608}}) {
       for (int64_t T : {1, 3, 8}) {
-        const int64_t kv = 128, rq = H;
         const int64_t I2 = I + 512 * int64_t(rng() % 2);  // gated rows: whole or partial last tiles
         CudaCase c;
-        NodeId x = c.input("x", T, H);
-        NodeId h = c.b.rms_norm(x, c.weight("n1", 0, H), 1e-5);
-        NodeId q = c.b.matmul(h, c.weight("wq", rq, H, type, 0.2f), c.weight("bq", 0, rq));
-        NodeId k = c.b.matmul(h, c.weight("wk", kv + 8, H, type, 0.2f));
-        NodeId v = c.b.matmul(h, c.weight("wv", kv - 8, H, type, 0.2f));
-        NodeId a = c.b.concat({q, k, v});
-        x = c.b.add(x, c.b.matmul(a, c.weight("wo", H, rq + 2 * kv, type, 0.1f)));
-        h = c.b.rms_norm(x, c.weight("n2", 0, H), 1e-5);
-        NodeId g = c.b.matmul(h, c.weight("wg", I2, H, type, 0.2f));
-        NodeId u = c.b.matmul(h, c.weight("wu", I2, H, type, 0.2f));
-        NodeId m = c.b.mul(c.b.unary(Op::Silu, g), u);
-        x = c.b.add(x, c.b.matmul(m, c.weight("wd", H, I2, type, 0.1f)));
-        c.finish(x);
+        c.finish(llama_block(c, T, {H, I2, 136, 120, /*k_bias=*/false, /*add_one=*/false, Op::Silu}, type));
         RuntimeConfig cfg;
         cfg.max_batch = 8;
         std::vector<float> out[2];

@@ -45,7 +45,7 @@ void expect_plan_holds(const StreamShape& s, const StreamPlan& p, const std::str
   EXPECT_LT(p.stage_bytes, 1u << 20) << what;  // an mbarrier's transaction count
   // Shared memory: x as the kernel stages it, then the ring, within an SM's 227 KiB.
   EXPECT_EQ(p.x_bytes % 128, 0u) << what;
-  EXPECT_GE(p.x_bytes, stream_x_bytes(s.tokens, s.K)) << what;
+  EXPECT_GE(p.x_bytes, xq_bytes(s.tokens, s.K)) << what;
   EXPECT_GE(p.stages, 2) << what;
   EXPECT_LE(p.stages, kStreamMaxStages) << what;
   EXPECT_LE(p.smem_bytes() + kStreamStaticSmem, size_t(227 * 1024)) << what;
