@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "backend/cpu/cpu_backend.h"
+#include "batch_invariance.h"
 #include "fixture_check.h"
 #include "op_harness.h"
 #include "quant/quantize.h"
@@ -527,6 +528,19 @@ TEST_P(VulkanHybridFixture, MatchesTransformersAcrossVulkanAndCpuSegments) {
 
 INSTANTIATE_TEST_SUITE_P(HybridFamilies, VulkanHybridFixture, testing::Values("gemma3n", "qwen3_5"),
                          [](const testing::TestParamInfo<std::string>& i) { return i.param; });
+
+// What greedy speculative decoding needs from Vulkan, as CpuBatchInvariance checks it on the CPU: every
+// row of a decode step of up to 8 tokens (the gemv and attention launches a verification pass takes)
+// equals what a one-token step computes, bit for bit, on float, int8 and int4 weights with GQA and
+// sliding windows, with the device's default decode products (gemv_i8 where it has dot products).
+TEST(VulkanBatchInvariance, DecodeStepsOfUpTo8TokensEqualOneTokenSteps) {
+  REQUIRE_VULKAN();
+  SessionOptions o;
+  o.runtime.n_ctx = 512, o.runtime.max_batch = 64, o.runtime.threads = 2;
+  o.backends = {"vulkan"};
+  const size_t sizes[] = {3, 8, 1, 5, 2, 4};
+  expect_fixtures_steps_equal_one_token_steps(o, 160, 40, sizes);
+}
 
 // Quantized weights (int4 policy: Q4 layers, Q8 embedding/head) give the CPU's logits, and a session
 // rolled back with truncate continues exactly as the CPU's does: with float activations

@@ -9,7 +9,10 @@
 // rope = 1: q is rotated while loading (the Rope node that feeds only this attention, folded in).
 // fused = 1 (decode steps of one token): the step's key and value come from the inputs (k rotated
 // when krope = 1) instead of the cache, and the first query head of each kv head also stores them,
-// so no separate kv_write launch is needed. Nothing else reads that cache slot during the launch.
+// so no separate kv_write launch is needed. Nothing else reads that cache slot during the launch: the
+// scan takes the step's own slot from the inputs, in its place among the others, so a token's output
+// is bit for bit what a step of several tokens (kv_write, then this kernel unfused) gives it, which
+// greedy speculative decoding needs (tests: VulkanBatchInvariance).
 #include "common.glsl"
 #include "reduce.glsl"
 #include "rope.glsl"
@@ -43,10 +46,15 @@ shared float ks[MAX_D];  // fused: this step's key
 shared float probs[WG];
 shared float partial[4 * WG];  // [group][dim]
 
-// Four dims of value row `row` from 4 * lane (zero past DV).
-vec4 load_v(uint row, uint lane, bool vec_v) {
-  if (vec_v) return VC4[((row * p.DV) >> 2) + lane];
+// Four dims of value row `row` from 4 * lane (zero past DV); `own`: the step's value, at VIN[vo].
+vec4 load_v(uint row, uint lane, bool vec_v, bool own, uint vo) {
   vec4 v = vec4(0.0);
+  if (own) {
+    [[unroll]] for (uint c = 0; c < 4u; ++c)
+      if (4u * lane + c < p.DV) v[c] = VIN[vo + 4u * lane + c];
+    return v;
+  }
+  if (vec_v) return VC4[((row * p.DV) >> 2) + lane];
   [[unroll]] for (uint c = 0; c < 4u; ++c)
     if (4u * lane + c < p.DV) v[c] = VC[row * p.DV + 4u * lane + c];
   return v;
@@ -89,10 +97,10 @@ void main() {
     if (tid == 0u) POS[seq * p.cap + own_slot] = pq;
   }
   // Slots to scan: a full cache keeps position p in slot p, a ring anywhere. Fused, the step's own
-  // slot is left out (its key comes from the input).
+  // slot is read from the inputs (ks, VIN).
   uint lo = 0u, hi = p.cap;
   if (p.ring == 0u) {
-    hi = min(uint(pq) + (fused ? 0u : 1u), p.cap);
+    hi = min(uint(pq) + 1u, p.cap);
     if (p.window > 0u && uint(pq) + 1u > p.window) lo = uint(pq) + 1u - p.window;
   }
   const bool vec_k = (p.D & 3u) == 0u, vec_v = (p.DV & 3u) == 0u;
@@ -101,21 +109,12 @@ void main() {
 
   float m = -1.0 / 0.0, l = 0.0;
   vec4 acc = vec4(0.0);
-  if (fused) {  // start the softmax with this step's key: weight exp(0) = 1
-    float part = 0.0;
-    for (uint d = tid; d < p.D; d += WG) part += qs[d] * ks[d];
-    float score = wg_sum(part) * p.scale;
-    if (p.softcap > 0.0) score = p.softcap * tanh_safe(score / p.softcap);
-    m = score, l = 1.0;
-    if (vgroup == 0u)
-      [[unroll]] for (uint c = 0; c < 4u; ++c) acc[c] = 4u * vlane + c < p.DV ? VIN[vo + 4u * vlane + c] : 0.0;
-  }
-
   for (uint c0 = lo; c0 < hi; c0 += WG) {
     const uint s = c0 + tid;
     float score = -1.0 / 0.0;
-    if (s < hi && !(fused && s == own_slot)) {
-      const int pk = POS[seq * p.cap + s];
+    if (s < hi) {
+      const bool own = fused && s == own_slot;
+      const int pk = own ? pq : POS[seq * p.cap + s];
       if (pk >= 0 && pk <= pq && (p.window == 0u || uint(pq - pk) < p.window)) {
         float dotv = 0.0;
         if (vec_k) {
@@ -123,14 +122,19 @@ void main() {
           const uint kb = ((rows + s) * p.D) >> 2, D4 = p.D >> 2;
           for (uint d0 = 0; d0 < D4; d0 += 16u) {
             vec4 kv[16];
-            [[unroll]] for (uint i = 0; i < 16u; ++i) kv[i] = d0 + i < D4 ? KC4[kb + d0 + i] : vec4(0.0);
+            [[unroll]] for (uint i = 0; i < 16u; ++i) {
+              const uint d = 4u * (d0 + i);
+              kv[i] = d0 + i >= D4 ? vec4(0.0)
+                      : own       ? vec4(ks[d], ks[d + 1u], ks[d + 2u], ks[d + 3u])
+                                  : KC4[kb + d0 + i];
+            }
             [[unroll]] for (uint i = 0; i < 16u; ++i) {
               const uint d = 4u * (d0 + i);
               if (d0 + i < D4) dotv += dot(vec4(qs[d], qs[d + 1u], qs[d + 2u], qs[d + 3u]), kv[i]);
             }
           }
         } else {
-          for (uint d = 0; d < p.D; ++d) dotv += qs[d] * KC[(rows + s) * p.D + d];
+          for (uint d = 0; d < p.D; ++d) dotv += qs[d] * (own ? ks[d] : KC[(rows + s) * p.D + d]);
         }
         score = dotv * p.scale;
         if (p.softcap > 0.0) score = p.softcap * tanh_safe(score / p.softcap);
@@ -152,7 +156,7 @@ void main() {
         vec4 vv[8];
         [[unroll]] for (uint i = 0; i < 8u; ++i) {
           const uint j = j0 + i * groups;
-          vv[i] = j < n ? load_v(rows + c0 + j, vlane, vec_v) : vec4(0.0);
+          vv[i] = j < n ? load_v(rows + c0 + j, vlane, vec_v, fused && c0 + j == own_slot, vo) : vec4(0.0);
         }
         [[unroll]] for (uint i = 0; i < 8u; ++i) {
           const uint j = j0 + i * groups;
