@@ -354,16 +354,19 @@ TEST_P(VulkanOps, RopeHalfPairsPartialAndLargePositions) {
 
 // Attention through the kv cache, step by step against the CPU: GQA, v_head_dim != head_dim, sliding
 // windows small enough that the ring wraps, softcap, two sequences mixed in every batch, prefill and
-// decode steps, truncation and reset; q and k through RoPE (folded into the attention kernels).
+// decode steps, truncation and reset; q and k through RoPE (folded into the attention kernels); cache
+// entries in float32 and in halves (--kv-type f16).
 TEST_P(VulkanOps, AttentionStepsRingsSequencesTruncation) {
   struct Case {
     int64_t H, KVH, D, DV, window;
     double softcap;
     int rope;  // 0 none, 1 rotate-half over all dims, 2 pairs over part of the dims, attn_factor 0.8
   };
+  for (const DType kv : {DType::F32, DType::F16})
   for (const Case& c : {Case{4, 2, 16, 16, 0, 0, 1}, Case{4, 1, 64, 32, 5, 0, 2}, Case{2, 2, 80, 80, 0, 3.0, 0},
                         Case{6, 3, 8, 8, 7, 0, 1}, Case{2, 1, 10, 6, 0, 0, 1}}) {
-    SCOPED_TRACE(testing::Message() << "H " << c.H << " KVH " << c.KVH << " D " << c.D << " window " << c.window);
+    SCOPED_TRACE(testing::Message() << "H " << c.H << " KVH " << c.KVH << " D " << c.D << " window " << c.window
+                                    << " kv " << dtype_name(kv));
     OpHarness h;
     const int64_t V = 64;  // table rows: token ids pick q, k, v rows
     std::vector<float> q, k, v;
@@ -382,6 +385,7 @@ TEST_P(VulkanOps, AttentionStepsRingsSequencesTruncation) {
     h.model->info.vocab_size = V;
     RuntimeConfig cfg;
     cfg.max_batch = 12, cfg.n_ctx = 96, cfg.max_seqs = 2, cfg.threads = 2;
+    cfg.kv_dtype = kv;  // both sides round the cache's entries to halves alike
     auto [vk, cpu] = executors(h.model, cfg, options());
     expect_all_on_vulkan(*vk);
     std::mt19937 rng(7);
@@ -464,6 +468,31 @@ TEST(VulkanBackend, Int8ActivationsWhereTheDeviceHasDotProducts) {
   }
 }
 
+// The CPU's int8 cache entries have no Vulkan kernels: attention (with its cache) runs on the CPU, the
+// rest on Vulkan, and the logits are the CPU's own with that cache.
+TEST(VulkanBackend, Int8KvCacheLeavesAttentionToTheCpu) {
+  REQUIRE_VULKAN();
+  ELM_REQUIRE_SHARED("fixtures/tiny/llama");
+  auto model = Model::load(shared("fixtures/tiny/llama"));
+  SessionOptions o;
+  o.runtime.threads = 2, o.runtime.kv_dtype = DType::I8;
+  SessionOptions on_cpu = o;
+  o.backends = {"vulkan"};
+  Session vk(model, o), cpu(model, on_cpu);
+  const Graph& g = model->graph;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const int b = vk.executor().plan().node_backend[i];
+    if (g.nodes[i].op == Op::Attention) EXPECT_EQ(b, 1) << "attention node " << i << " should run on the CPU";
+    if (g.nodes[i].op == Op::MatMul) EXPECT_EQ(b, 0) << "matmul node " << i << " should run on Vulkan";
+  }
+  const std::vector<int32_t> ids = {1, 5, 9, 2, 7, 3, 11, 4};
+  const std::vector<float> want = cpu.feed_all(0, ids), got = vk.feed_all(0, ids);
+  ASSERT_EQ(got.size(), want.size());
+  float range = 0;
+  for (float v : want) range = std::max(range, std::abs(v));
+  EXPECT_LT(max_err(got, want), 1e-4 * range);
+}
+
 namespace {
 
 class VulkanFixture : public testing::TestWithParam<std::string> {};
@@ -532,14 +561,18 @@ INSTANTIATE_TEST_SUITE_P(HybridFamilies, VulkanHybridFixture, testing::Values("g
 // What greedy speculative decoding needs from Vulkan, as CpuBatchInvariance checks it on the CPU: every
 // row of a decode step of up to 8 tokens (the gemv and attention launches a verification pass takes)
 // equals what a one-token step computes, bit for bit, on float, int8 and int4 weights with GQA and
-// sliding windows, with the device's default decode products (gemv_i8 where it has dot products).
+// sliding windows, with the device's default decode products (gemv_i8 where it has dot products) and
+// float32 or f16 cache entries (a one-token step rounds its own key and value as the cache holds them).
 TEST(VulkanBatchInvariance, DecodeStepsOfUpTo8TokensEqualOneTokenSteps) {
   REQUIRE_VULKAN();
-  SessionOptions o;
-  o.runtime.n_ctx = 512, o.runtime.max_batch = 64, o.runtime.threads = 2;
-  o.backends = {"vulkan"};
-  const size_t sizes[] = {3, 8, 1, 5, 2, 4};
-  expect_fixtures_steps_equal_one_token_steps(o, 160, 40, sizes);
+  for (const DType kv : {DType::F32, DType::F16}) {
+    SCOPED_TRACE(dtype_name(kv));
+    SessionOptions o;
+    o.runtime.n_ctx = 512, o.runtime.max_batch = 64, o.runtime.threads = 2, o.runtime.kv_dtype = kv;
+    o.backends = {"vulkan"};
+    const size_t sizes[] = {3, 8, 1, 5, 2, 4};
+    expect_fixtures_steps_equal_one_token_steps(o, 100, 40, sizes);
+  }
 }
 
 // Quantized weights (int4 policy: Q4 layers, Q8 embedding/head) give the CPU's logits, and a session

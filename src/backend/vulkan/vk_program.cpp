@@ -602,7 +602,7 @@ class Builder {
     const auto folded = [&](const std::map<int32_t, int32_t>& m) { return m.count(n) ? m.at(n) : -1; };
     const int32_t rope_q = folded(rope_q_), rope_k = folded(rope_k_);
     if (nd.attrs.i("write", 1)) {
-      Kernel k = kernel(n, "kv_write", {64});
+      Kernel k = kernel(n, "kv_write", {64, uint32_t(geo.half)});
       const int32_t kin = rope_k >= 0 ? node(rope_k).inputs[0] : nd.inputs[1];
       k.bind[kBindX] = value(kin);
       k.bind[kBindR] = value(nd.inputs[2]);
@@ -623,7 +623,7 @@ class Builder {
       k.label += ".kv_write";
       out.push_back(std::move(k));
     }
-    Kernel k = kernel(n, "attention", {256}, true);
+    Kernel k = kernel(n, "attention", {256, uint32_t(geo.half)}, true);
     const int32_t qin = rope_q >= 0 ? node(rope_q).inputs[0] : nd.inputs[0];
     k.bind[kBindX] = value(qin);
     k.bind[kBindY] = value(n);
@@ -772,6 +772,7 @@ KvGeometry kv_geometry(const Graph& g, int64_t state, const RuntimeConfig& c) {
   k.kv_heads = a.i("kv_heads");
   k.head_dim = a.i("head_dim");
   k.v_head_dim = a.i("v_head_dim", k.head_dim);
+  k.half = c.kv_dtype == DType::F16;
   return k;
 }
 
@@ -817,8 +818,10 @@ std::string unsupported_reason(const Graph& g, const WeightStore& w, int32_t id,
       if (n.rows != kRowsT) return "attention over output rows";
       const KvGeometry geo = kv_geometry(g, n.attrs.i("state"), c);
       if (geo.head_dim > kMaxHeadDim || geo.v_head_dim > kMaxHeadDim) return "head_dim above 512";
+      if (c.kv_dtype == DType::I8) return "int8 kv cache entries";
+      if (geo.half && (geo.head_dim % 2 || geo.v_head_dim % 2)) return "f16 kv cache of an odd head_dim";
       const uint64_t cache = uint64_t(c.max_seqs) * uint64_t(geo.kv_heads) * uint64_t(geo.cap) *
-                             uint64_t(std::max(geo.head_dim, geo.v_head_dim)) * 4;
+                             uint64_t(std::max(geo.head_dim, geo.v_head_dim)) * geo.entry_bytes();
       if (cache > t.max_range) return "kv cache larger than a storage buffer binding";
       return "";
     }

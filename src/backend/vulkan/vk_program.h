@@ -91,11 +91,14 @@ struct Kernel {
   std::string label;               // the node(s) it computes, for errors and profiles
 };
 
-// A kv state's cache geometry, the same as the CPU's (src/backend/cpu/kv_cache.h).
+// A kv state's cache geometry and entries, the same as the CPU's (src/backend/cpu/kv_cache.h): F32, or
+// F16 (RuntimeConfig::kv_dtype; IEEE half, two a 32-bit word). The CPU's I8 entries are not run here.
 struct KvGeometry {
   int64_t cap = 0;
   bool ring = false;
   int64_t kv_heads = 0, head_dim = 0, v_head_dim = 0;
+  bool half = false;
+  size_t entry_bytes() const { return half ? 2 : 4; }
 };
 KvGeometry kv_geometry(const Graph& g, int64_t state, const RuntimeConfig& c);
 

@@ -177,8 +177,8 @@ void VulkanSegment::make_states() {
       auto st = std::make_shared<KvState>();
       st->geo = kv_geometry(g, s, spec_.config);
       const size_t rows = size_t(spec_.config.max_seqs) * size_t(st->geo.kv_heads) * size_t(st->geo.cap);
-      st->k = sh_->state_pool->alloc(rows * size_t(st->geo.head_dim) * 4);
-      st->v = sh_->state_pool->alloc(rows * size_t(st->geo.v_head_dim) * 4);
+      st->k = sh_->state_pool->alloc(rows * size_t(st->geo.head_dim) * st->geo.entry_bytes());
+      st->v = sh_->state_pool->alloc(rows * size_t(st->geo.v_head_dim) * st->geo.entry_bytes());
       st->pos = sh_->state_pool->alloc(size_t(spec_.config.max_seqs) * size_t(st->geo.cap) * 4);
       st->bytes = size_t(st->k.size + st->v.size + st->pos.size);
       // Zero keys and values (never-written slots are multiplied by zero weights, which must not meet

@@ -6,6 +6,7 @@
 // accumulates keys g, g + groups, ... of the chunk, 8 value rows requested at a time; the groups'
 // partial outputs are summed at the end.
 // Visible keys: cached position pk with pk <= pq and (window == 0 or pq - pk < window).
+// Cache entries are float32 or halves (kv.glsl, KV16).
 // rope = 1: q is rotated while loading (the Rope node that feeds only this attention, folded in).
 // fused = 1 (decode steps of one token): the step's key and value come from the inputs (k rotated
 // when krope = 1) instead of the cache, and the first query head of each kv head also stores them,
@@ -16,14 +17,11 @@
 #include "common.glsl"
 #include "reduce.glsl"
 #include "rope.glsl"
+#include "kv.glsl"
 
 layout(std430, binding = B_X) readonly buffer QS { float Q[]; };
 layout(std430, binding = B_Y) writeonly buffer OS { float O[]; };
 layout(std430, binding = B_STEP) readonly buffer SS { int STEP[]; };
-layout(std430, binding = B_KC) buffer KCS { float KC[]; };
-layout(std430, binding = B_KC) buffer KC4S { vec4 KC4[]; };
-layout(std430, binding = B_VC) buffer VCS { float VC[]; };
-layout(std430, binding = B_VC) buffer VC4S { vec4 VC4[]; };
 layout(std430, binding = B_POS) buffer PS { int POS[]; };
 layout(std430, binding = B_V0) readonly buffer FS { float INV_FREQ[]; };
 layout(std430, binding = B_Y1) readonly buffer KINS { float KIN[]; };
@@ -51,12 +49,12 @@ vec4 load_v(uint row, uint lane, bool vec_v, bool own, uint vo) {
   vec4 v = vec4(0.0);
   if (own) {
     [[unroll]] for (uint c = 0; c < 4u; ++c)
-      if (4u * lane + c < p.DV) v[c] = VIN[vo + 4u * lane + c];
+      if (4u * lane + c < p.DV) v[c] = as_stored(VIN[vo + 4u * lane + c]);
     return v;
   }
-  if (vec_v) return VC4[((row * p.DV) >> 2) + lane];
+  if (vec_v) return v4_at(((row * p.DV) >> 2) + lane);
   [[unroll]] for (uint c = 0; c < 4u; ++c)
-    if (4u * lane + c < p.DV) v[c] = VC[row * p.DV + 4u * lane + c];
+    if (4u * lane + c < p.DV) v[c] = v_at(row * p.DV + 4u * lane + c);
   return v;
 }
 
@@ -84,7 +82,7 @@ void main() {
         const RopePair rp = rope_pair(d, p.kF, p.kpairs != 0u);
         k = rope_rotate(k, KIN[ko + rp.partner], rp, rope_cos_sin(pq, KINV_FREQ[rp.freq]) * p.kattn_factor);
       }
-      ks[d] = k;
+      ks[d] = as_stored(k);
     }
   }
   barrier();
@@ -92,8 +90,15 @@ void main() {
   const uint rows = (seq * p.KVH + kvh) * p.cap;  // first cache row of this (sequence, kv head)
   const uint own_slot = p.ring != 0u ? uint(pq) % p.cap : uint(pq);
   if (fused && h % (p.H / p.KVH) == 0u) {  // store this step's key and value
-    for (uint d = tid; d < p.D; d += WG) KC[(rows + own_slot) * p.D + d] = ks[d];
-    for (uint d = tid; d < p.DV; d += WG) VC[(rows + own_slot) * p.DV + d] = VIN[vo + d];
+    if (KV16 != 0u) {  // head dims are even (vk_program.cpp)
+      for (uint d = tid; 2u * d < p.D; d += WG)
+        KCH[(((rows + own_slot) * p.D) >> 1) + d] = pack_pair(ks[2u * d], ks[2u * d + 1u]);
+      for (uint d = tid; 2u * d < p.DV; d += WG)
+        VCH[(((rows + own_slot) * p.DV) >> 1) + d] = pack_pair(VIN[vo + 2u * d], VIN[vo + 2u * d + 1u]);
+    } else {
+      for (uint d = tid; d < p.D; d += WG) KC[(rows + own_slot) * p.D + d] = ks[d];
+      for (uint d = tid; d < p.DV; d += WG) VC[(rows + own_slot) * p.DV + d] = VIN[vo + d];
+    }
     if (tid == 0u) POS[seq * p.cap + own_slot] = pq;
   }
   // Slots to scan: a full cache keeps position p in slot p, a ring anywhere. Fused, the step's own
@@ -126,7 +131,7 @@ void main() {
               const uint d = 4u * (d0 + i);
               kv[i] = d0 + i >= D4 ? vec4(0.0)
                       : own       ? vec4(ks[d], ks[d + 1u], ks[d + 2u], ks[d + 3u])
-                                  : KC4[kb + d0 + i];
+                                  : k4_at(kb + d0 + i);
             }
             [[unroll]] for (uint i = 0; i < 16u; ++i) {
               const uint d = 4u * (d0 + i);
@@ -134,7 +139,7 @@ void main() {
             }
           }
         } else {
-          for (uint d = 0; d < p.D; ++d) dotv += qs[d] * (own ? ks[d] : KC[(rows + s) * p.D + d]);
+          for (uint d = 0; d < p.D; ++d) dotv += qs[d] * (own ? ks[d] : k_at((rows + s) * p.D + d));
         }
         score = dotv * p.scale;
         if (p.softcap > 0.0) score = p.softcap * tanh_safe(score / p.softcap);
