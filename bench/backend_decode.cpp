@@ -40,12 +40,13 @@ int32_t argmax(std::span<const float> v) {
 
 // One session: a warm-up run, then `repeat` timed runs of prefill + decode.
 void measure(const std::shared_ptr<Model>& m, const std::vector<std::string>& backends, int ctx, int batch, int threads,
-             int prompt, int gen, int repeat) {
+             int prompt, int gen, int repeat, DType kv, DType act) {
   SessionOptions o;
   o.backends = backends;
   o.runtime.n_ctx = ctx;
   o.runtime.max_batch = std::min(batch, ctx);
   o.runtime.threads = threads;
+  o.runtime.kv_dtype = kv, o.runtime.act_dtype = act;
   auto t0 = std::chrono::steady_clock::now();
   Session s(m, o);
   std::printf("session ready in %.1f s\n%s", seconds_since(t0), s.executor().plan_summary().c_str());
@@ -114,6 +115,7 @@ int main(int argc, char** argv) {
   int check_tokens = 0;
   std::vector<std::string> backends = {"cpu"};
   int prompt = 128, gen = 128, repeat = 3, ctx = 1024, threads = 0, batch = 512;
+  std::string kv_type = "f32", act_type = "f32";
   app.add_option("-m,--model", model_path, "Hugging Face directory, .elm or .gguf")->required();
   app.add_option("--quant", quant, "quantize in memory first (int4, int8, bf16, ...)");
   app.add_option("--backend", backends, "backends in preference order")->delimiter(',');
@@ -123,6 +125,8 @@ int main(int argc, char** argv) {
   app.add_option("-c,--ctx", ctx, "context");
   app.add_option("-b,--batch", batch, "most tokens per step");
   app.add_option("-t,--threads", threads, "CPU threads");
+  app.add_option("--kv", kv_type, "kv cache entries")->check(CLI::IsMember({"f32", "f16"}));
+  app.add_option("--act", act_type, "activations between ops")->check(CLI::IsMember({"f32", "f16", "bf16"}));
   app.add_option("--check", check_tokens, "compare logits with the CPU on N prompt tokens + 4 steps first");
   app.add_option("--sweep", sweeps, "VAR=a|b|c: measure once per value of environment variable VAR (repeatable: "
                  "sweeps run one after another, each value staying set)");
@@ -138,8 +142,10 @@ int main(int argc, char** argv) {
       std::printf("quantized to %s: %.1f MiB in %.1f s\n", quant.c_str(), double(bytes) / (1 << 20), seconds_since(t0));
     }
     ELM_CHECK(prompt + gen <= ctx, "prompt + gen exceeds the context");
+    const DType kv = kv_type == "f16" ? DType::F16 : DType::F32;
+    const DType act = act_type == "f16" ? DType::F16 : act_type == "bf16" ? DType::BF16 : DType::F32;
     if (check_tokens > 0) check(m, backends, check_tokens, threads);
-    if (sweeps.empty()) measure(m, backends, ctx, batch, threads, prompt, gen, repeat);
+    if (sweeps.empty()) measure(m, backends, ctx, batch, threads, prompt, gen, repeat, kv, act);
     for (const std::string& sweep : sweeps) {
       const size_t eq = sweep.find('=');
       ELM_CHECK(eq != std::string::npos && eq > 0, "--sweep takes VAR=a|b|c");
@@ -148,7 +154,7 @@ int main(int argc, char** argv) {
       for (std::string value; std::getline(ss, value, '|');) {
         setenv(var.c_str(), value.c_str(), 1);
         std::printf("== %s=%s\n", var.c_str(), value.c_str());
-        measure(m, backends, ctx, batch, threads, prompt, gen, repeat);
+        measure(m, backends, ctx, batch, threads, prompt, gen, repeat, kv, act);
       }
     }
     return 0;

@@ -103,10 +103,12 @@ if [ "$WHAT" = vulkan ]; then
   m=${VK_MODEL:-smollm2-1.7b}
   [ -d /tmp/models/$m ] || python3 "$BUNDLE/shared/tools/make_bench_model.py" "$m" /tmp/models/$m \
     --tokenizer "$BUNDLE/shared/tokenizers/smollm2"
+  # Both with f16 cache entries; CUDA also with f16 activations, as its bench figures (Vulkan keeps f32).
   for b in ${VK_BACKENDS:-cuda vulkan}; do
     sweep=""; [ "$b" = vulkan ] && [ -n "${VK_SWEEP:-}" ] && sweep="--sweep $VK_SWEEP"
+    act=f32; [ "$b" = cuda ] && act=f16
     echo "== $b"
     timeout 300 "$BUNDLE/bin/elm_backend_decode" -m /tmp/models/$m --quant int4 --backend $b --prompt 128 --gen 128 \
-      --repeat 3 -c 1024 $sweep 2>&1 | grep -E "median|sweep|vulkan device|error|=" | head -20
+      --repeat 3 -c 1024 --kv f16 --act $act $sweep 2>&1 | grep -E "median|sweep|vulkan device|error|=" | head -20
   done
 fi
