@@ -48,6 +48,71 @@ void decode_k45(const uint8_t* p, float* y, bool five) {
   }
 }
 
+// Q2_K and Q3_K share the order of their 2-bit fields: in each half h of the block (128 values), byte
+// 32h + (v % 32) holds values v, v + 32, v + 64, v + 96 at bits 0, 2, 4, 6; sub-block s (16 values) has
+// scale index s. Value v of the block: its byte and shift.
+struct Low2 {
+  int byte, shift;
+};
+Low2 low2(int v) { return {32 * (v / 128) + v % 32, 2 * ((v % 128) / 32)}; }
+
+// Q2_K {u8 scales[16]; u8 qs[64]; f16 d, dmin}: 16 sub-blocks of 16 values, a 4-bit scale (low nibble)
+// and a 4-bit min (high nibble) each: x = d * sc * q - dmin * m, q in 0..3.
+void decode_q2k(const uint8_t* p, float* y) {
+  const uint8_t* scales = p;
+  const uint8_t* qs = p + 16;
+  const float d = h16(p + 80), dmin = h16(p + 82);
+  for (int v = 0; v < 256; ++v) {
+    const Low2 at = low2(v);
+    const int q = (qs[at.byte] >> at.shift) & 3, sc = scales[v / 16];
+    y[v] = d * float(sc & 15) * float(q) - dmin * float(sc >> 4);
+  }
+}
+
+// Q3_K {u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d}: 16 sub-blocks of 16 values with 6-bit scales
+// stored as s + 32: low nibbles of sub-blocks 0-7 in bytes 0-7, of 8-15 in their high nibbles; the high
+// two bits of sub-block s in byte 8 + s % 4 at bit 2 * (s / 4). Value v's third bit is bit v / 32 of
+// hmask[v % 32]; x = d * (s - 32) * (q - 4 when that bit is clear, else q), q the low two bits.
+void decode_q3k(const uint8_t* p, float* y) {
+  const uint8_t* hmask = p;
+  const uint8_t* qs = p + 32;
+  const uint8_t* sc = p + 96;
+  const float d = h16(p + 108);
+  int scale[16];
+  for (int s = 0; s < 16; ++s) {
+    const int low = s < 8 ? sc[s] & 15 : sc[s - 8] >> 4, high = (sc[8 + s % 4] >> (2 * (s / 4))) & 3;
+    scale[s] = (low | high << 4) - 32;
+  }
+  for (int v = 0; v < 256; ++v) {
+    const Low2 at = low2(v);
+    const int q = ((qs[at.byte] >> at.shift) & 3) - ((hmask[v % 32] >> (v / 32)) & 1 ? 0 : 4);
+    y[v] = d * float(scale[v / 16]) * float(q);
+  }
+}
+
+// IQ4_NL and IQ4_XS: 4-bit indices into a fixed non-linear table of int8 levels (ggml's kvalues_iq4nl).
+constexpr int8_t kIq4Levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+// 32 values from 16 bytes of indices (value j: low nibble of byte j, j + 16: its high nibble), times dl.
+void decode_iq4_32(const uint8_t* qs, float dl, float* y) {
+  for (int j = 0; j < 16; ++j) {
+    y[j] = dl * float(kIq4Levels[qs[j] & 15]);
+    y[j + 16] = dl * float(kIq4Levels[qs[j] >> 4]);
+  }
+}
+
+// IQ4_XS {f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]}: 8 sub-blocks of 32 with 6-bit scales
+// s + 32 (low nibble of sub-block b in scales_l[b / 2] at bit 4 * (b % 2), high two bits in scales_h
+// at bit 2b): x = d * (s - 32) * level.
+void decode_iq4xs(const uint8_t* p, float* y) {
+  const float d = h16(p);
+  const int scales_h = p[2] | p[3] << 8;
+  for (int b = 0; b < 8; ++b) {
+    const int s = ((p[4 + b / 2] >> (4 * (b % 2))) & 15) | ((scales_h >> (2 * b)) & 3) << 4;
+    decode_iq4_32(p + 8 + 16 * b, d * float(s - 32), y + 32 * b);
+  }
+}
+
 // Q6_K {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}: 256 values of 6 bits, 16 sub-blocks of 16.
 void decode_q6k(const uint8_t* p, float* y) {
   const uint8_t* ql = p;
@@ -81,9 +146,13 @@ bool ggml_can_decode(uint32_t type) {
     case GgmlType::Q4_1:
     case GgmlType::Q5_0:
     case GgmlType::Q5_1:
+    case GgmlType::Q2_K:
+    case GgmlType::Q3_K:
     case GgmlType::Q4_K:
     case GgmlType::Q5_K:
-    case GgmlType::Q6_K: return true;
+    case GgmlType::Q6_K:
+    case GgmlType::IQ4_NL:
+    case GgmlType::IQ4_XS: return true;
     default: return false;
   }
 }
@@ -134,6 +203,18 @@ void ggml_decode_row(uint32_t type, const uint8_t* p, int64_t cols, float* out) 
       return;
     case GgmlType::Q6_K:
       for (int64_t b = 0; b < cols / 256; ++b) decode_q6k(p + size_t(b) * 210, out + b * 256);
+      return;
+    case GgmlType::Q2_K:
+      for (int64_t b = 0; b < cols / 256; ++b) decode_q2k(p + size_t(b) * 84, out + b * 256);
+      return;
+    case GgmlType::Q3_K:
+      for (int64_t b = 0; b < cols / 256; ++b) decode_q3k(p + size_t(b) * 110, out + b * 256);
+      return;
+    case GgmlType::IQ4_NL:  // {f16 d; u8 qs[16]}: x = d * level
+      for (int64_t b = 0; b < cols / 32; ++b) decode_iq4_32(p + size_t(b) * 18 + 2, h16(p + size_t(b) * 18), out + b * 32);
+      return;
+    case GgmlType::IQ4_XS:
+      for (int64_t b = 0; b < cols / 256; ++b) decode_iq4xs(p + size_t(b) * 136, out + b * 256);
       return;
     default: break;
   }

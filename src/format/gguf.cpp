@@ -23,6 +23,15 @@ const char* ggml_type_name(uint32_t t) {
     case GgmlType::Q5_K: return "Q5_K";
     case GgmlType::Q6_K: return "Q6_K";
     case GgmlType::Q8_K: return "Q8_K";
+    case GgmlType::IQ2_XXS: return "IQ2_XXS";
+    case GgmlType::IQ2_XS: return "IQ2_XS";
+    case GgmlType::IQ3_XXS: return "IQ3_XXS";
+    case GgmlType::IQ1_S: return "IQ1_S";
+    case GgmlType::IQ4_NL: return "IQ4_NL";
+    case GgmlType::IQ3_S: return "IQ3_S";
+    case GgmlType::IQ2_S: return "IQ2_S";
+    case GgmlType::IQ4_XS: return "IQ4_XS";
+    case GgmlType::IQ1_M: return "IQ1_M";
     case GgmlType::I8: return "I8";
     case GgmlType::I16: return "I16";
     case GgmlType::I32: return "I32";
@@ -56,7 +65,9 @@ size_t ggml_nbytes(uint32_t t, uint64_t n) {
     case GgmlType::Q5_K: block = 256, bytes = 176; break;
     case GgmlType::Q6_K: block = 256, bytes = 210; break;
     case GgmlType::Q8_K: block = 256, bytes = 292; break;
-    default: fail("unsupported ggml tensor type ", t);
+    case GgmlType::IQ4_NL: block = 32, bytes = 18; break;
+    case GgmlType::IQ4_XS: block = 256, bytes = 136; break;
+    default: fail("unsupported ggml tensor type ", ggml_type_name(t), " (", t, ")");
   }
   ELM_CHECK(n % block == 0, "ggml type ", ggml_type_name(t), " needs a multiple of ", block, " elements, got ", n);
   ELM_CHECK(n / block <= (uint64_t(1) << 44) / bytes, "tensor too large");

@@ -66,7 +66,8 @@ TensorView elm_desc(const GgufTensor& t, const std::string& name) {
       // Formats elm has no lossless counterpart for are decoded; F16 keeps their values to about
       // 1e-3 relative (far inside their own quantization error) at a quarter of F32's size.
       ELM_CHECK(ggml_can_decode(t.type), "GGUF tensor '", t.name, "' (", name, ") has type ", ggml_type_name(t.type),
-                ", which elm does not import yet (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K are)");
+                ", which elm does not import yet (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, "
+                "Q6_K, IQ4_NL, IQ4_XS are)");
       v.dtype = DType::F16;
   }
   if (is_quantized(v.dtype)) {

@@ -3,7 +3,7 @@
 // become HF names, and tensor data becomes elm formats:
 //   F32, F16, BF16            as they are (used in place from the mapping when nothing changes)
 //   Q8_0 -> Q8, Q4_0 -> Q4, Q4_1 -> Q4M   group 32, f16 scales: the same numbers, repacked into planes
-//   Q5_0, Q5_1, Q4_K, Q5_K, Q6_K  decoded to F16 (no lossless elm counterpart)
+//   Q5_0, Q5_1, Q2_K-Q6_K, IQ4_NL, IQ4_XS  decoded to F16 (no lossless elm counterpart)
 // and llama.cpp's conversion edits are undone: the Q/K row permutation of "llama" models, the 1 added
 // to Gemma's norm weights, llama3 RoPE scaling stored as a rope_freqs tensor.
 #pragma once
