@@ -37,8 +37,11 @@ if [ -z "${BENCH_ONLY:-}" ]; then
   echo "tests rc=$? $((SECONDS - s0)) s"
   grep -E "^\[  PASSED|^\[  FAILED|SKIPPED \]|Failure|Expected|Which is" "$O/tests.log" | head -30
 fi
-bench_line() {  # $1: label; stdin: elm-model-bench's JSON line
-  python3 -c "import json,sys; j=json.loads(sys.stdin.read());
+bench_line() {  # $1: label; stdin: elm-model-bench's JSON line (none when it failed: see bench.err)
+  python3 -c "import json,sys
+s = sys.stdin.read().strip()
+if not s.startswith('{'): print('$1 failed: see bench.err'); sys.exit()
+j = json.loads(s)
 print(f\"$1 {j['model']:14s} {j['quant']:9s} pp512 {j['pp_tps']:8.0f} tg128 {j['tg_tps']:7.1f} greedy {j['tg_greedy_tps']:7.1f}\")"
 }
 echo "t=$SECONDS"
