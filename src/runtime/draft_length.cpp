@@ -12,6 +12,7 @@ constexpr double kDecay = 0.95;        // per round: acceptance follows the last
 constexpr double kTimeDecay = 0.99;    // ...costs, which change slowly, the last ~100
 constexpr double kPriorAccept = 0.6;   // acceptance assumed before any evidence...
 constexpr double kPriorWeight = 2.0;   // ...worth this many draft tokens
+constexpr double kPositionPrior = 2.0; // a position's rate starts at the previous one's, worth this many rounds
 constexpr double kPriorSlope = 0.2;    // extra cost of a verified token, relative to a one-token pass, until measured
 constexpr int kProbeEvery = 8;         // rounds between speculative tries while plain steps win
 constexpr uint8_t kWarmupPasses = 2;   // passes of each width left out of the time fit
@@ -20,6 +21,8 @@ constexpr uint8_t kWarmupPasses = 2;   // passes of each width left out of the t
 DraftLength::DraftLength(int max, bool adaptive) : max_(max), adaptive_(adaptive) {
   ELM_CHECK(max >= 1, "the draft length must be at least 1 (got ", max, ")");
   seen_.assign(size_t(max) + 2, 0);
+  reached_.assign(size_t(max), 0);
+  kept_.assign(size_t(max), 0);
 }
 
 double DraftLength::acceptance() const {
@@ -27,8 +30,17 @@ double DraftLength::acceptance() const {
 }
 
 double DraftLength::expected_tokens(int k) const {
-  const double a = std::min(acceptance(), 0.999);
-  return (1 - std::pow(a, k + 1)) / (1 - a);
+  // A position with little evidence takes the rate of the one before it (the first, the overall rate):
+  // positions past the drafts tried so far are then valued as the deepest one seen, so a policy that
+  // drafts k still tries k + 1 when the rates rise with depth, and learns from it.
+  double tokens = 1, run = 1, prior = acceptance();  // run: drafts 1..i all accepted
+  for (int i = 0; i < k; ++i) {
+    const double c = (kept_[size_t(i)] + prior * kPositionPrior) / (reached_[size_t(i)] + kPositionPrior);
+    run *= std::min(c, 0.999);
+    tokens += run;
+    prior = c;
+  }
+  return tokens;
 }
 
 // Target pass over k + 1 tokens (fit t = f + s * n) plus k draft tokens.
@@ -62,6 +74,10 @@ void DraftLength::record(int drafted, int accepted, double draft_ms, int verifie
   if (drafted > 0) {
     acc_ = kDecay * acc_ + accepted;
     rej_ = kDecay * rej_ + (accepted < drafted ? 1 : 0);
+    for (size_t i = 0; i < reached_.size(); ++i) {
+      reached_[i] *= kDecay, kept_[i] *= kDecay;
+      if (int(i) < std::min(drafted, accepted + 1)) reached_[i] += 1, kept_[i] += int(i) < accepted ? 1 : 0;
+    }
     if (draft_rounds_++ >= kWarmupPasses) {  // a draft model's first steps warm up too
       d_ms_ = kDecay * d_ms_ + draft_ms;
       d_n_ = kDecay * d_n_ + drafted;

@@ -1,10 +1,14 @@
-// How many tokens to draft each round. With a per-token acceptance probability a, a round that drafts
-// k tokens yields (1 - a^(k+1)) / (1 - a) tokens on average (the accepted run plus the target's own
-// token) and costs one target pass over k + 1 tokens plus k draft tokens. The policy estimates a from
-// recent rounds, fits the target's pass time as fixed + per-token cost and the draft's time per token
-// from measured timings, and picks the k in [0, max] with the most tokens per second. k = 0 is a plain
-// decode step; while it wins, a speculative round is still tried every few rounds so the estimates
-// can recover.
+// How many tokens to draft each round. A round that drafts k tokens yields 1 + c1 + c1 c2 + ... +
+// c1 ... ck tokens on average (the accepted run plus the target's own token), c_i the probability that
+// draft i is accepted once drafts 1..i-1 were, and costs one target pass over k + 1 tokens plus k
+// draft tokens. With one per-token acceptance a for every i this is (1 - a^(k+1)) / (1 - a); but
+// acceptance can come in runs (a draft that follows the target on easy text tends to go on following
+// it), where c_i grows with i and a single rate undervalues long drafts. The policy estimates each c_i
+// from recent rounds (a position with little evidence takes the rate of the one before it, the first
+// the overall rate a), fits the target's pass time as fixed + per-token cost and the draft's time per
+// token from measured timings, and picks the k in [0, max] with the most tokens per second. k = 0 is a
+// plain decode step; while it wins, a speculative round is still tried every few rounds so the
+// estimates can recover.
 //
 // Timings make the chosen lengths vary between runs. Greedy output never depends on them; for sampled
 // output reproducible from a seed, use the fixed policy (adaptive = false: always max).
@@ -36,6 +40,9 @@ class DraftLength {
   // a GPU graph run eagerly and then captured) and can take several times a steady pass; the time fit
   // skips them (kWarmupPasses).
   std::vector<uint8_t> seen_;
+  // Per draft position i (index i - 1): decayed counts of rounds that reached it (every earlier draft
+  // accepted) and of those that accepted it.
+  std::vector<double> reached_, kept_;
   int since_draft_ = 0, draft_rounds_ = 0;
   // Exponentially decayed sums (recent rounds weigh most).
   double acc_ = 0, rej_ = 0;                        // accepted tokens, rounds that ended in a rejection
