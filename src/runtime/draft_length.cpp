@@ -25,8 +25,12 @@ DraftLength::DraftLength(int max, bool adaptive) : max_(max), adaptive_(adaptive
   kept_.assign(size_t(max), 0);
 }
 
+// Accepted drafts over accepted ones plus rounds that ended in a rejection: the per-position counts
+// summed (a round reaches one position past its accepted run exactly when it rejects there).
 double DraftLength::acceptance() const {
-  return (acc_ + kPriorAccept * kPriorWeight) / (acc_ + rej_ + kPriorWeight);
+  double kept = 0, rejected = 0;
+  for (size_t i = 0; i < kept_.size(); ++i) kept += kept_[i], rejected += reached_[i] - kept_[i];
+  return (kept + kPriorAccept * kPriorWeight) / (kept + rejected + kPriorWeight);
 }
 
 double DraftLength::expected_tokens(int k) const {
@@ -72,8 +76,6 @@ int DraftLength::next() {
 void DraftLength::record(int drafted, int accepted, double draft_ms, int verified, double verify_ms) {
   since_draft_ = drafted > 0 ? 0 : since_draft_ + 1;
   if (drafted > 0) {
-    acc_ = kDecay * acc_ + accepted;
-    rej_ = kDecay * rej_ + (accepted < drafted ? 1 : 0);
     for (size_t i = 0; i < reached_.size(); ++i) {
       reached_[i] *= kDecay, kept_[i] *= kDecay;
       if (int(i) < std::min(drafted, accepted + 1)) reached_[i] += 1, kept_[i] += int(i) < accepted ? 1 : 0;

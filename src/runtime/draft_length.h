@@ -40,12 +40,11 @@ class DraftLength {
   // a GPU graph run eagerly and then captured) and can take several times a steady pass; the time fit
   // skips them (kWarmupPasses).
   std::vector<uint8_t> seen_;
-  // Per draft position i (index i - 1): decayed counts of rounds that reached it (every earlier draft
-  // accepted) and of those that accepted it.
+  // Per draft position i (index i - 1): decayed counts (recent rounds weigh most) of rounds that
+  // reached it (every earlier draft accepted) and of those that accepted it.
   std::vector<double> reached_, kept_;
   int since_draft_ = 0, draft_rounds_ = 0;
   // Exponentially decayed sums (recent rounds weigh most).
-  double acc_ = 0, rej_ = 0;                        // accepted tokens, rounds that ended in a rejection
   double w_ = 0, sn_ = 0, snn_ = 0, st_ = 0, snt_ = 0;  // target pass time t over n tokens: least squares
   double slope_ = -1;                               // fitted ms per verified token, -1 until measured
   double d_ms_ = 0, d_n_ = 0;                       // draft time and tokens drafted
