@@ -142,8 +142,7 @@ int main(int argc, char** argv) {
       std::printf("quantized to %s: %.1f MiB in %.1f s\n", quant.c_str(), double(bytes) / (1 << 20), seconds_since(t0));
     }
     ELM_CHECK(prompt + gen <= ctx, "prompt + gen exceeds the context");
-    const DType kv = kv_type == "f16" ? DType::F16 : DType::F32;
-    const DType act = act_type == "f16" ? DType::F16 : act_type == "bf16" ? DType::BF16 : DType::F32;
+    const DType kv = dtype_from_flag(kv_type), act = dtype_from_flag(act_type);
     if (check_tokens > 0) check(m, backends, check_tokens, threads);
     if (sweeps.empty()) measure(m, backends, ctx, batch, threads, prompt, gen, repeat, kv, act);
     for (const std::string& sweep : sweeps) {

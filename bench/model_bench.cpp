@@ -32,13 +32,6 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
-DType act_type(const std::string& s) {
-  if (s == "f32") return DType::F32;
-  if (s == "f16") return DType::F16;
-  if (s == "bf16") return DType::BF16;
-  fail("unknown activation type '", s, "' (f32, f16, bf16)");
-}
-
 size_t gpu_memory() {
 #ifdef ELM_HAVE_CUDA
   return cuda_memory_in_use();
@@ -57,8 +50,8 @@ int main(int argc, char** argv) {
   app.add_option("-m,--model", model_path, "model (Hugging Face directory, .elm, .gguf)")->required();
   app.add_option("--backend", backends, "backends in preference order")->delimiter(',');
   app.add_option("--quant", quant, "quantize in memory first: none, int8, int4, int4-g32, ... (QuantPolicy names)");
-  app.add_option("--act", act, "activation type: f32, f16, bf16");
-  app.add_option("--kv", kv, "KV cache type: f32, f16");
+  app.add_option("--act", act, "activation type: f32, f16, bf16")->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  app.add_option("--kv", kv, "KV cache type: f32, f16")->check(CLI::IsMember({"f32", "f16"}));
   app.add_option("-p", P, "prompt tokens (prefill test)");
   app.add_option("-n", N, "generated tokens (decode test)");
   app.add_option("-r", reps, "repetitions (the median is reported)");
@@ -76,8 +69,8 @@ int main(int argc, char** argv) {
 
     RuntimeConfig cfg;
     cfg.n_ctx = ctx, cfg.max_batch = std::max(P, 1), cfg.threads = threads;
-    cfg.act_dtype = act_type(act);
-    cfg.kv_dtype = kv == "f16" ? DType::F16 : DType::F32;
+    cfg.act_dtype = dtype_from_flag(act);
+    cfg.kv_dtype = dtype_from_flag(kv);
     t0 = Clock::now();
     Executor ex(model, cfg, backends);
     const double prepare_s = seconds_since(t0);

@@ -41,6 +41,14 @@ DType dtype_from_name(std::string_view n) {
   fail("unsupported tensor dtype '", n, "'");
 }
 
+DType dtype_from_flag(std::string_view n) {
+  if (n == "f32") return DType::F32;
+  if (n == "f16") return DType::F16;
+  if (n == "bf16") return DType::BF16;
+  if (n == "int8") return DType::I8;
+  fail("unknown precision '", n, "' (f32, f16, bf16, int8)");
+}
+
 QuantLayout quant_layout(DType t, int64_t rows, int64_t cols, int group, DType scale_type) {
   ELM_CHECK(is_quantized(t), "quant_layout: ", dtype_name(t), " is not a quantized type");
   ELM_CHECK(group > 0 && group % 32 == 0, "quantization group size ", group, " is not a positive multiple of 32");

@@ -36,6 +36,9 @@ size_t dtype_size(DType t);
 std::string_view dtype_name(DType t);
 // Parses the names dtype_name() prints and safetensors' names ("F32", "BF16", ...). Throws elm::Error.
 DType dtype_from_name(std::string_view name);
+// Parses the lower-case names command lines give activation and KV cache precisions: f32, f16, bf16,
+// int8. Throws elm::Error.
+DType dtype_from_flag(std::string_view name);
 
 // Storage of one quantized matrix; see the layout above.
 struct QuantLayout {

@@ -24,8 +24,7 @@ struct ServeArgs {
 };
 
 int run(ServeArgs& a) {
-  if (a.kv_type != "auto")
-    a.serve.kv_dtype = a.kv_type == "f16" ? DType::F16 : a.kv_type == "int8" ? DType::I8 : DType::F32;
+  if (a.kv_type != "auto") a.serve.kv_dtype = dtype_from_flag(a.kv_type);
   a.http.max_body = a.max_body_mib << 20;
   a.serve.speculation = a.spec.config();  // a --draft model loads once, here, for every model
 

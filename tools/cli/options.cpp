@@ -34,9 +34,8 @@ SessionOptions ModelOptions::session(const Model& m, int max_seqs) const {
   o.runtime.n_ctx = int(ctx > 0 ? ctx : std::min<int64_t>(model_ctx, 4096));
   o.runtime.max_batch = std::min(batch, o.runtime.n_ctx);
   o.runtime.max_seqs = max_seqs;
-  o.runtime.kv_dtype = kv_type == "f16" ? DType::F16 : kv_type == "int8" ? DType::I8 : DType::F32;
-  if (kv_type == "auto") o.runtime.kv_dtype = m.auto_kv_dtype();
-  o.runtime.act_dtype = act_type == "bf16" ? DType::BF16 : act_type == "f16" ? DType::F16 : DType::F32;
+  o.runtime.kv_dtype = kv_type == "auto" ? m.auto_kv_dtype() : dtype_from_flag(kv_type);
+  o.runtime.act_dtype = dtype_from_flag(act_type);
   o.runtime.cpu_repack = !no_repack;
   if (!backends.empty()) {
     o.backends = backends;
