@@ -134,6 +134,18 @@ void decode_q6k(const uint8_t* p, float* y) {
   }
 }
 
+void decode_block256(GgmlType t, const uint8_t* p, float* y) {
+  switch (t) {
+    case GgmlType::Q2_K: return decode_q2k(p, y);
+    case GgmlType::Q3_K: return decode_q3k(p, y);
+    case GgmlType::Q4_K: return decode_k45(p, y, false);
+    case GgmlType::Q5_K: return decode_k45(p, y, true);
+    case GgmlType::Q6_K: return decode_q6k(p, y);
+    case GgmlType::IQ4_XS: return decode_iq4xs(p, y);
+    default: fail("not a 256-value ggml block type: ", ggml_type_name(uint32_t(t)));
+  }
+}
+
 }  // namespace
 
 bool ggml_can_decode(uint32_t type) {
@@ -195,27 +207,19 @@ void ggml_decode_row(uint32_t type, const uint8_t* p, int64_t cols, float* out) 
       }
       return;
     }
-    case GgmlType::Q4_K:
-    case GgmlType::Q5_K:
-      for (int64_t b = 0; b < cols / 256; ++b)
-        decode_k45(p + size_t(b) * (GgmlType(type) == GgmlType::Q5_K ? 176 : 144), out + b * 256,
-                   GgmlType(type) == GgmlType::Q5_K);
-      return;
-    case GgmlType::Q6_K:
-      for (int64_t b = 0; b < cols / 256; ++b) decode_q6k(p + size_t(b) * 210, out + b * 256);
+    case GgmlType::IQ4_NL:  // {f16 d; u8 qs[16]}: x = d * level
+      for (int64_t b = 0; b < cols / 32; ++b, p += 18) decode_iq4_32(p + 2, h16(p), out + b * 32);
       return;
     case GgmlType::Q2_K:
-      for (int64_t b = 0; b < cols / 256; ++b) decode_q2k(p + size_t(b) * 84, out + b * 256);
-      return;
     case GgmlType::Q3_K:
-      for (int64_t b = 0; b < cols / 256; ++b) decode_q3k(p + size_t(b) * 110, out + b * 256);
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+    case GgmlType::Q6_K:
+    case GgmlType::IQ4_XS: {  // 256-value blocks, of the sizes gguf.cpp's ggml_nbytes knows
+      const size_t block = ggml_nbytes(type, 256);
+      for (int64_t b = 0; b < cols / 256; ++b) decode_block256(GgmlType(type), p + size_t(b) * block, out + b * 256);
       return;
-    case GgmlType::IQ4_NL:  // {f16 d; u8 qs[16]}: x = d * level
-      for (int64_t b = 0; b < cols / 32; ++b) decode_iq4_32(p + size_t(b) * 18 + 2, h16(p + size_t(b) * 18), out + b * 32);
-      return;
-    case GgmlType::IQ4_XS:
-      for (int64_t b = 0; b < cols / 256; ++b) decode_iq4xs(p + size_t(b) * 136, out + b * 256);
-      return;
+    }
     default: break;
   }
   fail("cannot decode ggml type ", ggml_type_name(type));

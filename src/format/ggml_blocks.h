@@ -1,7 +1,7 @@
 // Decoding of ggml tensor rows (GGUF data) to float32: plain types, the 32-value block formats
 // (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL), the 256-value K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) and
-// IQ4_XS, following the block layouts of ggml's reference dequantization. Q8_0 / Q4_0 / Q4_1 are normally repacked into elm's
-// formats instead (gguf_import.cpp); the others are decoded.
+// IQ4_XS, following the block layouts of ggml's reference dequantization. Q8_0 / Q4_0 / Q4_1 are
+// normally repacked into elm's formats instead (gguf_import.cpp); the others are decoded.
 #pragma once
 #include <cstdint>
 
