@@ -49,7 +49,7 @@ if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
       IFS='|' read -ra envs <<< "${BENCH_ENV:-}"; [ ${#envs[@]} -gt 0 ] || envs=("")
       for e in "${envs[@]}"; do
         env $e timeout 240 "$BIN" -m /tmp/models/$m --backend cuda --quant $q --act ${ACT:-f16} \
-          --kv f16 -p 512 -n 128 -r 5 -c 1024 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err" || echo "bench $m $q failed: $?"
+          --kv f16 -p 512 -n 128 -r ${REPS:-5} -c 1024 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err" || echo "bench $m $q failed: $?"
         tail -1 "$OUT/bench.jsonl" | python3 -c "import json,sys; j=json.loads(sys.stdin.read());
 print(f\"$(basename $BIN) $e {j['model']:14s} {j['quant']:9s} pp512 {j['pp_tps']:9.0f} tok/s  tg128 {j['tg_tps']:7.1f} tok/s \
 greedy {j['tg_greedy_tps']:7.1f}  weights {j['weight_bytes']/2**20:6.0f} MiB  gpu mem {j['gpu_mem_elm']/2**20:6.0f} MiB\")"
