@@ -116,46 +116,32 @@ TEST(CudaOps, FusedBlockPatternsMatchTheCpu) {
   unsetenv("ELM_CUDA_FUSE");
 }
 
-// The decode products on both kernels: streamed through shared memory (gemv_stream.cu: one-slice
-// rows several to a warp, rows of 2 or 3 slices, partial last tiles, three weights of uneven rows
-// sharing x, gated pairs) and in registers (ELM_CUDA_GEMV_STREAM=0, and the shapes whose scales the
-// bulk copies cannot take), with the fused norm, bias and residual. Both sum every row in the same
-// order, so their outputs must be equal bit for bit (speculative verification relies on a token's
-// result not depending on which kernel its step width picks); each against the CPU's int8-activation
-// kernels.
-TEST(CudaOps, DecodeProductsStreamedAndInRegisters) {
+// The quantized decode products (int8 activations) over a Llama-style block for each quantized type:
+// short rows taking 8 or 16 lanes (H 256, 384) and whole warps (512), long rows with all their chunks
+// requested at once (the down product's 4608-5120 values), q/k/v of uneven rows sharing x, gated pairs
+// with a partial last group, the fused norms, bias and residual, 1-8 tokens; against the CPU's
+// int8-activation kernels.
+TEST(CudaOps, DecodeProductsQuantizedBlockShapes) {
   ELM_REQUIRE_CUDA();
   std::mt19937 rng(7);
   const std::vector<QuantSpec> types = {{DType::Q8, 32, DType::F16}, {DType::Q8, 64, DType::F32},
                                         {DType::Q4, 32, DType::F16}, {DType::Q4, 128, DType::F16},
                                         {DType::Q4M, 32, DType::F16}};
   for (const QuantSpec& type : types) {
-    // (384, 1024): rows' scales of 24 bytes (whole tiles aligned, the last rounded up); (512, 4608): the
-    // down product's rows take 2 (Q4) or 3 (Q8) slices, Q8's gated pairs 2 rows a warp.
     for (auto [H, I] : {std::pair<int64_t, int64_t>{256, 768}, {384, 1024}, {512, 4608}}) {
       for (int64_t T : {1, 3, 8}) {
-        const int64_t I2 = I + 512 * int64_t(rng() % 2);  // gated rows: whole or partial last tiles
+        const int64_t I2 = I + 512 * int64_t(rng() % 2);
         CudaCase c;
         c.finish(llama_block(c, T, {H, I2, 136, 120, /*k_bias=*/false, /*add_one=*/false, Op::Silu}, type));
         RuntimeConfig cfg;
         cfg.max_batch = 8;
-        std::vector<float> out[2];
-        for (int stream : {1, 0}) {
-          setenv("ELM_CUDA_GEMV_STREAM", stream ? "1" : "0", 1);
-          CudaPair p(c.model, cfg, /*cpu_kernels=*/true);
-          p.expect_all_on_cuda();
-          const Batch b = make_batch(T);
-          out[stream] = p.gpu->step(b).data;
-          const std::vector<float>& ref = p.cpu->step(b).data;
-          ASSERT_EQ(out[stream].size(), ref.size());
-          EXPECT_LT(rel_max_err(out[stream].data(), ref.data(), ref.size()), 5e-3) << "stream " << stream << " " << dtype_name(type.type) << " g" << type.group
-                                     << " H " << H << " I " << I2 << " T " << T;
-        }
-        EXPECT_TRUE(out[0] == out[1]) << dtype_name(type.type) << " g" << type.group << " H " << H << " T " << T;
+        CudaPair p(c.model, cfg, /*cpu_kernels=*/true);
+        p.expect_all_on_cuda();
+        EXPECT_LT(p.step(make_batch(T)), 5e-3)
+            << dtype_name(type.type) << " g" << type.group << " H " << H << " I " << I2 << " T " << T;
       }
     }
   }
-  unsetenv("ELM_CUDA_GEMV_STREAM");
 }
 
 TEST(CudaOps, RmsNormGroupsAddOneAndWeights) {

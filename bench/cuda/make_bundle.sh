@@ -5,7 +5,7 @@
 # libraries they need travel in DEST/lib).
 # Binaries travel xz-compressed (run_h100.sh unpacks them). BASE_BUILD=DIR adds that build's
 # elm-model-bench as bin/elm-model-bench-base, for an A/B of two commits on the same warm GPU. SPEC=1
-# adds what spec_h100.sh and stream_ab.sh need.
+# adds what spec_h100.sh needs.
 #   make_bundle.sh BUILD_DIR DEST
 set -eu
 BUILD=$1; DEST=$2
@@ -34,6 +34,6 @@ if [ -n "${SPEC:-}" ]; then
     "$BUILD/bin/elm" convert "$SHARED/models/$m" -o "$DEST/models/$m.elm" --quant int4-g32 > /dev/null
     xz -T2 -6 "$DEST/models/$m.elm"
   done
-  cp "$SRC/bench/cuda/spec_h100.sh" "$DEST/spec.sh"; cp "$SRC/bench/cuda/stream_ab.sh" "$DEST/"
+  cp "$SRC/bench/cuda/spec_h100.sh" "$DEST/spec.sh"
 fi
 du -sh "$DEST"

@@ -13,9 +13,7 @@ DeviceWeight Context::matrix(const WeightStore& w, const std::string& name) {
   auto it = matrices_.find(name);
   if (it != matrices_.end()) return it->second.second;
   const TensorView& t = w.get(name);
-  // Padded to 256 bytes: the streamed decode products (gemv_stream.cu) copy a plane's last rows rounded
-  // up to 16 bytes.
-  DeviceBuffer buf(align_up(t.nbytes, 256));
+  DeviceBuffer buf(t.nbytes);
   ELM_CUDA_CHECK(cudaMemcpy(buf.get(), t.data, t.nbytes, cudaMemcpyHostToDevice));
   page_out(t.data, t.nbytes);  // the host copy is not read again by this backend
   DeviceWeight d;

@@ -3,12 +3,11 @@
 // Decoding reads every weight once per token, so this kernel is a memory stream: each warp owns one
 // output row (two for a gated MLP: the gate and up rows), its lanes read the row in 16-byte chunks,
 // several chunks in flight per lane, and decode them in registers (elm's layouts, core/dtype.h, read as
-// stored). x sits in shared memory, swizzled so that 32 lanes reading 32 different chunks hit distinct
-// banks. An optional RMSNorm of x is applied while x is loaded (fused into the product), and the epilogue
-// adds bias and a residual, or combines gate and up rows: one launch where the graph has up to five nodes.
-//
-// This is the register kernel. Quantized products can instead stream their weights through shared
-// memory (gemv_stream.cu, where gemv() first offers them); the two sum every row in the same order.
+// stored). x sits in shared memory: as float32 for float weights, swizzled so that 32 lanes reading 32
+// different chunks hit distinct banks; as int8 blocks for quantized weights, which take DP4A dot products
+// (gemv_x.cuh). An optional RMSNorm of x is applied while x is loaded (fused into the product), and the
+// epilogue adds bias and a residual, or combines gate and up rows: one launch where the graph has up to
+// five nodes.
 #include <algorithm>
 
 #include "backend/cuda/common.cuh"
@@ -414,10 +413,10 @@ void gemv(const MatmulArgs& a, cudaStream_t s) {
   if (a.gate != GateAct::None) {
     ELM_CHECK(a.n == 2 && a.w[0].rows == a.w[1].rows, "cuda gemv: gated product needs two weights of equal rows");
     p.units = a.w[0].rows;
-    if (!gemv_streamed(p, s)) launch_type<2>(p, s);
+    launch_type<2>(p, s);
   } else {
     p.units = p.offs[a.n];
-    if (!gemv_streamed(p, s)) launch_type<1>(p, s);
+    launch_type<1>(p, s);
   }
 }
 

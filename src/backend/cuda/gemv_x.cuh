@@ -1,13 +1,10 @@
-// What the two decode-product kernels share (gemv.cu keeps its loads in registers, gemv_stream.cu streams
-// the weights through shared memory): their parameters, x staged as int8 blocks, and the integer dot
-// product of a weight chunk with it.
+// The decode products' parameters and their int8 activations for quantized weights (gemv.cu): x staged
+// in shared memory as int8 blocks, and the integer dot product of a 16-byte weight chunk with it.
 #pragma once
 #include "backend/cuda/common.cuh"
-#include "backend/cuda/stream_plan.h"  // xq_bytes
 
 namespace elm::cuda {
 
-// Threads that stage x and compute (gemv_stream.cu adds a producer warp beside them).
 constexpr int kThreads = 256, kWarps = kThreads / 32;
 
 // Values in one 16-byte chunk of a weight row.
@@ -39,10 +36,6 @@ __device__ __forceinline__ int64_t row_bytes(int K) {
          : WT == DType::Q8 ? int64_t(K) : int64_t(K) / 2;
 }
 
-// Barrier of the kThreads threads that stage x (named barrier 1: a producer warp beside them, which
-// never stages x, does not take part).
-__device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, %0;" ::"n"(kThreads) : "memory"); }
-
 // ---- int8 activations for quantized weights ----
 //
 // x rows quantized once per launch like the CPU's kernels (cpu/qgemm: 32-value blocks, d = amax / 127,
@@ -56,6 +49,10 @@ struct XQ {
   const float2* ds;
   int nb;  // blocks per token
 };
+
+// Shared memory of x staged as XQ for NT tokens of K values: 32 bytes of quants and a float2 per
+// 32-value block and token, and the 64 bytes of bank offset.
+__host__ __device__ constexpr size_t xq_bytes(int NT, int K) { return size_t(NT) * size_t(K / 32) * 40 + 64; }
 
 // acc[t] += dot(chunk c of the row, x[t]) with int8 x; d, m: the chunk's scale and min.
 template <DType WT, int NT>
@@ -128,13 +125,13 @@ __device__ __forceinline__ XQ stage_xq(const GemvParams& p, int NT, uint8_t* sme
       ss = warp_sum(ss);
       if (lane == 0) red[tv] = ss;
     }
-    consumers_sync();
+    __syncthreads();
     if (threadIdx.x < NT) {
       float sum = 0.f;
       for (int v = 0; v < kWarps; ++v) sum += red[threadIdx.x * kWarps + v];
       inv[threadIdx.x] = 1.0f / sqrtf(sum / float(K) + p.eps);
     }
-    consumers_sync();
+    __syncthreads();
   }
   // Item i = t * K4w + g: float4 g of token t. Eight consecutive lanes quantize one 32-value block; K4w
   // is a multiple of 32, so a warp's items are four whole blocks of one token and the shuffles below
@@ -184,7 +181,7 @@ __device__ __forceinline__ XQ stage_xq(const GemvParams& p, int NT, uint8_t* sme
       }
     }
   }
-  consumers_sync();
+  __syncthreads();
   return q;
 }
 
@@ -195,9 +192,5 @@ __device__ __forceinline__ float lanes_sum(float v) {
   for (int o = L / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
-
-// Launches the product with gemv_stream.cu's kernel where the weights and shapes allow it (quantized
-// weights, bulk-copy alignment, an sm_90 device); false when the caller must run it.
-bool gemv_streamed(const GemvParams& p, cudaStream_t s);
 
 }  // namespace elm::cuda
