@@ -68,6 +68,7 @@ DeviceInfo describe(VkPhysicalDevice pd) {
   d.max_storage_range = p.limits.maxStorageBufferRange;
   d.min_storage_align = std::max<uint64_t>(p.limits.minStorageBufferOffsetAlignment, 4);
   d.max_shared_memory = p.limits.maxComputeSharedMemorySize;
+  d.max_workgroup_size = std::min(p.limits.maxComputeWorkGroupInvocations, p.limits.maxComputeWorkGroupSize[0]);
   d.max_group_count_x = p.limits.maxComputeWorkGroupCount[0];
   d.max_group_count_y = p.limits.maxComputeWorkGroupCount[1];
   if (p.limits.timestampComputeAndGraphics) d.timestamp_period = p.limits.timestampPeriod;

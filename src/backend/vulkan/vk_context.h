@@ -36,6 +36,7 @@ struct DeviceInfo {
   uint64_t max_storage_range = 0;    // bytes one storage-buffer binding may cover
   uint64_t min_storage_align = 16;
   uint32_t max_shared_memory = 0;
+  uint32_t max_workgroup_size = 128;  // maxComputeWorkGroupInvocations (Vulkan guarantees 128)
   uint32_t max_group_count_x = 65535, max_group_count_y = 65535;
   bool unified_memory = false;  // device-local memory the host can map (integrated GPUs, lavapipe)
   float timestamp_period = 0;   // ns per timestamp tick; 0: no timestamps on compute queues

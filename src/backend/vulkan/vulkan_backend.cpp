@@ -47,6 +47,13 @@ class VulkanBackend : public Backend {
                 "or sg), not '", mv, "'");
       t.matvec_rows = rows, t.matvec_blocks = blocks, t.matvec_tpr = n == 3 ? tpr : 0;
     }
+    if (const char* env_wg = std::getenv("ELM_VULKAN_MATVEC_WG")) {
+      const unsigned long wg = std::strtoul(env_wg, nullptr, 10);
+      ELM_CHECK(wg >= 32 && wg <= info.max_workgroup_size && (wg & (wg - 1)) == 0,
+                "ELM_VULKAN_MATVEC_WG must be a power of two from 32 to ", info.max_workgroup_size, ", not '", env_wg,
+                "'");
+      t.matvec_wg = uint32_t(wg);
+    }
     sh_->weight_pool = std::make_unique<Pool>(sh_->ctx, MemKind::Device);
     sh_->state_pool = std::make_unique<Pool>(sh_->ctx, MemKind::Device);
   }
