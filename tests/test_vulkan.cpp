@@ -12,6 +12,7 @@
 #include "fixture_check.h"
 #include "op_harness.h"
 #include "quant/quantize.h"
+#include "runtime/sampler.h"
 #include "util.h"
 
 #ifdef ELM_WITH_VULKAN
@@ -418,6 +419,39 @@ INSTANTIATE_TEST_SUITE_P(Subgroups, VulkanOps, testing::Bool(),
 // The fusions the decode list makes on a decoder block: norm + q/k/v one launch, ropes applied by
 // the kv write (k) and the attention (q), residual adds folded, gate/up/activation/product one launch:
 // a layer is 6 launches (norm+qkv, kv write, attention, o+add, norm+GLU, down+add).
+// Greedy steps (Executor::step_argmax) take the argmax on the device and read back one id a row: the
+// ids must be the argmax (lowest column among equal maxima) of the logits the same backend computes,
+// over rows as wide as vocabularies and steps of several rows. The weight's second half repeats its
+// first, so every row holds exact ties (equal rows give bit-equal products), won by the lower column.
+TEST(VulkanGreedy, DeviceArgmaxOfWideRowsWithTies) {
+  REQUIRE_VULKAN();
+  for (int64_t N : {int64_t(100), int64_t(2050), int64_t(49152)}) {
+    OpHarness h;
+    const int64_t K = 64;
+    std::vector<float> x, half = random_vector(size_t(N / 2 * K), 5), w(half);
+    w.insert(w.end(), half.begin(), half.end());
+    NodeId in = h.input("x", 16, K, x, 2);
+    h.model->graph = h.b.finish(h.b.output_rows(h.b.matmul(in, h.weight("w", N, K, w))));
+    h.model->info.vocab_size = 16;
+    RuntimeConfig cfg;
+    cfg.max_batch = 16, cfg.threads = 2;
+    auto [vk, cpu] = executors(h.model, cfg, VulkanOptions{});
+    auto [vk2, cpu2] = executors(h.model, cfg, VulkanOptions{});
+    expect_all_on_vulkan(*vk);
+    for (int64_t T : {1, 5, 16, 2}) {
+      Batch b;
+      for (int64_t i = 0; i < T; ++i) b.add(int32_t((i * 7 + T) % 16), int32_t(i), 0, i % 2 == 0 || i + 1 == T);
+      const HostTensor& logits = vk2->step(b);
+      std::vector<int32_t> want;
+      for (int64_t r = 0; r < logits.rows; ++r) {
+        want.push_back(argmax(std::span<const float>(logits.row(r), size_t(logits.cols))));
+        EXPECT_LT(want.back(), N / 2) << "the tie goes to the lower column";
+      }
+      EXPECT_EQ(vk->step_argmax(b), want) << "N " << N << " T " << T;
+    }
+  }
+}
+
 TEST(VulkanProgram, DecodeListFusesNormQkvGluAndResiduals) {
   const std::string dir = shared("fixtures/tiny/llama");
   if (!have_shared("fixtures/tiny/llama")) GTEST_SKIP() << "missing fixtures";

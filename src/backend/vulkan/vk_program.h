@@ -46,9 +46,10 @@ struct Tuning {
 
 // What a descriptor binding points at.
 struct Ref {
-  enum Kind : uint8_t { None, Value, Weight, Step, KCache, VCache, PosCache };
+  enum Kind : uint8_t { None, Value, Weight, Step, KCache, VCache, PosCache, Ids };
   Kind kind = None;
   int32_t id = -1;  // Value: node id; Weight: index into Program::weights; caches: state id
+                    // (Ids: the argmax of every output row, greedy steps; vk_segment.h)
   bool operator<(const Ref& o) const { return kind != o.kind ? kind < o.kind : id < o.id; }
   bool operator==(const Ref& o) const { return kind == o.kind && id == o.id; }
 };

@@ -36,11 +36,14 @@ VulkanSegment::VulkanSegment(std::shared_ptr<Shared> shared, const SegmentSpec& 
     staging_[v] = upload_pool_->alloc(VkDeviceSize(mb) * VkDeviceSize(g.nodes[size_t(v)].cols) * 4);
   for (int32_t v : spec_.outputs)
     readback_[v] = readback_pool_->alloc(VkDeviceSize(mb) * VkDeviceSize(g.nodes[size_t(v)].cols) * 4);
+  ids_dev_ = device_pool_->alloc(VkDeviceSize(4) * mb);
+  ids_host_ = readback_pool_->alloc(VkDeviceSize(4) * mb);
   upload_weights();
   make_states();
 
   VkDevice dev = ctx_.device();
-  const uint32_t n_sets = uint32_t(prog_.small.size() + prog_.large.size() + prog_.states.size());
+  const uint32_t n_sets =
+      uint32_t(prog_.small.size() + prog_.large.size() + prog_.states.size() + spec_.outputs.size());
   VkDescriptorPoolSize ps{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, n_sets * kBindingCount};
   VkDescriptorPoolCreateInfo dpi{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
   dpi.maxSets = n_sets;
@@ -61,6 +64,20 @@ VulkanSegment::VulkanSegment(std::shared_ptr<Shared> shared, const SegmentSpec& 
     std::vector<Compiled> c = compile(one, artifact);
     truncate_pipeline_ = c[0].pipeline;
     truncate_sets_[s] = c[0].set;
+  }
+
+  // The argmax kernel, one descriptor set per output value.
+  Kernel am;
+  am.shader = "argmax";
+  am.spec = {256};
+  for (int32_t v : spec_.outputs) {
+    am.bind.fill(Ref{});
+    am.bind[kBindX] = {Ref::Value, v};
+    am.bind[kBindY] = {Ref::Ids, 0};
+    std::vector<Kernel> one{am};
+    std::vector<Compiled> c = compile(one, artifact);
+    argmax_pipeline_ = c[0].pipeline;
+    argmax_sets_[v] = c[0].set;
   }
 
   VkCommandPoolCreateInfo cpi{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
@@ -202,6 +219,7 @@ Slice VulkanSegment::slice_of(const Ref& r) const {
     case Ref::KCache: return sh_->states.at(r.id)->k;
     case Ref::VCache: return sh_->states.at(r.id)->v;
     case Ref::PosCache: return sh_->states.at(r.id)->pos;
+    case Ref::Ids: return ids_dev_;
   }
   return dummy_;
 }
@@ -263,7 +281,7 @@ uint32_t VulkanSegment::rows(int32_t node, const StepDims& d) const {
   return spec_.graph->nodes[size_t(node)].rows == kRowsOut ? d.n_out : d.T;
 }
 
-void VulkanSegment::record(VkCommandBuffer cb, const StepDims& d) {
+void VulkanSegment::record(VkCommandBuffer cb, const StepDims& d, int32_t argmax) {
   const Graph& g = *spec_.graph;
   VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
   ELM_VK(vkBeginCommandBuffer(cb, &bi));
@@ -319,9 +337,23 @@ void VulkanSegment::record(VkCommandBuffer cb, const StepDims& d) {
     if (prof_) vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, prof_->pool, uint32_t(i + 1));
   }
 
+  if (argmax >= 0 && rows(argmax, d) > 0) {  // one workgroup a row of the logits
+    barrier(cb);
+    vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, argmax_pipeline_);
+    vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, ctx_.pipeline_layout(), 0, 1,
+                            &argmax_sets_.at(argmax), 0, nullptr);
+    const uint32_t C = uint32_t(g.nodes[size_t(argmax)].cols);
+    vkCmdPushConstants(cb, ctx_.pipeline_layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(C), &C);
+    vkCmdDispatch(cb, rows(argmax, d), 1, 1);
+  }
   barrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
           VK_ACCESS_TRANSFER_READ_BIT);
   for (const auto& [v, back] : readback_) {
+    if (v == argmax) {  // its ids instead of its rows
+      VkBufferCopy c{ids_dev_.offset, ids_host_.offset, VkDeviceSize(rows(v, d)) * 4};
+      if (c.size) vkCmdCopyBuffer(cb, ids_dev_.buffer, ids_host_.buffer, 1, &c);
+      continue;
+    }
     const VkDeviceSize n = VkDeviceSize(rows(v, d)) * VkDeviceSize(g.nodes[size_t(v)].cols) * 4;
     const Slice src = slots_[size_t(slot_of_.at(v))];
     VkBufferCopy c{src.offset, back.offset, n};
@@ -332,8 +364,8 @@ void VulkanSegment::record(VkCommandBuffer cb, const StepDims& d) {
   ELM_VK(vkEndCommandBuffer(cb));
 }
 
-VkCommandBuffer VulkanSegment::command_buffer(uint32_t T, uint32_t n_out) {
-  const auto key = std::make_pair(T, n_out);
+VkCommandBuffer VulkanSegment::command_buffer(uint32_t T, uint32_t n_out, int32_t argmax) {
+  const CmdKey key{T, n_out, argmax};
   auto it = cmds_.find(key);
   if (it != cmds_.end()) return it->second;
   VkCommandBuffer cb = VK_NULL_HANDLE;
@@ -351,13 +383,23 @@ VkCommandBuffer VulkanSegment::command_buffer(uint32_t T, uint32_t n_out) {
     ELM_VK(vkAllocateCommandBuffers(ctx_.device(), &ai, &cb));
   }
   StepDims d{T, n_out, uint32_t(spec_.config.max_batch)};
-  record(cb, d);
+  record(cb, d, argmax);
   cmds_[key] = cb;
   cmd_order_.push_back(key);
   return cb;
 }
 
-void VulkanSegment::run(const Batch& b, BoundaryValues& io) {
+void VulkanSegment::run(const Batch& b, BoundaryValues& io) { run_step(b, io, -1); }
+
+bool VulkanSegment::run_argmax(const Batch& b, BoundaryValues& io, int32_t logits, std::vector<int32_t>& ids) {
+  if (!readback_.count(logits)) return false;
+  run_step(b, io, logits);
+  const auto* host = reinterpret_cast<const int32_t*>(ids_host_.host);
+  ids.assign(host, host + rows(logits, StepDims{uint32_t(b.size()), uint32_t(out_rows_.size()), 0}));
+  return true;
+}
+
+void VulkanSegment::run_step(const Batch& b, BoundaryValues& io, int32_t argmax) {
   const Graph& g = *spec_.graph;
   const int64_t T = b.size(), mb = spec_.config.max_batch;
   ELM_CHECK(T > 0 && T <= mb, "batch of ", T, " tokens (at most ", mb, ")");
@@ -390,11 +432,12 @@ void VulkanSegment::run(const Batch& b, BoundaryValues& io) {
               " is [", h.rows, ", ", h.cols, "], expected [", r, ", ", c, "]");
     std::memcpy(stage.host, h.data.data(), size_t(r * c) * 4);
   }
-  VkCommandBuffer cb = command_buffer(d.T, d.n_out);
+  VkCommandBuffer cb = command_buffer(d.T, d.n_out, argmax);
   const auto t0 = std::chrono::steady_clock::now();
   ctx_.submit_wait(cb, fence_);
   if (prof_) profile_step(d, std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count());
   for (const auto& [v, back] : readback_) {
+    if (v == argmax) continue;  // the caller takes its ids (run_argmax)
     HostTensor& h = io[v];
     h.resize(rows(v, d), g.nodes[size_t(v)].cols);
     std::memcpy(h.data.data(), back.host, h.data.size() * 4);

@@ -5,6 +5,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <tuple>
 #include <vector>
 
 #include "backend/backend.h"
@@ -38,6 +39,9 @@ class VulkanSegment : public Segment {
   ~VulkanSegment() override;
 
   void run(const Batch& batch, BoundaryValues& io) override;
+  // Greedy steps: an argmax kernel reduces each row of `logits` on the device, and the step reads back
+  // one id a row instead of the rows (49k floats each for SmolLM2) and leaves the scan to the GPU.
+  bool run_argmax(const Batch& batch, BoundaryValues& io, int32_t logits, std::vector<int32_t>& ids) override;
   void seq_reset(int seq) override { seq_truncate(seq, 0); }
   void seq_truncate(int seq, int32_t n_past) override;
   size_t state_bytes() const override;
@@ -52,8 +56,10 @@ class VulkanSegment : public Segment {
   void upload_weights();
   void make_states();
   std::vector<Compiled> compile(const std::vector<Kernel>& list, const ShaderSet* artifact);
-  VkCommandBuffer command_buffer(uint32_t T, uint32_t n_out);
-  void record(VkCommandBuffer cb, const StepDims& d);
+  // A step's command buffer, by shape and argmax output (-1: none; else run_argmax's logits node).
+  VkCommandBuffer command_buffer(uint32_t T, uint32_t n_out, int32_t argmax);
+  void record(VkCommandBuffer cb, const StepDims& d, int32_t argmax);
+  void run_step(const Batch& batch, BoundaryValues& io, int32_t argmax);
   Slice slice_of(const Ref& r) const;
   int resource(const Ref& r) const;
   uint32_t rows(int32_t node, const StepDims& d) const;
@@ -72,11 +78,15 @@ class VulkanSegment : public Segment {
   std::vector<int64_t> owned_states_;  // created by this segment (counted in state_bytes)
   VkPipeline truncate_pipeline_ = VK_NULL_HANDLE;
   std::map<int64_t, VkDescriptorSet> truncate_sets_;
+  VkPipeline argmax_pipeline_ = VK_NULL_HANDLE;
+  std::map<int32_t, VkDescriptorSet> argmax_sets_;  // by output value
+  Slice ids_dev_, ids_host_;                        // max_batch int32 argmax results
   VkDescriptorPool desc_pool_ = VK_NULL_HANDLE;
   VkCommandPool cmd_pool_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;
-  std::map<std::pair<uint32_t, uint32_t>, VkCommandBuffer> cmds_;
-  std::deque<std::pair<uint32_t, uint32_t>> cmd_order_;  // oldest first
+  using CmdKey = std::tuple<uint32_t, uint32_t, int32_t>;  // T, output rows, argmax output
+  std::map<CmdKey, VkCommandBuffer> cmds_;
+  std::deque<CmdKey> cmd_order_;  // oldest first
   std::vector<int32_t> out_rows_;
 
   // ELM_VULKAN_PROFILE=1: GPU time of every launch from timestamps, summed per kernel and printed to

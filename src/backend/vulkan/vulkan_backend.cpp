@@ -85,6 +85,7 @@ class VulkanBackend : public Backend {
         if (k.reduces) add(k.shader + "_sg");
       }
     if (!p.states.empty()) add("kv_truncate");
+    if (!spec.outputs.empty()) add("argmax");  // greedy steps (VulkanSegment::run_argmax)
     return write_artifact(set);
   }
 

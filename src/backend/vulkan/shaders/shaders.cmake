@@ -29,6 +29,7 @@ set(ELM_SHADERS
   "rope|rope.comp"
   "kv_write|kv_write.comp"
   "kv_truncate|kv_truncate.comp"
+  "argmax|argmax.comp"
   "attention|attention.comp"
   "attention_sg|attention.comp|USE_SUBGROUP")
 
