@@ -83,9 +83,11 @@ class VulkanOps : public testing::TestWithParam<bool> {
     o.int8 = int8_ ? 1 : 0;
     if (GetParam()) o.matvec = "2,1,sg";
     if (!matvec_.empty()) o.matvec = matvec_;
+    o.attn_split = attn_split_;
     return o;
   }
   bool legacy_ = false, int8_ = false;
+  int attn_split_ = 0;
   std::string matvec_;
   // Finishes the harness graph with `out` and runs one step of T tokens (positions pos0.., outputs
   // where `want` says) on both executors; returns the largest relative difference.
@@ -356,18 +358,21 @@ TEST_P(VulkanOps, RopeHalfPairsPartialAndLargePositions) {
 // Attention through the kv cache, step by step against the CPU: GQA, v_head_dim != head_dim, sliding
 // windows small enough that the ring wraps, softcap, two sequences mixed in every batch, prefill and
 // decode steps, truncation and reset; q and k through RoPE (folded into the attention kernels); cache
-// entries in float32 and in halves (--kv-type f16).
+// entries in float32 and in halves (--kv-type f16); decode attention scanned by one workgroup per head
+// and split into runs of 4 cache slots (a 96-slot cache: 24 runs, combined on the device).
 TEST_P(VulkanOps, AttentionStepsRingsSequencesTruncation) {
   struct Case {
     int64_t H, KVH, D, DV, window;
     double softcap;
     int rope;  // 0 none, 1 rotate-half over all dims, 2 pairs over part of the dims, attn_factor 0.8
   };
+  for (const int split : {0, 4})
   for (const DType kv : {DType::F32, DType::F16})
   for (const Case& c : {Case{4, 2, 16, 16, 0, 0, 1}, Case{4, 1, 64, 32, 5, 0, 2}, Case{2, 2, 80, 80, 0, 3.0, 0},
                         Case{6, 3, 8, 8, 7, 0, 1}, Case{2, 1, 10, 6, 0, 0, 1}}) {
     SCOPED_TRACE(testing::Message() << "H " << c.H << " KVH " << c.KVH << " D " << c.D << " window " << c.window
-                                    << " kv " << dtype_name(kv));
+                                    << " kv " << dtype_name(kv) << " split " << split);
+    attn_split_ = split;
     OpHarness h;
     const int64_t V = 64;  // table rows: token ids pick q, k, v rows
     std::vector<float> q, k, v;
@@ -595,16 +600,21 @@ INSTANTIATE_TEST_SUITE_P(HybridFamilies, VulkanHybridFixture, testing::Values("g
 // equals what a one-token step computes, bit for bit, on float, int8 and int4 weights with GQA and
 // sliding windows, with the device's default decode products (gemv_i8 where it has dot products) and
 // float32 or f16 cache entries (a one-token step rounds its own key and value as the cache holds them).
+// Also with decode attention split into runs of 16 cache slots (ELM_VULKAN_ATTN_SPLIT): the runs are
+// combined in slot order whichever workgroup finishes last, so the split keeps the invariance.
 TEST(VulkanBatchInvariance, DecodeStepsOfUpTo8TokensEqualOneTokenSteps) {
   REQUIRE_VULKAN();
+  for (const char* split : {"0", "16"})
   for (const DType kv : {DType::F32, DType::F16}) {
-    SCOPED_TRACE(dtype_name(kv));
+    SCOPED_TRACE(testing::Message() << dtype_name(kv) << " split " << split);
+    setenv("ELM_VULKAN_ATTN_SPLIT", split, 1);
     SessionOptions o;
     o.runtime.n_ctx = 512, o.runtime.max_batch = 64, o.runtime.threads = 2, o.runtime.kv_dtype = kv;
     o.backends = {"vulkan"};
     const size_t sizes[] = {3, 8, 1, 5, 2, 4};
     expect_fixtures_steps_equal_one_token_steps(o, 100, 40, sizes);
   }
+  unsetenv("ELM_VULKAN_ATTN_SPLIT");
 }
 
 // Quantized weights (int4 policy: Q4 layers, Q8 embedding/head) give the CPU's logits, and a session

@@ -648,16 +648,28 @@ class Builder {
     }
     const uint32_t H = uint32_t(nd.attrs.i("heads")), window = uint32_t(nd.attrs.i("window", 0));
     const double scale = nd.attrs.f("scale"), softcap = nd.attrs.f("softcap", 0);
+    // Decode steps split the cache's slots into runs of `split` (one workgroup each) when that makes
+    // more than one run.
+    const uint32_t split = t_.attn_split, nsplit = split ? uint32_t(div_up(cap, split)) : 1;
+    if (nsplit > 1) {
+      k.bind[kBindW] = {Ref::AttnScratch, 0};
+      k.bind[kBindY2] = {Ref::AttnCount, 0};
+      k.writes.push_back({Ref::AttnScratch, 0});
+      p_.attn_scratch_floats =
+          std::max<uint64_t>(p_.attn_scratch_floats, uint64_t(kSmallStep) * H * nsplit * (2 + DV));
+      p_.attn_counters = std::max<uint64_t>(p_.attn_counters, uint64_t(kSmallStep) * H);
+    }
     Launch rope_words;
     Push rp(rope_words);
     rope_push(rp, rope_q);
-    k.launch = [H, KVH, D, DV, cap, ring, window, scale, softcap, rope_words, writes, krope_words](const StepDims& d,
-                                                                                                  Launch& l) {
+    k.launch = [H, KVH, D, DV, cap, ring, window, scale, softcap, rope_words, writes, krope_words, split,
+                nsplit](const StepDims& d, Launch& l) {
+      const uint32_t runs = d.T <= kSmallStep ? nsplit : 1;  // prefill has T * H workgroups already
       Push(l).u(H).u(KVH).u(D).u(DV).u(cap).u(ring).u(window).u(d.max_batch).f(scale).f(softcap)
           .u(rope_words.push[0]).u(rope_words.push[1]).u(rope_words.push[2]).u(rope_words.push[3])
           .u(writes && d.T == 1).u(krope_words.push[0]).u(krope_words.push[1]).u(krope_words.push[2])
-          .u(krope_words.push[3]);
-      l.groups = {H, d.T, 1};
+          .u(krope_words.push[3]).u(split).u(runs);
+      l.groups = {H, d.T, runs};
     };
     out.push_back(std::move(k));
   }

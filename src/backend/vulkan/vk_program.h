@@ -34,6 +34,9 @@ struct Tuning {
   uint32_t matvec_blocks = 8;  // gemv: 16-byte chunks of a row per invocation and pass
   uint32_t matvec_tpr = 0;     // fixed invocations per row group; 0: from K as above
   uint32_t matvec_wg = 128;    // smallest workgroup (several row groups when they are small)
+  // Decode attention: cache slots per workgroup (shaders/attention.comp, nsplit = cap / attn_split runs
+  // combined by the last to finish); 0: one workgroup scans a head's whole cache.
+  uint32_t attn_split = 0;
   bool matvec_shared_x = false;  // legacy kernel, quantized weights: x in shared memory (matvec.comp XS4)
   bool matvec_legacy = false;    // matvec.comp for every matrix-vector product (comparisons)
   // gemv with int8 activations for quantized weights (gemv_i8: x quantized per 32-value block as the
@@ -46,10 +49,11 @@ struct Tuning {
 
 // What a descriptor binding points at.
 struct Ref {
-  enum Kind : uint8_t { None, Value, Weight, Step, KCache, VCache, PosCache, Ids };
+  enum Kind : uint8_t { None, Value, Weight, Step, KCache, VCache, PosCache, Ids, AttnScratch, AttnCount };
   Kind kind = None;
   int32_t id = -1;  // Value: node id; Weight: index into Program::weights; caches: state id
-                    // (Ids: the argmax of every output row, greedy steps; vk_segment.h)
+                    // (Ids: the argmax of every output row, greedy steps; vk_segment.h. AttnScratch,
+                    // AttnCount: split attention's runs and counters, Program::attn_scratch_floats)
   bool operator<(const Ref& o) const { return kind != o.kind ? kind < o.kind : id < o.id; }
   bool operator==(const Ref& o) const { return kind == o.kind && id == o.id; }
 };
@@ -109,6 +113,9 @@ struct Program {
   std::set<int64_t> states;
   std::vector<int32_t> embeds;  // embed nodes: token ids are checked against their tables
   int fused_matmuls = 0;        // matmuls that share a launch with another (small list)
+  // Split decode attention (Tuning::attn_split): floats of the runs' partial results and counters,
+  // for the widest attention node at kSmallStep tokens; 0 when no attention is split.
+  uint64_t attn_scratch_floats = 0, attn_counters = 0;
 };
 
 Program build_program(const SegmentSpec& spec, const Tuning& tuning);

@@ -37,6 +37,11 @@ VulkanSegment::VulkanSegment(std::shared_ptr<Shared> shared, const SegmentSpec& 
   for (int32_t v : spec_.outputs)
     readback_[v] = readback_pool_->alloc(VkDeviceSize(mb) * VkDeviceSize(g.nodes[size_t(v)].cols) * 4);
   ids_dev_ = device_pool_->alloc(VkDeviceSize(4) * mb);
+  if (prog_.attn_counters) {  // split decode attention (attention.comp): counters start at zero
+    attn_scratch_ = device_pool_->alloc(VkDeviceSize(4) * prog_.attn_scratch_floats);
+    attn_count_ = device_pool_->alloc(VkDeviceSize(4) * prog_.attn_counters);
+    fill(ctx_, attn_count_, 0);
+  }
   ids_host_ = readback_pool_->alloc(VkDeviceSize(4) * mb);
   upload_weights();
   make_states();
@@ -220,6 +225,8 @@ Slice VulkanSegment::slice_of(const Ref& r) const {
     case Ref::VCache: return sh_->states.at(r.id)->v;
     case Ref::PosCache: return sh_->states.at(r.id)->pos;
     case Ref::Ids: return ids_dev_;
+    case Ref::AttnScratch: return attn_scratch_;
+    case Ref::AttnCount: return attn_count_;
   }
   return dummy_;
 }
@@ -230,6 +237,7 @@ int VulkanSegment::resource(const Ref& r) const {
     case Ref::KCache: return kCacheResourceBase + 3 * r.id;
     case Ref::VCache: return kCacheResourceBase + 3 * r.id + 1;
     case Ref::PosCache: return kCacheResourceBase + 3 * r.id + 2;
+    case Ref::AttnScratch: return kCacheResourceBase - 1;
     default: return -1;
   }
 }

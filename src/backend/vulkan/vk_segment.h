@@ -81,6 +81,7 @@ class VulkanSegment : public Segment {
   VkPipeline argmax_pipeline_ = VK_NULL_HANDLE;
   std::map<int32_t, VkDescriptorSet> argmax_sets_;  // by output value
   Slice ids_dev_, ids_host_;                        // max_batch int32 argmax results
+  Slice attn_scratch_, attn_count_;                 // split decode attention (Program::attn_scratch_floats)
   VkDescriptorPool desc_pool_ = VK_NULL_HANDLE;
   VkCommandPool cmd_pool_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;

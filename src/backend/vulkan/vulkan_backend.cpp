@@ -47,6 +47,16 @@ class VulkanBackend : public Backend {
                 "or sg), not '", mv, "'");
       t.matvec_rows = rows, t.matvec_blocks = blocks, t.matvec_tpr = n == 3 ? tpr : 0;
     }
+    const char* env_as = std::getenv("ELM_VULKAN_ATTN_SPLIT");
+    if (o.attn_split >= 0) {
+      t.attn_split = uint32_t(o.attn_split);
+    } else if (env_as) {
+      char* end = nullptr;
+      const unsigned long v = std::strtoul(env_as, &end, 10);
+      ELM_CHECK(end != env_as && *end == 0 && v <= (1u << 20), "ELM_VULKAN_ATTN_SPLIT must be a number of cache slots, not '",
+                env_as, "'");
+      t.attn_split = uint32_t(v);
+    }
     if (const char* env_wg = std::getenv("ELM_VULKAN_MATVEC_WG")) {
       const unsigned long wg = std::strtoul(env_wg, nullptr, 10);
       ELM_CHECK(wg >= 32 && wg <= info.max_workgroup_size && (wg & (wg - 1)) == 0,

@@ -9,6 +9,8 @@
 //                         fixed number of invocations per row group ("sg": the subgroup size)
 //   ELM_VULKAN_INT8       0: decode products of quantized weights with float activations even where the
 //                         device has integer dot products (default: int8 activations there)
+//   ELM_VULKAN_ATTN_SPLIT cache slots per workgroup of decode attention (runs combined on the device);
+//                         0: one workgroup per head scans the whole cache
 #pragma once
 #include <memory>
 #include <string>
@@ -26,6 +28,7 @@ struct VulkanOptions {
   int int8 = -1;  // gemv with int8 activations for quantized weights (as ELM_VULKAN_INT8): 1, 0, -1 the environment
                   // (on by default); only on devices with integer dot products
   int legacy_matvec = -1;  // the legacy matvec kernel for every product (as ELM_VULKAN_MATVEC_LEGACY): 1, 0, -1 the environment
+  int attn_split = -1;     // decode attention: cache slots per workgroup (as ELM_VULKAN_ATTN_SPLIT), 0 off, -1 the environment
 };
 
 // Throws elm::Error when there is no usable Vulkan device.

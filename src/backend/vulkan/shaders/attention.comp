@@ -14,6 +14,11 @@
 // scan takes the step's own slot from the inputs, in its place among the others, so a token's output
 // is bit for bit what a step of several tokens (kv_write, then this kernel unfused) gives it, which
 // greedy speculative decoding needs (tests: VulkanBatchInvariance).
+// nsplit > 1 (decode steps, Tuning::attn_split): the cache's slots are cut into nsplit runs of `split`
+// slots, one workgroup each (grid.z), so a long context is scanned by many workgroups at once instead
+// of one per head. Each writes its run's (max, sum, unnormalized output) to SCR; the last to finish
+// (a counter per (token, head) in CNT, which it resets) combines them in run order, so the result does
+// not depend on the order in which workgroups finish, nor on the step's width.
 #include "common.glsl"
 #include "reduce.glsl"
 #include "rope.glsl"
@@ -27,6 +32,8 @@ layout(std430, binding = B_V0) readonly buffer FS { float INV_FREQ[]; };
 layout(std430, binding = B_Y1) readonly buffer KINS { float KIN[]; };
 layout(std430, binding = B_R) readonly buffer VINS { float VIN[]; };
 layout(std430, binding = B_V1) readonly buffer KFS { float KINV_FREQ[]; };
+layout(std430, binding = B_W) coherent buffer SCRS { float SCR[]; };  // [T][H][nsplit][2 + DV]
+layout(std430, binding = B_Y2) coherent buffer CNTS { uint CNT[]; };  // [T][H], zero between launches
 
 layout(push_constant) uniform Params {
   uint H, KVH, D, DV;
@@ -36,6 +43,7 @@ layout(push_constant) uniform Params {
   float attn_factor;
   uint fused, krope, kF, kpairs;
   float kattn_factor;
+  uint split, nsplit;
 } p;
 
 const uint MAX_D = 512u;  // head_dim and v_head_dim limit (vk_program.h kMaxHeadDim); WG >= MAX_D / 4
@@ -43,6 +51,7 @@ shared float qs[MAX_D];
 shared float ks[MAX_D];  // fused: this step's key
 shared float probs[WG];
 shared float partial[4 * WG];  // [group][dim]
+shared uint last_run;           // nsplit > 1: this workgroup finished last and combines
 
 // Four dims of value row `row` from 4 * lane (zero past DV); `own`: the step's value, at VIN[vo].
 vec4 load_v(uint row, uint lane, bool vec_v, bool own, uint vo) {
@@ -89,7 +98,7 @@ void main() {
 
   const uint rows = (seq * p.KVH + kvh) * p.cap;  // first cache row of this (sequence, kv head)
   const uint own_slot = p.ring != 0u ? uint(pq) % p.cap : uint(pq);
-  if (fused && h % (p.H / p.KVH) == 0u) {  // store this step's key and value
+  if (fused && h % (p.H / p.KVH) == 0u && gl_WorkGroupID.z == 0u) {  // store this step's key and value
     if (KV16 != 0u) {  // head dims are even (vk_program.cpp)
       for (uint d = tid; 2u * d < p.D; d += WG)
         KCH[(((rows + own_slot) * p.D) >> 1) + d] = pack_pair(ks[2u * d], ks[2u * d + 1u]);
@@ -108,6 +117,8 @@ void main() {
     hi = min(uint(pq) + 1u, p.cap);
     if (p.window > 0u && uint(pq) + 1u > p.window) lo = uint(pq) + 1u - p.window;
   }
+  const uint z = gl_WorkGroupID.z;
+  if (p.nsplit > 1u) lo = max(lo, z * p.split), hi = min(hi, (z + 1u) * p.split);  // this run (may be empty)
   const bool vec_k = (p.D & 3u) == 0u, vec_v = (p.DV & 3u) == 0u;
   const uint lanes = (p.DV + 3u) / 4u, groups = WG / lanes;
   const uint vlane = tid % lanes, vgroup = tid / lanes;
@@ -174,9 +185,45 @@ void main() {
   }
   if (vgroup < groups) [[unroll]] for (uint c = 0; c < 4u; ++c) partial[vgroup * 4u * lanes + 4u * vlane + c] = acc[c];
   barrier();
+  if (p.nsplit <= 1u) {
+    for (uint d = tid; d < p.DV; d += WG) {
+      float sum = 0.0;
+      for (uint g = 0; g < groups; ++g) sum += partial[g * 4u * lanes + d];
+      O[(t * p.H + h) * p.DV + d] = l > 0.0 ? sum / l : 0.0;
+    }
+    return;
+  }
+  // This run's (m, l, unnormalized output); m and l are uniform.
+  const uint th = t * p.H + h, stride = 2u + p.DV;
+  const uint mine = (th * p.nsplit + z) * stride;
   for (uint d = tid; d < p.DV; d += WG) {
     float sum = 0.0;
     for (uint g = 0; g < groups; ++g) sum += partial[g * 4u * lanes + d];
-    O[(t * p.H + h) * p.DV + d] = l > 0.0 ? sum / l : 0.0;
+    SCR[mine + 2u + d] = sum;
   }
+  if (tid == 0u) SCR[mine] = m, SCR[mine + 1u] = l;
+  memoryBarrierBuffer();  // the run's values are visible before the counter says so
+  barrier();
+  if (tid == 0u) last_run = atomicAdd(CNT[th], 1u) == p.nsplit - 1u ? 1u : 0u;
+  barrier();
+  if (last_run == 0u) return;
+  memoryBarrierBuffer();
+  // The last workgroup: every run has written its values. Combine in run order.
+  const uint first = th * p.nsplit * stride;
+  float mx = -1.0 / 0.0;
+  for (uint r = 0; r < p.nsplit; ++r) mx = max(mx, SCR[first + r * stride]);
+  float den = 0.0;
+  for (uint r = 0; r < p.nsplit; ++r) {
+    const float mr = SCR[first + r * stride];
+    if (mr != -1.0 / 0.0) den += SCR[first + r * stride + 1u] * exp(mr - mx);
+  }
+  for (uint d = tid; d < p.DV; d += WG) {
+    float num = 0.0;
+    for (uint r = 0; r < p.nsplit; ++r) {
+      const float mr = SCR[first + r * stride];
+      if (mr != -1.0 / 0.0) num += SCR[first + r * stride + 2u + d] * exp(mr - mx);
+    }
+    O[th * p.DV + d] = den > 0.0 ? num / den : 0.0;
+  }
+  if (tid == 0u) CNT[th] = 0u;  // for the next launch
 }
