@@ -98,25 +98,29 @@ if [ "$WHAT" = vulkan ]; then
   # smollm2-1.7b int4 on CUDA and Vulkan (elm_backend_decode). VK_SWEEP: sweeps of the Vulkan measurement
   # separated by ';', each VAR=a|b|c (one measurement per value, the last value staying set for the next
   # sweep), e.g. "ELM_VULKAN_INT8=0|1;ELM_VULKAN_MATVEC=2,8|4,8". VK_PROFILE=1: then one more run with
-  # ELM_VULKAN_PROFILE=1 (GPU time per kernel) and --check 8 (logits against the CPU).
+  # ELM_VULKAN_PROFILE=1 (GPU time per kernel) and --check 8 (logits against the CPU). VK_PROMPT (128),
+  # VK_GEN (128), VK_CTX (1024), VK_REPEAT (3): the measurement's shape; VK_TESTS=- skips the tests,
+  # VK_BACKENDS=none the measurements (for a profile alone).
   for f in "$BUNDLE"/gl/*.deb; do dpkg -x "$f" /; done; ldconfig
   export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-  (cd "$BUNDLE" && ./bin/elm_tests --gtest_filter="${VK_TESTS:-*Vulkan*}" > "$OUT/vulkan_tests.log" 2>&1
-   grep -E "^\[  (PASSED|FAILED)|SKIPPED|Failure|Which is|actual" "$OUT/vulkan_tests.log" | head -30)
+  [ "${VK_TESTS:-}" = - ] ||
+    (cd "$BUNDLE" && ./bin/elm_tests --gtest_filter="${VK_TESTS:-*Vulkan*}" > "$OUT/vulkan_tests.log" 2>&1
+     grep -E "^\[  (PASSED|FAILED)|SKIPPED|Failure|Which is|actual" "$OUT/vulkan_tests.log" | head -30)
   m=${VK_MODEL:-smollm2-1.7b}
   [ -d /tmp/models/$m ] || python3 "$BUNDLE/shared/tools/make_bench_model.py" "$m" /tmp/models/$m \
     --tokenizer "$BUNDLE/shared/tokenizers/smollm2"
   # Both with f16 cache entries; CUDA also with f16 activations, as its bench figures (Vulkan keeps f32).
-  dec() { timeout 300 "$BUNDLE/bin/elm_backend_decode" -m /tmp/models/$m --quant int4 --prompt 128 --gen 128 \
-            -c 1024 --kv f16 "$@" 2>&1; }
+  dec() { timeout 300 "$BUNDLE/bin/elm_backend_decode" -m /tmp/models/$m --quant int4 --prompt "${VK_PROMPT:-128}" \
+            --gen "${VK_GEN:-128}" -c "${VK_CTX:-1024}" --kv f16 "$@" 2>&1; }
   for b in ${VK_BACKENDS:-cuda vulkan}; do
+    [ "$b" = none ] && continue
     sweep=()
     if [ "$b" = vulkan ] && [ -n "${VK_SWEEP:-}" ]; then
       IFS=';' read -ra ss <<< "$VK_SWEEP"; for x in "${ss[@]}"; do sweep+=(--sweep "$x"); done
     fi
     act=f32; [ "$b" = cuda ] && act=f16
     echo "== $b"
-    dec --backend $b --repeat 3 --act $act "${sweep[@]}" | grep -E "median|sweep|vulkan device|error|=" | head -40
+    dec --backend $b --repeat "${VK_REPEAT:-3}" --act $act "${sweep[@]}" | grep -E "median|sweep|vulkan device|error|=" | head -40
   done
   if [ -n "${VK_PROFILE:-}" ]; then
     echo "== vulkan profile"
