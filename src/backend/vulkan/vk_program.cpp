@@ -664,7 +664,12 @@ class Builder {
     rope_push(rp, rope_q);
     k.launch = [H, KVH, D, DV, cap, ring, window, scale, softcap, rope_words, writes, krope_words, split,
                 nsplit](const StepDims& d, Launch& l) {
-      const uint32_t runs = d.T <= kSmallStep ? nsplit : 1;  // prefill has T * H workgroups already
+      // Prefill has T * H workgroups already. Runs past the step's last position would be empty; not
+      // launching them changes no result (empty runs add nothing to the combination, and one run
+      // writes its output as the combination of one would).
+      uint32_t runs = 1;
+      if (d.T <= kSmallStep && nsplit > 1)
+        runs = d.ctx ? std::clamp<uint32_t>(div_up(std::min(cap, d.ctx), split), 1, nsplit) : nsplit;
       Push(l).u(H).u(KVH).u(D).u(DV).u(cap).u(ring).u(window).u(d.max_batch).f(scale).f(softcap)
           .u(rope_words.push[0]).u(rope_words.push[1]).u(rope_words.push[2]).u(rope_words.push[3])
           .u(writes && d.T == 1).u(krope_words.push[0]).u(krope_words.push[1]).u(krope_words.push[2])

@@ -13,7 +13,7 @@
 namespace elm::vk {
 
 namespace {
-constexpr size_t kMaxCachedCommandBuffers = 16;
+constexpr size_t kMaxCachedCommandBuffers = 32;  // step shapes x context runs (attn_split)
 constexpr int kCacheResourceBase = 1 << 24;  // hazard ids of caches: base + 3 * state + {0, 1, 2}
 }  // namespace
 
@@ -372,8 +372,8 @@ void VulkanSegment::record(VkCommandBuffer cb, const StepDims& d, int32_t argmax
   ELM_VK(vkEndCommandBuffer(cb));
 }
 
-VkCommandBuffer VulkanSegment::command_buffer(uint32_t T, uint32_t n_out, int32_t argmax) {
-  const CmdKey key{T, n_out, argmax};
+VkCommandBuffer VulkanSegment::command_buffer(const StepDims& d, int32_t argmax) {
+  const CmdKey key{d.T, d.n_out, d.ctx, argmax};
   auto it = cmds_.find(key);
   if (it != cmds_.end()) return it->second;
   VkCommandBuffer cb = VK_NULL_HANDLE;
@@ -390,7 +390,6 @@ VkCommandBuffer VulkanSegment::command_buffer(uint32_t T, uint32_t n_out, int32_
     ai.commandBufferCount = 1;
     ELM_VK(vkAllocateCommandBuffers(ctx_.device(), &ai, &cb));
   }
-  StepDims d{T, n_out, uint32_t(spec_.config.max_batch)};
   record(cb, d, argmax);
   cmds_[key] = cb;
   cmd_order_.push_back(key);
@@ -432,7 +431,11 @@ void VulkanSegment::run_step(const Batch& b, BoundaryValues& io, int32_t argmax)
       ELM_CHECK(b.tokens[size_t(t)] >= 0 && b.tokens[size_t(t)] < V, "token id ", b.tokens[size_t(t)],
                 " is outside the vocabulary (", V, " tokens)");
   }
-  const StepDims d{uint32_t(T), uint32_t(out_rows_.size()), uint32_t(mb)};
+  StepDims d{uint32_t(T), uint32_t(out_rows_.size()), uint32_t(mb)};
+  if (const uint32_t split = sh_->tuning.attn_split) {  // one command buffer per run of context
+    const int32_t last = *std::max_element(b.positions.begin(), b.positions.end());
+    d.ctx = (uint32_t(last) / split + 1) * split;
+  }
   for (const auto& [v, stage] : staging_) {
     const HostTensor& h = io.at(v);
     const int64_t r = rows(v, d), c = g.nodes[size_t(v)].cols;
@@ -440,7 +443,7 @@ void VulkanSegment::run_step(const Batch& b, BoundaryValues& io, int32_t argmax)
               " is [", h.rows, ", ", h.cols, "], expected [", r, ", ", c, "]");
     std::memcpy(stage.host, h.data.data(), size_t(r * c) * 4);
   }
-  VkCommandBuffer cb = command_buffer(d.T, d.n_out, argmax);
+  VkCommandBuffer cb = command_buffer(d, argmax);
   const auto t0 = std::chrono::steady_clock::now();
   ctx_.submit_wait(cb, fence_);
   if (prof_) profile_step(d, std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count());

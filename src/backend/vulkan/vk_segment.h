@@ -56,8 +56,8 @@ class VulkanSegment : public Segment {
   void upload_weights();
   void make_states();
   std::vector<Compiled> compile(const std::vector<Kernel>& list, const ShaderSet* artifact);
-  // A step's command buffer, by shape and argmax output (-1: none; else run_argmax's logits node).
-  VkCommandBuffer command_buffer(uint32_t T, uint32_t n_out, int32_t argmax);
+  // A step's command buffer, by shape (StepDims) and argmax output (-1: none; else run_argmax's logits).
+  VkCommandBuffer command_buffer(const StepDims& d, int32_t argmax);
   void record(VkCommandBuffer cb, const StepDims& d, int32_t argmax);
   void run_step(const Batch& batch, BoundaryValues& io, int32_t argmax);
   Slice slice_of(const Ref& r) const;
@@ -85,7 +85,7 @@ class VulkanSegment : public Segment {
   VkDescriptorPool desc_pool_ = VK_NULL_HANDLE;
   VkCommandPool cmd_pool_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;
-  using CmdKey = std::tuple<uint32_t, uint32_t, int32_t>;  // T, output rows, argmax output
+  using CmdKey = std::tuple<uint32_t, uint32_t, uint32_t, int32_t>;  // T, output rows, ctx, argmax output
   std::map<CmdKey, VkCommandBuffer> cmds_;
   std::deque<CmdKey> cmd_order_;  // oldest first
   std::vector<int32_t> out_rows_;
