@@ -432,7 +432,8 @@ void VulkanSegment::run_step(const Batch& b, BoundaryValues& io, int32_t argmax)
                 " is outside the vocabulary (", V, " tokens)");
   }
   StepDims d{uint32_t(T), uint32_t(out_rows_.size()), uint32_t(mb)};
-  if (const uint32_t split = sh_->tuning.attn_split) {  // one command buffer per run of context
+  const uint32_t split = sh_->tuning.attn_split;
+  if (split && T <= kSmallStep) {  // decode steps: one command buffer per run of context
     const int32_t last = *std::max_element(b.positions.begin(), b.positions.end());
     d.ctx = (uint32_t(last) / split + 1) * split;
   }
