@@ -35,5 +35,6 @@ if [ -n "${SPEC:-}" ]; then
     xz -T2 -6 "$DEST/models/$m.elm"
   done
   cp "$SRC/bench/cuda/spec_h100.sh" "$DEST/spec.sh"
+  head -c 700 "$SHARED/text/heldout.txt" | sed 's/ [^ ]*$//' > "$DEST/heldout.txt"  # whole words
 fi
 du -sh "$DEST"
