@@ -15,6 +15,7 @@ namespace elm::vk {
 namespace {
 constexpr size_t kMaxCachedCommandBuffers = 32;  // step shapes x context runs (attn_split)
 constexpr int kCacheResourceBase = 1 << 24;  // hazard ids of caches: base + 3 * state + {0, 1, 2}
+constexpr int kAttnScratchResource = kCacheResourceBase - 1;  // split attention's scratch (one buffer)
 }  // namespace
 
 VulkanSegment::VulkanSegment(std::shared_ptr<Shared> shared, const SegmentSpec& spec, const ShaderSet* artifact)
@@ -237,7 +238,7 @@ int VulkanSegment::resource(const Ref& r) const {
     case Ref::KCache: return kCacheResourceBase + 3 * r.id;
     case Ref::VCache: return kCacheResourceBase + 3 * r.id + 1;
     case Ref::PosCache: return kCacheResourceBase + 3 * r.id + 2;
-    case Ref::AttnScratch: return kCacheResourceBase - 1;
+    case Ref::AttnScratch: return kAttnScratchResource;
     default: return -1;
   }
 }
@@ -400,13 +401,13 @@ void VulkanSegment::run(const Batch& b, BoundaryValues& io) { run_step(b, io, -1
 
 bool VulkanSegment::run_argmax(const Batch& b, BoundaryValues& io, int32_t logits, std::vector<int32_t>& ids) {
   if (!readback_.count(logits)) return false;
-  run_step(b, io, logits);
+  const StepDims d = run_step(b, io, logits);
   const auto* host = reinterpret_cast<const int32_t*>(ids_host_.host);
-  ids.assign(host, host + rows(logits, StepDims{uint32_t(b.size()), uint32_t(out_rows_.size()), 0}));
+  ids.assign(host, host + rows(logits, d));
   return true;
 }
 
-void VulkanSegment::run_step(const Batch& b, BoundaryValues& io, int32_t argmax) {
+StepDims VulkanSegment::run_step(const Batch& b, BoundaryValues& io, int32_t argmax) {
   const Graph& g = *spec_.graph;
   const int64_t T = b.size(), mb = spec_.config.max_batch;
   ELM_CHECK(T > 0 && T <= mb, "batch of ", T, " tokens (at most ", mb, ")");
@@ -454,6 +455,7 @@ void VulkanSegment::run_step(const Batch& b, BoundaryValues& io, int32_t argmax)
     h.resize(rows(v, d), g.nodes[size_t(v)].cols);
     std::memcpy(h.data.data(), back.host, h.data.size() * 4);
   }
+  return d;
 }
 
 void VulkanSegment::seq_truncate(int seq, int32_t n_past) {

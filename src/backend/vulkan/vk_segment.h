@@ -59,7 +59,7 @@ class VulkanSegment : public Segment {
   // A step's command buffer, by shape (StepDims) and argmax output (-1: none; else run_argmax's logits).
   VkCommandBuffer command_buffer(const StepDims& d, int32_t argmax);
   void record(VkCommandBuffer cb, const StepDims& d, int32_t argmax);
-  void run_step(const Batch& batch, BoundaryValues& io, int32_t argmax);
+  StepDims run_step(const Batch& batch, BoundaryValues& io, int32_t argmax);  // returns the step's dims
   Slice slice_of(const Ref& r) const;
   int resource(const Ref& r) const;
   uint32_t rows(int32_t node, const StepDims& d) const;
